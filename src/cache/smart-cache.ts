@@ -1,0 +1,598 @@
+import { createHash } from 'node:crypto'
+import { LRUCache } from 'lru-cache'
+import {
+  BREAKER_DEFAULTS,
+  type BreakerOptions,
+  type BreakerState,
+  CircuitBreaker,
+  checkInteger,
+  Permit,
+} from '../breaker/circuit-breaker.js'
+import { type Clock, systemClock } from '../clock.js'
+import { BreakerOpenError, CachedError, ClosedError, InflightLimitError, TimeoutError } from '../errors.js'
+
+/** Options of {@link SmartCache}. Per-call options override these. */
+export interface SmartCacheOptions {
+  /** Name used in stats, events and error messages. Default `'cache'`. */
+  name?: string
+  /** Most entries kept; the least recently used is evicted beyond it. Default 1 000. */
+  max?: number
+  /**
+   * Most computes running at once. When full, a lookup that would start a new
+   * compute serves its stale value if it has one and otherwise rejects with
+   * {@link InflightLimitError} without calling the compute; a background
+   * refresh is skipped. Lookups that join a running compute are not limited.
+   * Default 100.
+   */
+  maxInflight?: number
+  /** Fast tier: how long a computed value is fresh, in ms. Default 60 000. */
+  ttlMs?: number
+  /**
+   * Slow tier: how long after `ttlMs` a value may still be served while it is
+   * refreshed (stale-while-revalidate) or while its key is failing
+   * (stale-if-error), in ms. Default 300 000.
+   */
+  staleMs?: number
+  /** Each stored ttl is spread by plus or minus this fraction (0..1). Default 0.1; 0 gives exact ttls. */
+  jitter?: number
+  /** Error tier: how long a failure is remembered, in ms. Doubles per consecutive failure. Default 5 000. */
+  retryMs?: number
+  /** Upper bound of the doubled `retryMs`, in ms. Default 300 000. */
+  maxRetryMs?: number
+  /** How long an `undefined` or `null` result is cached, in ms. Default `ttlMs`. */
+  negativeTtlMs?: number
+  /** Compute deadline in ms; the compute's `signal` aborts then and the call fails with {@link TimeoutError}. Default: none. */
+  timeoutMs?: number
+  /** Circuit breaker options, or `false` for none. Default: a breaker with {@link BreakerOptions} defaults. */
+  breaker?: BreakerOptions | false
+  /** Time source for ttls, retries and the breaker. Default {@link systemClock}. */
+  clock?: Clock
+  /** Keys longer than this many characters are replaced by their SHA-256 digest. Default 256. */
+  maxKeyLength?: number
+}
+
+/** Options of {@link SmartCache.set}. */
+export interface SetOptions {
+  /** Fresh lifetime of this value in ms, instead of `ttlMs` (or `negativeTtlMs`). */
+  ttlMs?: number
+  /** Tags for {@link SmartCache.invalidateTags}. */
+  tags?: readonly string[]
+}
+
+/** Options of {@link SmartCache.getOrCompute} and {@link SmartCache.refresh}. */
+export interface ComputeOptions extends SetOptions {
+  /** Compute deadline in ms, instead of the cache's `timeoutMs`. */
+  timeoutMs?: number
+}
+
+/** What a compute receives beside its key. */
+export interface ComputeContext {
+  /** Aborted when the compute times out or the cache is closed. */
+  signal: AbortSignal
+}
+
+/** Produces the value of a key. A synchronous throw is treated as a rejection. */
+export type Compute<V> = (key: string, context: ComputeContext) => V | Promise<V>
+
+/** The states {@link SmartCache.peek} reports. */
+export const EntryState = {
+  Fresh: 'fresh',
+  Stale: 'stale',
+  Error: 'error',
+  Miss: 'miss',
+} as const
+export type EntryState = (typeof EntryState)[keyof typeof EntryState]
+
+/** What {@link SmartCache.peek} returns. */
+export interface PeekResult<V> {
+  state: EntryState
+  /** The value, when fresh or stale. */
+  value?: V
+  /** The remembered failure, in the error tier. */
+  error?: unknown
+  /** Clock time at which the state changes next (fresh to stale, stale to gone, error to retry). */
+  until?: number
+}
+
+/** Counters and gauges of one cache. */
+export interface SmartCacheStats {
+  name: string
+  totalEntries: number
+  successEntries: number
+  errorEntries: number
+  staleEntries: number
+  hits: number
+  staleHits: number
+  misses: number
+  errorHits: number
+  computes: number
+  computeErrors: number
+  timeouts: number
+  dedupes: number
+  inflight: number
+  evictions: number
+  /** Lookups refused because the breaker was open. */
+  breakerRejections: number
+  /** Computes not started because `maxInflight` were running. */
+  inflightRejections: number
+  /** `(hits + staleHits) / lookups`. 0 before the first lookup. */
+  hitRate: number
+  breaker: BreakerState | 'none'
+}
+
+interface Entry<V> {
+  readonly value: V | undefined
+  readonly has: boolean
+  readonly freshUntil: number
+  readonly staleUntil: number
+  readonly error: unknown
+  /** 0 when the key is not in the error tier. */
+  readonly errorUntil: number
+  readonly failures: number
+  readonly tags: readonly string[] | undefined
+}
+
+interface Flight<V> {
+  readonly promise: Promise<V>
+  readonly controller: AbortController
+}
+
+/** Defaults of {@link SmartCacheOptions}, merged once per cache. */
+export const CACHE_DEFAULTS = {
+  name: 'cache',
+  max: 1000,
+  maxInflight: 100,
+  ttlMs: 60_000,
+  staleMs: 300_000,
+  jitter: 0.1,
+  retryMs: 5_000,
+  maxRetryMs: 300_000,
+  maxKeyLength: 256,
+} as const
+
+const noop = (): void => {}
+
+/**
+ * An async get-or-compute cache with three tiers, on lru-cache for storage:
+ * fast (fresh values), slow (stale values served while they refresh or while
+ * their key fails) and error (failures remembered with exponential backoff).
+ * Computes are single-flight per key and never wait on other keys; a circuit
+ * breaker guards them. Always bounded by `max` entries and `maxInflight`
+ * computes. Owns no timers except each compute's unref'd deadline.
+ *
+ * @typeParam V - the cached value type
+ */
+export class SmartCache<V> {
+  readonly name: string
+  readonly #lru: LRUCache<string, Entry<V>>
+  readonly #inflight = new Map<string, Flight<V>>()
+  readonly #clock: Clock
+  readonly #breaker: CircuitBreaker | undefined
+  readonly #maxInflight: number
+  readonly #ttlMs: number
+  readonly #staleMs: number
+  readonly #jitter: number
+  readonly #retryMs: number
+  readonly #maxRetryMs: number
+  readonly #negativeTtlMs: number
+  readonly #timeoutMs: number | undefined
+  readonly #maxKeyLength: number
+  readonly #tagIndex = new Map<string, Set<string>>()
+  #running = 0
+  #closed = false
+  #hits = 0
+  #staleHits = 0
+  #misses = 0
+  #errorHits = 0
+  #computes = 0
+  #computeErrors = 0
+  #timeouts = 0
+  #dedupes = 0
+  #evictions = 0
+  #breakerRejections = 0
+  #inflightRejections = 0
+
+  /** @throws RangeError for a negative, fractional or non-numeric bound. */
+  constructor(options: SmartCacheOptions = {}) {
+    const o = { ...CACHE_DEFAULTS, ...definedOnly(options) }
+    this.name = o.name
+    for (const [k, min] of [
+      ['max', 1],
+      ['maxInflight', 1],
+      ['ttlMs', 0],
+      ['staleMs', 0],
+      ['retryMs', 0],
+      ['maxRetryMs', 0],
+      ['maxKeyLength', 16],
+    ] as const) {
+      checkInteger(k, o[k], min)
+    }
+    if (typeof o.jitter !== 'number' || !(o.jitter >= 0 && o.jitter <= 1)) {
+      throw new RangeError(`jitter must be between 0 and 1, received ${String(o.jitter)}`)
+    }
+    if (options.negativeTtlMs !== undefined) checkInteger('negativeTtlMs', options.negativeTtlMs, 0)
+    if (options.timeoutMs !== undefined) checkInteger('timeoutMs', options.timeoutMs, 1)
+    this.#clock = options.clock ?? systemClock
+    this.#maxInflight = o.maxInflight
+    this.#ttlMs = o.ttlMs
+    this.#staleMs = o.staleMs
+    this.#jitter = o.jitter
+    this.#retryMs = o.retryMs
+    this.#maxRetryMs = Math.max(o.maxRetryMs, o.retryMs)
+    this.#negativeTtlMs = options.negativeTtlMs ?? o.ttlMs
+    this.#timeoutMs = options.timeoutMs
+    this.#maxKeyLength = o.maxKeyLength
+    this.#breaker =
+      options.breaker === false
+        ? undefined
+        : new CircuitBreaker(this.name, { clock: this.#clock, ...(options.breaker ?? {}) })
+    // Storage only: expiry is ours (three tiers, one clock), so lru-cache's ttl
+    // is off, and so is fetch(), which aborts in-flight fetches it evicts.
+    this.#lru = new LRUCache<string, Entry<V>>({
+      max: o.max,
+      dispose: (entry, key, reason) => {
+        if (reason === 'evict') this.#evictions++
+        if (entry.tags !== undefined) this.#untag(key, entry.tags)
+      },
+    })
+  }
+
+  /** The breaker guarding this cache's computes, if any. */
+  get breaker(): CircuitBreaker | undefined {
+    return this.#breaker
+  }
+
+  /**
+   * Returns the value of `key`, computing it at most once however many callers
+   * wait. See the class notes for the tiers.
+   *
+   * @throws the compute's own error to the callers of a failing compute
+   * @throws {@link CachedError} while `key` is in the error tier with no stale value
+   * @throws {@link BreakerOpenError} while the breaker is open with no stale value
+   * @throws {@link InflightLimitError} when `maxInflight` computes are running
+   * @throws {@link TimeoutError} when the compute passes `timeoutMs`
+   */
+  async getOrCompute(key: string, compute: Compute<V>, options?: ComputeOptions): Promise<V> {
+    const k = key.length > this.#maxKeyLength ? digest(key) : key
+    const entry = this.#lru.get(k)
+    const now = this.#clock.now()
+    if (entry !== undefined && entry.has && now < entry.freshUntil) {
+      this.#hits++
+      return entry.value as V
+    }
+    return this.#slowPath(k, entry, now, compute, options)
+  }
+
+  #slowPath(
+    k: string,
+    entry: Entry<V> | undefined,
+    now: number,
+    compute: Compute<V>,
+    options?: ComputeOptions,
+  ): V | Promise<V> {
+    if (this.#closed) throw new ClosedError(this.name)
+    const usable = entry !== undefined && entry.has && now < entry.staleUntil
+    if (entry !== undefined && now < entry.errorUntil) {
+      if (usable) {
+        this.#staleHits++
+        return entry.value as V
+      }
+      this.#errorHits++
+      throw new CachedError(k, entry.error, entry.errorUntil)
+    }
+    if (usable) {
+      this.#staleHits++
+      if (!this.#inflight.has(k)) this.#start(k, compute, options, true)
+      return entry.value as V
+    }
+    this.#misses++
+    const flight = this.#inflight.get(k)
+    if (flight !== undefined) {
+      this.#dedupes++
+      return flight.promise
+    }
+    const started = this.#start(k, compute, options, false)
+    if (started instanceof Error) throw started
+    return started.promise
+  }
+
+  /**
+   * Synchronous look at `key`: never computes, never counts as a lookup,
+   * never changes recency.
+   */
+  peek(key: string): PeekResult<V> {
+    const k = key.length > this.#maxKeyLength ? digest(key) : key
+    const entry = this.#lru.peek(k)
+    if (entry === undefined) return { state: EntryState.Miss }
+    const now = this.#clock.now()
+    if (entry.has && now < entry.freshUntil) {
+      return { state: EntryState.Fresh, value: entry.value as V, until: entry.freshUntil }
+    }
+    if (entry.has && now < entry.staleUntil) {
+      const r: PeekResult<V> = { state: EntryState.Stale, value: entry.value as V, until: entry.staleUntil }
+      if (now < entry.errorUntil) r.error = entry.error
+      return r
+    }
+    if (now < entry.errorUntil) return { state: EntryState.Error, error: entry.error, until: entry.errorUntil }
+    return { state: EntryState.Miss }
+  }
+
+  /**
+   * Starts a background compute of `key` unless one is running, the key is in
+   * its error tier, the breaker denies it or `maxInflight` is reached.
+   * Resolves when that compute (or the one already running) settles; never rejects.
+   */
+  refresh(key: string, compute: Compute<V>, options?: ComputeOptions): Promise<void> {
+    if (this.#closed) return Promise.resolve()
+    const k = key.length > this.#maxKeyLength ? digest(key) : key
+    const running = this.#inflight.get(k)
+    if (running !== undefined) return running.promise.then(noop, noop)
+    const entry = this.#lru.peek(k)
+    if (entry !== undefined && this.#clock.now() < entry.errorUntil) return Promise.resolve()
+    const started = this.#start(k, compute, options, true)
+    return started instanceof Error ? Promise.resolve() : started.promise.then(noop, noop)
+  }
+
+  /**
+   * Starts a compute, or returns why it could not start. `background` starts
+   * are not counted as rejections when refused: the caller was served already.
+   */
+  #start(k: string, compute: Compute<V>, options: ComputeOptions | undefined, background: boolean): Flight<V> | Error {
+    let permit: Permit = Permit.Call
+    if (this.#breaker !== undefined) {
+      permit = this.#breaker.acquire()
+      if (permit === Permit.Denied) {
+        if (!background) this.#breakerRejections++
+        return new BreakerOpenError(this.name, this.#breaker.retryAt)
+      }
+    }
+    if (this.#running >= this.#maxInflight) {
+      if (!background) this.#inflightRejections++
+      // A probe that could not run must not hold the half-open slot.
+      if (permit === Permit.Probe) this.#breaker?.releaseProbe()
+      return new InflightLimitError(this.name, this.#maxInflight)
+    }
+    const probe = permit === Permit.Probe
+    const controller = new AbortController()
+    let resolve!: (v: V) => void
+    let reject!: (e: unknown) => void
+    const promise = new Promise<V>((res, rej) => {
+      resolve = res
+      reject = rej
+    })
+    // Nobody may await a background refresh; its failure is recorded, not thrown.
+    promise.catch(noop)
+    const flight: Flight<V> = { promise, controller }
+    this.#inflight.set(k, flight)
+    this.#running++
+    this.#computes++
+
+    let settled = false
+    let timer: NodeJS.Timeout | undefined
+    const timeoutMs = options?.timeoutMs ?? this.#timeoutMs
+    const done = (ok: boolean, result: unknown): void => {
+      if (settled) return
+      settled = true
+      if (timer !== undefined) clearTimeout(timer)
+      this.#running--
+      const current = this.#inflight.get(k) === flight
+      if (current) this.#inflight.delete(k)
+      if (ok) {
+        this.#breaker?.success(probe)
+        // A delete() or clear() during the compute wins: its result is not stored.
+        if (current) this.#store(k, result as V, options)
+        resolve(result as V)
+      } else {
+        this.#computeErrors++
+        if (result instanceof TimeoutError) this.#timeouts++
+        this.#breaker?.failure(probe)
+        if (current) this.#fail(k, result)
+        reject(result)
+      }
+    }
+    if (timeoutMs !== undefined) {
+      timer = setTimeout(() => {
+        const err = new TimeoutError(`${this.name} compute`, timeoutMs)
+        controller.abort(err)
+        done(false, err)
+      }, timeoutMs)
+      timer.unref()
+    }
+    try {
+      const r = compute(k, { signal: controller.signal })
+      if (isThenable(r)) {
+        Promise.resolve(r).then(
+          (v) => done(true, v),
+          (e: unknown) => done(false, e),
+        )
+      } else {
+        done(true, r)
+      }
+    } catch (e) {
+      done(false, e)
+    }
+    return flight
+  }
+
+  #store(k: string, value: V, options: SetOptions | undefined): void {
+    const negative = value === undefined || value === null
+    const ttl = options?.ttlMs ?? (negative ? this.#negativeTtlMs : this.#ttlMs)
+    const now = this.#clock.now()
+    const spread = this.#jitter === 0 ? ttl : Math.round(ttl * (1 + this.#jitter * (2 * Math.random() - 1)))
+    const freshUntil = now + spread
+    const tags = options?.tags ?? this.#lru.peek(k)?.tags
+    const entry: Entry<V> = {
+      value,
+      has: true,
+      freshUntil,
+      staleUntil: freshUntil + this.#staleMs,
+      error: undefined,
+      errorUntil: 0,
+      failures: 0,
+      tags,
+    }
+    this.#lru.set(k, entry)
+    if (tags !== undefined) this.#tag(k, tags)
+  }
+
+  #fail(k: string, error: unknown): void {
+    const prev = this.#lru.peek(k)
+    const failures = (prev?.failures ?? 0) + 1
+    const backoff = Math.min(this.#retryMs * 2 ** Math.min(failures - 1, 30), this.#maxRetryMs)
+    const entry: Entry<V> = {
+      value: prev?.value,
+      has: prev?.has ?? false,
+      freshUntil: prev?.freshUntil ?? 0,
+      staleUntil: prev?.staleUntil ?? 0,
+      error,
+      errorUntil: this.#clock.now() + backoff,
+      failures,
+      tags: prev?.tags,
+    }
+    this.#lru.set(k, entry)
+    if (entry.tags !== undefined) this.#tag(k, entry.tags)
+  }
+
+  /** Stores a fresh value, replacing any value or remembered failure. */
+  set(key: string, value: V, options?: SetOptions): void {
+    if (options?.ttlMs !== undefined) checkInteger('ttlMs', options.ttlMs, 0)
+    const k = key.length > this.#maxKeyLength ? digest(key) : key
+    this.#inflight.delete(k)
+    this.#store(k, value, options)
+  }
+
+  /** Forgets `key`; a compute of it already running will not store its result. */
+  delete(key: string): boolean {
+    const k = key.length > this.#maxKeyLength ? digest(key) : key
+    const inflight = this.#inflight.delete(k)
+    return this.#lru.delete(k) || inflight
+  }
+
+  /** Forgets every entry carrying any of `tags`. Returns how many were dropped. */
+  invalidateTags(tags: Iterable<string>): number {
+    let n = 0
+    for (const tag of tags) {
+      const keys = this.#tagIndex.get(tag)
+      if (keys === undefined) continue
+      for (const k of [...keys]) if (this.delete(k)) n++
+    }
+    return n
+  }
+
+  /**
+   * Forgets every key matching a glob: `*` any run of characters, `?` one
+   * character. Keys longer than `maxKeyLength` are stored as digests and only
+   * match a pattern of their digest.
+   */
+  invalidatePattern(glob: string): number {
+    const re = globToRegExp(glob)
+    let n = 0
+    for (const k of [...this.#lru.keys()]) if (re.test(k) && this.delete(k)) n++
+    for (const k of [...this.#inflight.keys()]) if (re.test(k) && this.#inflight.delete(k)) n++
+    return n
+  }
+
+  /** Forgets everything. Running computes finish but do not store. The breaker is kept. */
+  clear(): void {
+    this.#inflight.clear()
+    this.#lru.clear()
+    this.#tagIndex.clear()
+  }
+
+  /**
+   * Clears the cache, aborts running computes (their signals fire) and refuses
+   * new lookups with {@link ClosedError}. Idempotent.
+   */
+  close(): void {
+    if (this.#closed) return
+    this.#closed = true
+    const flights = [...this.#inflight.values()]
+    this.clear()
+    const reason = new ClosedError(this.name)
+    for (const f of flights) f.controller.abort(reason)
+  }
+
+  /** Counters since construction and gauges now. Walks the entries: not for a hot path. */
+  stats(): SmartCacheStats {
+    const now = this.#clock.now()
+    let successEntries = 0
+    let errorEntries = 0
+    let staleEntries = 0
+    for (const e of this.#lru.values()) {
+      if (e.has && now < e.staleUntil) {
+        successEntries++
+        if (now >= e.freshUntil) staleEntries++
+      }
+      if (now < e.errorUntil) errorEntries++
+    }
+    const lookups = this.#hits + this.#staleHits + this.#misses + this.#errorHits
+    return {
+      name: this.name,
+      totalEntries: this.#lru.size,
+      successEntries,
+      errorEntries,
+      staleEntries,
+      hits: this.#hits,
+      staleHits: this.#staleHits,
+      misses: this.#misses,
+      errorHits: this.#errorHits,
+      computes: this.#computes,
+      computeErrors: this.#computeErrors,
+      timeouts: this.#timeouts,
+      dedupes: this.#dedupes,
+      inflight: this.#running,
+      evictions: this.#evictions,
+      breakerRejections: this.#breakerRejections,
+      inflightRejections: this.#inflightRejections,
+      hitRate: lookups === 0 ? 0 : (this.#hits + this.#staleHits) / lookups,
+      breaker: this.#breaker?.state ?? 'none',
+    }
+  }
+
+  #tag(k: string, tags: readonly string[]): void {
+    for (const tag of tags) {
+      const keys = this.#tagIndex.get(tag)
+      if (keys === undefined) this.#tagIndex.set(tag, new Set([k]))
+      else keys.add(k)
+    }
+  }
+
+  #untag(k: string, tags: readonly string[]): void {
+    for (const tag of tags) {
+      const keys = this.#tagIndex.get(tag)
+      if (keys === undefined) continue
+      keys.delete(k)
+      if (keys.size === 0) this.#tagIndex.delete(tag)
+    }
+  }
+}
+
+function digest(key: string): string {
+  return `sha256:${createHash('sha256').update(key).digest('base64url')}`
+}
+
+function isThenable(v: unknown): v is PromiseLike<unknown> {
+  return (
+    v !== null &&
+    (typeof v === 'object' || typeof v === 'function') &&
+    typeof (v as { then?: unknown }).then === 'function'
+  )
+}
+
+function globToRegExp(glob: string): RegExp {
+  let src = ''
+  for (const ch of glob) {
+    if (ch === '*') src += '.*'
+    else if (ch === '?') src += '.'
+    else src += ch.replace(/[\\^$.*+?()[\]{}|/-]/g, '\\$&')
+  }
+  return new RegExp(`^${src}$`, 's')
+}
+
+function definedOnly<T extends object>(o: T): Partial<T> {
+  const out: Partial<T> = {}
+  for (const [k, v] of Object.entries(o)) if (v !== undefined) (out as Record<string, unknown>)[k] = v
+  return out
+}
+
+export { BREAKER_DEFAULTS }
