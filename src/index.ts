@@ -12,6 +12,20 @@ export type {
 export { EntryState, SmartCache } from './cache/smart-cache.js'
 export type { Clock } from './clock.js'
 export { systemClock } from './clock.js'
+export type { ContextHelpers, RequestContext } from './context/als.js'
+export { createContext } from './context/als.js'
+export type {
+  AnyEnricher,
+  EnrichContext,
+  Enricher,
+  EnricherCacheOptions,
+  EnricherComputeOptions,
+  EnricherDefinition,
+  EnricherFn,
+  Fields,
+  LevelLabel,
+} from './enricher.js'
+export { defineEnricher, isEnricher, LEVELS } from './enricher.js'
 export type { ErrorCode } from './errors.js'
 export {
   BreakerOpenError,
@@ -24,3 +38,20 @@ export {
   TimeoutError,
 } from './errors.js'
 export type { Disposer, EventSource } from './events.js'
+export type { EnrichPinoOptions } from './pino/options.js'
+export { PinoMode } from './pino/options.js'
+export type {
+  EnricherStats,
+  PipelineEvent,
+  PipelineOptions,
+  PipelineStats,
+  Problems,
+  ReadyResult,
+} from './pipeline.js'
+export {
+  createPipeline,
+  defaultPipeline,
+  Pipeline,
+  ProblemKind,
+  registerEnricher,
+} from './pipeline.js'

@@ -1,0 +1,297 @@
+import pino, { type LoggerOptions } from 'pino'
+import type { EnrichContext, Fields } from '../enricher.js'
+import type { Gathering, Pipeline, View } from '../pipeline.js'
+
+/** How enrichment reaches pino's lines. */
+export const PinoMode = {
+  /** Synchronous: each line carries what is ready now; missing values are refreshed for the next. */
+  Snapshot: 'snapshot',
+  /** The call returns at once; the line is written when its enrichers answer or `deadlineMs` passes. */
+  Deferred: 'deferred',
+} as const
+export type PinoMode = (typeof PinoMode)[keyof typeof PinoMode]
+
+/**
+ * Your own pino options plus `mode`. Pass them through here rather than
+ * spreading beside the result, so that `mixin`, `redact`, `serializers`,
+ * `formatters.log`, `timestamp` and `hooks.logMethod` compose with enrichment.
+ */
+export interface EnrichPinoOptions extends LoggerOptions {
+  /** Default `'snapshot'`. */
+  mode?: PinoMode
+}
+
+type LogMethod = (this: pino.Logger, ...args: unknown[]) => void
+
+interface Pending extends Gathering {
+  logger: pino.Logger
+  args: unknown[]
+  method: LogMethod
+  deadline: number
+}
+
+const EMPTY: Readonly<Record<string, unknown>> = Object.freeze({})
+
+/**
+ * Builds pino options for a pipeline.
+ *
+ * Global enricher values are serialized into one fragment whenever they
+ * change and appended by the `timestamp` function, so a line pays one string
+ * concatenation for them, as pino pays for bindings. Keys that pino must see as
+ * objects (redacted, serialized, or all of them under `formatters.log`) go
+ * through the mixin instead. Keyed and per-record enrichers go through the
+ * mixin. Precedence follows pino's own rule, later keys win: enrichers, then
+ * bindings, then request-context function enrichers, then your `mixin`, then
+ * the call site.
+ *
+ * @internal use {@link Pipeline.pinoOptions}
+ */
+export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): LoggerOptions {
+  const { mode = PinoMode.Snapshot, ...user } = input
+  if (mode !== PinoMode.Snapshot && mode !== PinoMode.Deferred) {
+    throw new TypeError(`mode must be 'snapshot' or 'deferred', received ${JSON.stringify(mode)}`)
+  }
+  if (typeof user.messageKey === 'string') p.coreKeys.add(user.messageKey)
+  const view = p.addView(routedKeys(user))
+  const errorKey = p.errorKey
+  const userMixin = user.mixin
+  const timePart = timeFormatter(user.timestamp)
+  // The deferred line being written now; pino's write is synchronous, so one slot suffices.
+  let current: Pending | undefined
+  let lineTime = 0
+
+  const timestamp = (): string => {
+    const now = current !== undefined ? current.ctx.time : p.clock.now()
+    lineTime = now
+    if (now >= p.nextCheck) p.prepareGlobals()
+    return timePart(now) + view.fragment
+  }
+
+  const mixin = (mergeObject: object, level: number, logger: pino.Logger): object => {
+    p.counters.enriched++
+    if (p.closed) p.counters.afterClose++
+    // A fresh object every line: pino assigns the call's fields into it.
+    const out: Fields = {}
+    const mg = view.mixinGlobals
+    for (let i = 0; i < mg.length; i++) {
+      const g = mg[i] as View['mixinGlobals'][number]
+      if (level >= g.minLevel) Object.assign(out, g.fields)
+    }
+    let problems: Gathering['problems']
+    if (current !== undefined) {
+      Object.assign(out, current.fields)
+      problems = current.problems
+    } else if (p.keyed.length !== 0 || p.fns.length !== 0) {
+      const ctx: EnrichContext = {
+        level,
+        time: lineTime,
+        record: mergeObject as Record<string, unknown>,
+        context: p.context.get(),
+      }
+      problems = p.collectNow(ctx, out, undefined)
+    }
+    const all = p.problemsFor(problems)
+    if (all !== undefined) out[errorKey] = all
+    if (userMixin !== undefined) Object.assign(out, userMixin(mergeObject, level, logger))
+    return out
+  }
+
+  const options: LoggerOptions = { ...user, timestamp, mixin }
+  if (mode === PinoMode.Deferred) {
+    const queue = deferredQueue(p, (item) => {
+      current = item
+      try {
+        item.method.apply(item.logger, item.args)
+      } finally {
+        current = undefined
+      }
+    })
+    const userHook = user.hooks?.logMethod
+    options.hooks = {
+      ...user.hooks,
+      logMethod(this: pino.Logger, args: unknown[], method: LogMethod, level: number) {
+        if (userHook === undefined) {
+          queue.call(this, args, method, level)
+          return
+        }
+        const logger = this
+        userHook.call(
+          this,
+          args as Parameters<typeof userHook>[0],
+          function (this: pino.Logger, ...a: unknown[]) {
+            queue.call(this ?? logger, a, method, level)
+          } as unknown as Parameters<typeof userHook>[1],
+          level,
+        )
+      },
+    }
+  }
+  return options
+}
+
+/**
+ * The deferred-mode queue: lines in call order, each written when its
+ * enrichment is complete or its deadline passed, whichever is first. One
+ * unref'd timer, for the head's deadline. On process exit every waiting line
+ * is written synchronously with what is ready.
+ */
+function deferredQueue(p: Pipeline, write: (item: Pending) => void) {
+  let queue: Array<Pending | undefined> = []
+  let head = 0
+  let timer: NodeJS.Timeout | undefined
+  let timerFor: Pending | undefined
+  let waiters: Array<() => void> = []
+
+  const size = (): number => queue.length - head
+  const previous = p.pendingCount
+  p.pendingCount = () => previous() + size()
+
+  const emit = (item: Pending): void => {
+    item.done = true
+    try {
+      write(item)
+    } catch {
+      p.counters.dropped++
+    }
+    const delay = p.clock.now() - item.ctx.time
+    if (delay > p.counters.maxAddedDelayMs) p.counters.maxAddedDelayMs = delay
+  }
+
+  const drain = (force: boolean): void => {
+    const now = p.clock.now()
+    while (head < queue.length) {
+      const item = queue[head] as Pending
+      if (item.waiting !== undefined) {
+        if (!force && now < item.deadline) break
+        p.timeOut(item)
+      }
+      queue[head++] = undefined
+      emit(item)
+    }
+    if (head === queue.length) {
+      queue = []
+      head = 0
+      const w = waiters
+      waiters = []
+      for (const resolve of w) resolve()
+    } else if (head > 1024 && head * 2 > queue.length) {
+      queue = queue.slice(head)
+      head = 0
+    }
+    arm()
+  }
+
+  const arm = (): void => {
+    const first = queue[head]
+    if (first === undefined || first.waiting === undefined) return
+    if (timerFor === first) return
+    if (timer !== undefined) clearTimeout(timer)
+    timerFor = first
+    timer = setTimeout(
+      () => {
+        timer = undefined
+        timerFor = undefined
+        drain(false)
+      },
+      Math.max(0, first.deadline - p.clock.now()),
+    )
+    timer.unref()
+  }
+
+  const streams = new Set<{ flushSync?: () => void }>()
+  const onExit = (): void => {
+    for (let i = head; i < queue.length; i++) {
+      const logger = (queue[i] as Pending).logger as unknown as Record<symbol, unknown>
+      const s = logger[pino.symbols.streamSym] as { flushSync?: () => void } | undefined
+      if (s !== undefined) streams.add(s)
+    }
+    drain(true)
+    // Our lines were written after pino's own exit flush may have been registered: flush again.
+    for (const s of streams) {
+      try {
+        s.flushSync?.()
+      } catch {
+        // A destination that cannot flush synchronously at exit has nothing more we can do.
+      }
+    }
+    streams.clear()
+  }
+  process.prependListener('exit', onExit)
+
+  p.addFlusher(() => (size() === 0 ? Promise.resolve() : new Promise<void>((resolve) => waiters.push(resolve))))
+  p.closers.push(() => {
+    drain(true)
+    if (timer !== undefined) clearTimeout(timer)
+    process.removeListener('exit', onExit)
+  })
+
+  return {
+    call(this: void, logger: pino.Logger, args: unknown[], method: LogMethod, level: number): void {
+      const time = p.clock.now()
+      let record: Record<string, unknown> = EMPTY
+      const first = args[0]
+      if (typeof first === 'object' && first !== null && Object.getPrototypeOf(first) === Object.prototype) {
+        // The caller may change its object after the call returns; the line shows it as it was.
+        record = Object.assign({}, first) as Record<string, unknown>
+        args[0] = record
+      }
+      const item: Pending = {
+        ctx: { level, time, record, context: p.context.get() },
+        fields: {},
+        problems: undefined,
+        waiting: undefined,
+        done: false,
+        onReady: undefined,
+        logger,
+        args,
+        method,
+        deadline: time + p.deadlineMs,
+      }
+      if (!p.closed) p.gather(item)
+      if (item.waiting === undefined && head === queue.length) {
+        emit(item)
+        return
+      }
+      if (size() >= p.maxPending) {
+        // Bounded: the oldest line goes out now, with what it has, still in order.
+        const oldest = queue[head] as Pending
+        if (oldest.waiting !== undefined) p.timeOut(oldest)
+        queue[head++] = undefined
+        emit(oldest)
+      }
+      queue.push(item)
+      if (item.waiting !== undefined) item.onReady = () => drain(false)
+      drain(false)
+    },
+  }
+}
+
+/** Top-level keys pino must see as objects for the user's options to apply, or `true` for all. */
+function routedKeys(user: LoggerOptions): ReadonlySet<string> | true {
+  if (user.formatters?.log !== undefined) return true
+  const keys = new Set<string>(Object.keys(user.serializers ?? {}))
+  const redact = user.redact
+  const paths = Array.isArray(redact) ? redact : (redact?.paths ?? [])
+  for (const path of paths) {
+    const first = firstSegment(path)
+    if (first === '*') return true
+    keys.add(first)
+  }
+  return keys
+}
+
+function firstSegment(path: string): string {
+  const m = /^\s*\[\s*(["'])((?:\\.|(?!\1).)*)\1\s*\]/.exec(path)
+  if (m !== null) return m[2] as string
+  const end = path.search(/[.[]/)
+  return (end === -1 ? path : path.slice(0, end)).trim()
+}
+
+function timeFormatter(t: LoggerOptions['timestamp']): (now: number) => string {
+  if (t === false || t === pino.stdTimeFunctions.nullTime) return () => ''
+  if (t === undefined || t === true || t === pino.stdTimeFunctions.epochTime) return (now) => `,"time":${now}`
+  if (t === pino.stdTimeFunctions.unixTime) return (now) => `,"time":${Math.round(now / 1000)}`
+  if (t === pino.stdTimeFunctions.isoTime) return (now) => `,"time":"${new Date(now).toISOString()}"`
+  // A custom function cannot be told the call time: it is called when the line is written.
+  return () => t()
+}

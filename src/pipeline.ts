@@ -1,0 +1,1025 @@
+import { constants as osConstants } from 'node:os'
+import { performance } from 'node:perf_hooks'
+import type { LoggerOptions } from 'pino'
+import type { BreakerState } from './breaker/circuit-breaker.js'
+import { EntryState, SmartCache, type SmartCacheStats } from './cache/smart-cache.js'
+import { type Clock, systemClock } from './clock.js'
+import { type ContextHelpers, createContext, type RequestContext } from './context/als.js'
+import {
+  type AnyEnricher,
+  type EnrichContext,
+  type Enricher,
+  type EnricherFn,
+  type Fields,
+  isEnricher,
+  levelNumber,
+} from './enricher.js'
+import { BreakerOpenError, CachedError, errorKind, isEnrichError, TimeoutError } from './errors.js'
+import { type Disposer, Emitter, type EventSource } from './events.js'
+import { LatencyWindow } from './latency.js'
+import { buildPinoOptions, type EnrichPinoOptions } from './pino/options.js'
+import { sanitizeFields } from './sanitize.js'
+
+/** Options of {@link createPipeline}. */
+export interface PipelineOptions {
+  /** Enrichers to register at once. */
+  enrichers?: readonly AnyEnricher[]
+  /** Longest delay enrichment may add to a line, in ms (deferred mode and `enrich()`). Default 10. */
+  deadlineMs?: number
+  /** Compute deadline of enrichers that set none, in ms. Default 1 000. */
+  timeoutMs?: number
+  /** Key under which problems are recorded on a line. Default `'enrich'`. */
+  errorKey?: string
+  /** Longest `close()` waits for pending lines and computes, in ms. Default 2 000. */
+  closeTimeoutMs?: number
+  /** Largest JSON size of one enricher's output, in bytes; larger output is refused. Default 16 384. */
+  maxFieldBytes?: number
+  /** Cache keys longer than this are hashed. Default 256. */
+  maxKeyLength?: number
+  /** Most deferred lines waiting at once; beyond it the oldest is written with what is ready. Default 10 000. */
+  maxPending?: number
+  /** Time source. Default {@link systemClock}. */
+  clock?: Clock
+}
+
+/** Problem kinds recorded under `errorKey`. */
+export const ProblemKind = {
+  Timeout: 'timeout',
+  Error: 'error',
+  Open: 'open',
+  Stale: 'stale',
+  Pending: 'pending',
+  Invalid: 'invalid',
+} as const
+export type ProblemKind = (typeof ProblemKind)[keyof typeof ProblemKind]
+
+/** `{ timeout: ['user'], stale: ['host'] }`: enricher names by problem. */
+export type Problems = Partial<Record<ProblemKind, string[]>>
+
+/** Events of a pipeline. */
+export type PipelineEvent =
+  | { type: 'breaker'; enricher: string; from: BreakerState; to: BreakerState; at: number }
+  | { type: 'error'; enricher: string; code: string; error: unknown }
+  | { type: 'timeout'; enricher: string; timeoutMs: number }
+
+/** Per-enricher figures of {@link Pipeline.stats}. */
+export interface EnricherStats {
+  name: string
+  kind: 'global' | 'keyed' | 'function'
+  cache: SmartCacheStats | undefined
+  breaker: BreakerState | 'none'
+  /** Computes that failed (timeouts included). */
+  errors: number
+  /** Computes that passed `timeoutMs`. */
+  timeouts: number
+  /** Lines written before this enricher answered (deferred mode, `enrich()`). */
+  lineTimeouts: number
+  /** Outputs with dropped or refused fields. */
+  invalid: number
+  /** Compute latency over the last 1 024 computes, in ms. */
+  latencyMs: { p50: number; p99: number }
+}
+
+/** What {@link Pipeline.stats} returns. */
+export interface PipelineStats {
+  enrichers: EnricherStats[]
+  records: {
+    /** Lines that went through the pipeline. */
+    enriched: number
+    /** Lines written with at least one enricher timed out. */
+    timedOut: number
+    /** Lines that could not be written. */
+    dropped: number
+    /** Deferred lines waiting now. */
+    pending: number
+    /** Lines logged after `close()`: written, with what was left. */
+    afterClose: number
+    /** Largest delay enrichment added to a line, in ms. */
+    maxAddedDelayMs: number
+  }
+}
+
+/** What {@link Pipeline.ready} reports. */
+export interface ReadyResult {
+  ready: string[]
+  failed: string[]
+  pending: string[]
+}
+
+export const PIPELINE_DEFAULTS = {
+  deadlineMs: 10,
+  timeoutMs: 1_000,
+  errorKey: 'enrich',
+  closeTimeoutMs: 2_000,
+  maxFieldBytes: 16_384,
+  maxKeyLength: 256,
+  maxPending: 10_000,
+} as const
+
+const GLOBAL_KEY = 'global'
+const KEY_FAILED = Symbol('key failed')
+const EMPTY: Readonly<Record<string, unknown>> = Object.freeze({})
+const noop = (): void => {}
+
+/** pino's own keys: enricher output never overrides them. */
+export const CORE_KEYS: readonly string[] = ['level', 'time', 'msg', 'pid', 'hostname']
+
+/** A cached value: sanitized fields plus whether something was dropped. */
+export interface Prepared {
+  readonly fields: Fields | undefined
+  readonly invalid: boolean
+}
+
+/** @internal One registered enricher. */
+export class Slot {
+  readonly name: string
+  readonly def: Enricher | undefined
+  readonly fn: EnricherFn | undefined
+  readonly cache: SmartCache<Prepared> | undefined
+  readonly global: boolean
+  readonly minLevel: number
+  readonly allow: ReadonlySet<string> | undefined
+  readonly fallback: Fields | undefined
+  readonly latency = new LatencyWindow()
+  readonly disposers: Disposer[] = []
+  timer: NodeJS.Timeout | undefined
+  runs = 0
+  errors = 0
+  timeouts = 0
+  lineTimeouts = 0
+  invalid = 0
+
+  constructor(
+    name: string,
+    def: Enricher | undefined,
+    fn: EnricherFn | undefined,
+    cache: SmartCache<Prepared> | undefined,
+    fallback: Fields | undefined,
+  ) {
+    this.name = name
+    this.def = def
+    this.fn = fn
+    this.cache = cache
+    this.global = def !== undefined && def.key === undefined
+    this.minLevel = def?.minLevel === undefined ? Number.NEGATIVE_INFINITY : levelNumber(def.minLevel)
+    this.allow = def?.fields === undefined ? undefined : new Set(def.fields)
+    this.fallback = fallback
+  }
+}
+
+/** @internal Where one line's enrichment is gathered. */
+export interface Gathering {
+  ctx: EnrichContext
+  fields: Fields
+  problems: Problems | undefined
+  waiting: Slot[] | undefined
+  done: boolean
+  onReady: (() => void) | undefined
+}
+
+/** @internal One way of writing prepared globals for a logger's options. */
+export interface View {
+  /** Top-level keys that must go through pino's object path (redact, serializers); `true` for all. */
+  readonly routed: ReadonlySet<string> | true
+  fragment: string
+  mixinGlobals: Array<{ minLevel: number; fields: Fields }>
+}
+
+/**
+ * A set of enrichers with their caches and breakers, and the ways to put their
+ * fields on pino lines. Create with {@link createPipeline}.
+ */
+export class Pipeline {
+  readonly deadlineMs: number
+  readonly errorKey: string
+  readonly closeTimeoutMs: number
+  readonly maxPending: number
+  /** AsyncLocalStorage helpers: the request context that `ctx.context` holds. */
+  readonly context: ContextHelpers<RequestContext>
+  /** @internal */ readonly clock: Clock
+  /** @internal */ readonly coreKeys = new Set<string>(CORE_KEYS)
+  /** @internal */ slots: Slot[] = []
+  /** @internal */ keyed: Slot[] = []
+  /** @internal */ fns: Slot[] = []
+  /** @internal */ globals: Slot[] = []
+  /** @internal */ globalProblems: Problems | undefined
+  /** @internal */ globalTimeouts: string[] | undefined
+  /** @internal */ nextCheck = 0
+  /** @internal */ closed = false
+  /** @internal */ readonly views = new Set<View>()
+  /** @internal */ readonly counters = { enriched: 0, timedOut: 0, dropped: 0, afterClose: 0, maxAddedDelayMs: 0 }
+  /** @internal */ readonly closers: Array<() => Promise<void> | void> = []
+  /** @internal */ pendingCount: () => number = () => 0
+  readonly #timeoutMs: number
+  readonly #maxFieldBytes: number
+  readonly #maxKeyLength: number
+  readonly #events = new Emitter<PipelineEvent>()
+  readonly #byName = new Map<string, Slot>()
+  readonly #allView: View = { routed: true, fragment: '', mixinGlobals: [] }
+  #fnCount = 0
+  #closing: Promise<void> | undefined
+
+  /** @throws RangeError or TypeError for bad options, quoting the value. */
+  constructor(options: PipelineOptions = {}) {
+    const o = { ...PIPELINE_DEFAULTS, ...options }
+    for (const k of [
+      'deadlineMs',
+      'timeoutMs',
+      'closeTimeoutMs',
+      'maxFieldBytes',
+      'maxKeyLength',
+      'maxPending',
+    ] as const) {
+      const v = o[k]
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) {
+        throw new RangeError(`${k} must be a positive integer, received ${String(v)}`)
+      }
+    }
+    if (typeof o.errorKey !== 'string' || o.errorKey.length === 0) {
+      throw new TypeError(`errorKey must be a non-empty string, received ${String(o.errorKey)}`)
+    }
+    this.deadlineMs = o.deadlineMs
+    this.errorKey = o.errorKey
+    this.closeTimeoutMs = o.closeTimeoutMs
+    this.maxPending = o.maxPending
+    this.#timeoutMs = o.timeoutMs
+    this.#maxFieldBytes = o.maxFieldBytes
+    this.#maxKeyLength = o.maxKeyLength
+    this.clock = options.clock ?? systemClock
+    this.coreKeys.add(this.errorKey)
+    this.context = createContext<RequestContext>()
+    this.views.add(this.#allView)
+    for (const e of options.enrichers ?? []) this.register(e)
+  }
+
+  /**
+   * Adds an enricher. Global enrichers start computing in the background at once.
+   *
+   * @returns a function that removes it again
+   * @throws TypeError when an enricher of the same name is registered, or the enricher is malformed
+   */
+  register(enricher: AnyEnricher): Disposer {
+    let slot: Slot
+    if (isEnricher(enricher)) {
+      if (this.#byName.has(enricher.name))
+        throw new TypeError(`an enricher named ${JSON.stringify(enricher.name)} is already registered`)
+      const cache = new SmartCache<Prepared>({
+        ...(enricher.cache ?? {}),
+        name: enricher.name,
+        clock: this.clock,
+        breaker: enricher.breaker ?? {},
+        timeoutMs: enricher.timeoutMs ?? this.#timeoutMs,
+        maxKeyLength: enricher.cache?.maxKeyLength ?? this.#maxKeyLength,
+      })
+      const fallback =
+        enricher.fallback === undefined
+          ? undefined
+          : sanitizeFields(enricher.fallback, this.#maxFieldBytes, this.coreKeys, undefined).fields
+      slot = new Slot(enricher.name, enricher, undefined, cache, fallback)
+      const breaker = cache.breaker
+      if (breaker !== undefined) {
+        slot.disposers.push(
+          breaker.onStateChange((c) => {
+            if (this.#events.hasListeners)
+              this.#events.emit({ type: 'breaker', enricher: slot.name, from: c.from, to: c.to, at: c.at })
+          }),
+        )
+      }
+    } else if (typeof enricher === 'function') {
+      const given = (enricher as { enricherName?: unknown }).enricherName
+      const name = typeof given === 'string' && given.length > 0 ? given : enricher.name || `fn${++this.#fnCount}`
+      if (this.#byName.has(name)) throw new TypeError(`an enricher named ${JSON.stringify(name)} is already registered`)
+      slot = new Slot(name, undefined, enricher as EnricherFn, undefined, undefined)
+    } else {
+      throw new TypeError(`an enricher must be made by defineEnricher() or be a function, received ${String(enricher)}`)
+    }
+    this.#byName.set(slot.name, slot)
+    this.slots = [...this.slots, slot]
+    this.#reindex()
+    if (slot.global && !this.closed) {
+      this.kick(slot)
+      const every = slot.def?.refreshMs
+      if (every !== undefined) {
+        slot.timer = setInterval(() => this.kick(slot, true), every)
+        slot.timer.unref()
+      }
+    }
+    return () => this.#unregister(slot)
+  }
+
+  #unregister(slot: Slot): void {
+    if (this.#byName.get(slot.name) !== slot) return
+    this.#byName.delete(slot.name)
+    this.slots = this.slots.filter((s) => s !== slot)
+    if (slot.timer !== undefined) clearInterval(slot.timer)
+    for (const d of slot.disposers) d()
+    slot.cache?.close()
+    this.#reindex()
+  }
+
+  #reindex(): void {
+    this.keyed = this.slots.filter((s) => s.def !== undefined && !s.global)
+    this.fns = this.slots.filter((s) => s.fn !== undefined)
+    this.globals = this.slots.filter((s) => s.global)
+    this.prepareGlobals()
+  }
+
+  /** Adds a view (one per `pinoOptions()` call) and prepares it. @internal */
+  addView(routed: ReadonlySet<string> | true): View {
+    const view: View = { routed, fragment: '', mixinGlobals: [] }
+    this.views.add(view)
+    this.prepareGlobals()
+    return view
+  }
+
+  /**
+   * Starts a background compute of a global enricher; when one actually ran,
+   * the prepared globals are rebuilt. `force` recomputes a fresh value too.
+   * @internal
+   */
+  kick(slot: Slot, force = false): void {
+    const cache = slot.cache
+    if (cache === undefined || this.closed) return
+    if (!force && cache.peek(GLOBAL_KEY).state === EntryState.Fresh) return
+    const before = slot.runs
+    const ctx: EnrichContext = { level: 30, time: this.clock.now(), record: EMPTY, context: undefined }
+    cache
+      .refresh(GLOBAL_KEY, (_k, { signal }) => this.compute(slot, undefined, ctx, signal))
+      .then(() => {
+        if (slot.runs !== before) this.prepareGlobals()
+      })
+  }
+
+  /**
+   * Rebuilds what every line gets from global enrichers: the serialized
+   * fragment, the objects the mixin copies, and the global problems. Runs when
+   * a global value changes or its state may have (at `nextCheck`), never per line.
+   * @internal
+   */
+  prepareGlobals(): void {
+    const now = this.clock.now()
+    let next = now + 60_000
+    let problems: Problems | undefined
+    const values: Array<{ slot: Slot; fields: Fields }> = []
+    for (const slot of this.globals) {
+      const cache = slot.cache as SmartCache<Prepared>
+      const p = cache.peek(GLOBAL_KEY)
+      let fields: Fields | undefined
+      if (p.state === EntryState.Fresh || p.state === EntryState.Stale) {
+        fields = p.value?.fields
+        if (p.value?.invalid) problems = addProblem(problems, ProblemKind.Invalid, slot.name)
+        if (p.state === EntryState.Stale) {
+          problems = addProblem(problems, ProblemKind.Stale, slot.name)
+          if (p.error === undefined) this.kick(slot)
+        }
+      } else {
+        fields = slot.fallback
+        if (p.state === EntryState.Error) {
+          problems = addProblem(problems, problemOf(p.error), slot.name)
+        } else {
+          const open = cache.breaker?.state === 'open'
+          problems = addProblem(problems, open ? ProblemKind.Open : ProblemKind.Pending, slot.name)
+          if (!open) this.kick(slot)
+          next = Math.min(next, open ? (cache.breaker?.retryAt ?? now + 1000) : now + 1000)
+        }
+      }
+      if (p.until !== undefined) next = Math.min(next, p.until)
+      if (fields !== undefined) values.push({ slot, fields })
+    }
+    this.globalProblems = problems
+    this.nextCheck = next
+    for (const view of this.views) {
+      let fragment = ''
+      const mixinGlobals: View['mixinGlobals'] = []
+      for (const { slot, fields } of values) {
+        if (view.routed !== true && slot.minLevel === Number.NEGATIVE_INFINITY && !touches(fields, view.routed)) {
+          for (const key of Object.keys(fields)) fragment += `,${JSON.stringify(key)}:${JSON.stringify(fields[key])}`
+        } else {
+          mixinGlobals.push({ minLevel: slot.minLevel, fields })
+        }
+      }
+      view.fragment = fragment
+      view.mixinGlobals = mixinGlobals
+    }
+  }
+
+  /** Runs an enricher's compute and sanitizes its output. @internal */
+  async compute(slot: Slot, key: unknown, ctx: EnrichContext, signal: AbortSignal): Promise<Prepared> {
+    const def = slot.def as Enricher
+    slot.runs++
+    const started = performance.now()
+    const onAbort = (): void => {
+      const reason: unknown = signal.reason
+      if (reason instanceof TimeoutError) {
+        slot.timeouts++
+        if (this.#events.hasListeners)
+          this.#events.emit({ type: 'timeout', enricher: slot.name, timeoutMs: reason.timeoutMs })
+      }
+    }
+    signal.addEventListener('abort', onAbort, { once: true })
+    try {
+      const result = await def.compute(key, ctx, { signal })
+      const s = sanitizeFields(result, this.#maxFieldBytes, this.coreKeys, slot.allow)
+      if (s.problem !== undefined) {
+        slot.invalid++
+        if (this.#events.hasListeners)
+          this.#events.emit({ type: 'error', enricher: slot.name, code: 'ENRICH_BAD_RESULT', error: s.problem })
+      }
+      return { fields: s.fields, invalid: s.problem !== undefined }
+    } catch (e) {
+      slot.errors++
+      if (this.#events.hasListeners && !signal.aborted) {
+        this.#events.emit({ type: 'error', enricher: slot.name, code: errorKind(e), error: e })
+      }
+      throw e
+    } finally {
+      signal.removeEventListener('abort', onAbort)
+      slot.latency.record(performance.now() - started)
+    }
+  }
+
+  /**
+   * Adds what keyed and function enrichers have ready now to `out`, starting
+   * background refreshes for what is missing or stale. Never waits. Returns the
+   * problems met, or undefined.
+   * @internal
+   */
+  collectNow(ctx: EnrichContext, out: Fields, into: Problems | undefined): Problems | undefined {
+    let problems = into
+    const level = ctx.level
+    for (const slot of this.keyed) {
+      if (level < slot.minLevel) continue
+      const raw = this.#rawKey(slot, ctx)
+      const k = toKey(raw)
+      if (k === undefined) continue
+      if (k === null) {
+        problems = addProblem(problems, ProblemKind.Invalid, slot.name)
+        continue
+      }
+      const cache = slot.cache as SmartCache<Prepared>
+      const p = cache.peek(k)
+      if (p.state === EntryState.Fresh || p.state === EntryState.Stale) {
+        const v = p.value as Prepared
+        if (v.fields !== undefined) Object.assign(out, v.fields)
+        if (v.invalid) problems = addProblem(problems, ProblemKind.Invalid, slot.name)
+        if (p.state === EntryState.Stale) {
+          problems = addProblem(problems, ProblemKind.Stale, slot.name)
+          if (p.error === undefined) this.#refreshKeyed(slot, k, raw, ctx)
+        }
+        continue
+      }
+      if (slot.fallback !== undefined) Object.assign(out, slot.fallback)
+      if (p.state === EntryState.Error) {
+        problems = addProblem(problems, problemOf(p.error), slot.name)
+      } else {
+        const open = cache.breaker?.state === 'open'
+        problems = addProblem(problems, open ? ProblemKind.Open : ProblemKind.Pending, slot.name)
+        if (!open) this.#refreshKeyed(slot, k, raw, ctx)
+      }
+    }
+    for (const slot of this.fns) {
+      if (level < slot.minLevel) continue
+      let r: unknown
+      try {
+        r = (slot.fn as EnricherFn)(ctx)
+      } catch (e) {
+        problems = this.#fnFailed(slot, e, problems)
+        continue
+      }
+      if (r === undefined || r === null) continue
+      if (isThenableValue(r)) {
+        // A snapshot cannot wait; the promise's outcome is only observed.
+        Promise.resolve(r).catch(noop)
+        problems = addProblem(problems, ProblemKind.Pending, slot.name)
+        continue
+      }
+      problems = this.#assignFnResult(slot, r, out, problems)
+    }
+    return problems
+  }
+
+  /**
+   * Gathers a line's enrichment: what is ready now synchronously, the rest as
+   * it arrives until `done` is set. `onReady` runs once nothing is awaited.
+   * @internal
+   */
+  gather(g: Gathering): void {
+    const ctx = g.ctx
+    for (const slot of this.keyed) {
+      if (ctx.level < slot.minLevel) continue
+      const raw = this.#rawKey(slot, ctx)
+      const k = toKey(raw)
+      if (k === undefined) continue
+      if (k === null) {
+        g.problems = addProblem(g.problems, ProblemKind.Invalid, slot.name)
+        continue
+      }
+      const cache = slot.cache as SmartCache<Prepared>
+      const p = cache.peek(k)
+      if (p.state === EntryState.Fresh || (p.state === EntryState.Stale && p.error !== undefined)) {
+        this.#gathered(g, slot, p.value as Prepared, p.state === EntryState.Stale)
+        continue
+      }
+      // Stale values are served at once by getOrCompute, which also refreshes them.
+      this.#wait(
+        g,
+        slot,
+        cache.getOrCompute(k, (_k, { signal }) => this.compute(slot, raw, ctx, signal)),
+        p.state === EntryState.Stale,
+      )
+    }
+    for (const slot of this.fns) {
+      if (ctx.level < slot.minLevel) continue
+      let r: unknown
+      try {
+        r = (slot.fn as EnricherFn)(ctx)
+      } catch (e) {
+        g.problems = this.#fnFailed(slot, e, g.problems)
+        continue
+      }
+      if (r === undefined || r === null) continue
+      if (isThenableValue(r)) {
+        this.#wait(
+          g,
+          slot,
+          Promise.resolve(r).then((v) => {
+            const s = sanitizeFields(v, this.#maxFieldBytes, this.coreKeys, undefined)
+            if (s.problem !== undefined) slot.invalid++
+            return { fields: s.fields, invalid: s.problem !== undefined }
+          }),
+          false,
+        )
+        continue
+      }
+      g.problems = this.#assignFnResult(slot, r, g.fields, g.problems)
+    }
+  }
+
+  #wait(g: Gathering, slot: Slot, promise: Promise<Prepared>, stale: boolean): void {
+    g.waiting = g.waiting === undefined ? [slot] : [...g.waiting, slot]
+    const settle = (): void => {
+      if (g.done || g.waiting === undefined) return
+      g.waiting = g.waiting.filter((s) => s !== slot)
+      if (g.waiting.length === 0) {
+        g.waiting = undefined
+        g.onReady?.()
+      }
+    }
+    promise.then(
+      (v) => {
+        if (g.done) return
+        this.#gathered(g, slot, v, stale)
+        settle()
+      },
+      (e: unknown) => {
+        if (g.done) return
+        if (slot.fallback !== undefined) Object.assign(g.fields, slot.fallback)
+        if (slot.fn !== undefined) {
+          slot.errors++
+          this.#emitError(slot, e)
+        }
+        g.problems = addProblem(g.problems, problemOf(e), slot.name)
+        settle()
+      },
+    )
+  }
+
+  #gathered(g: Gathering, slot: Slot, v: Prepared, stale: boolean): void {
+    if (v.fields !== undefined) Object.assign(g.fields, v.fields)
+    if (v.invalid) g.problems = addProblem(g.problems, ProblemKind.Invalid, slot.name)
+    if (stale) g.problems = addProblem(g.problems, ProblemKind.Stale, slot.name)
+  }
+
+  /** Marks what a gathering still waits for as timed out. @internal */
+  timeOut(g: Gathering): void {
+    g.done = true
+    if (g.waiting === undefined) return
+    for (const slot of g.waiting) {
+      slot.lineTimeouts++
+      if (slot.fallback !== undefined) Object.assign(g.fields, slot.fallback)
+      g.problems = addProblem(g.problems, ProblemKind.Timeout, slot.name)
+    }
+    g.waiting = undefined
+    this.counters.timedOut++
+  }
+
+  #refreshKeyed(slot: Slot, k: string, raw: unknown, ctx: EnrichContext): void {
+    ;(slot.cache as SmartCache<Prepared>).refresh(k, (_k, { signal }) => this.compute(slot, raw, ctx, signal))
+  }
+
+  /** The key function's raw result, or {@link KEY_FAILED} when it threw. */
+  #rawKey(slot: Slot, ctx: EnrichContext): unknown {
+    try {
+      return (slot.def as Enricher).key?.(ctx)
+    } catch {
+      return KEY_FAILED
+    }
+  }
+
+  #fnFailed(slot: Slot, e: unknown, problems: Problems | undefined): Problems {
+    slot.errors++
+    this.#emitError(slot, e)
+    return addProblem(problems, ProblemKind.Error, slot.name)
+  }
+
+  #emitError(slot: Slot, e: unknown): void {
+    if (this.#events.hasListeners)
+      this.#events.emit({ type: 'error', enricher: slot.name, code: errorKind(e), error: e })
+  }
+
+  /**
+   * Copies a function enricher's output. Flat objects of primitives (the usual
+   * request fields) are copied directly; anything else is sanitized.
+   */
+  #assignFnResult(slot: Slot, r: unknown, out: Fields, problems: Problems | undefined): Problems | undefined {
+    if (typeof r !== 'object' || r === null || Array.isArray(r)) {
+      slot.invalid++
+      return addProblem(problems, ProblemKind.Invalid, slot.name)
+    }
+    if (isFlat(r as Record<string, unknown>, this.coreKeys)) {
+      for (const key in r) {
+        const v = (r as Record<string, unknown>)[key]
+        if (v !== undefined) out[key] = v
+      }
+      return problems
+    }
+    const s = sanitizeFields(r, this.#maxFieldBytes, this.coreKeys, undefined)
+    if (s.fields !== undefined) Object.assign(out, s.fields)
+    if (s.problem !== undefined) {
+      slot.invalid++
+      return addProblem(problems, ProblemKind.Invalid, slot.name)
+    }
+    return problems
+  }
+
+  /** The record's problems merged with the global ones, or undefined when there are none. @internal */
+  problemsFor(local: Problems | undefined): Problems | undefined {
+    const global = this.globalProblems
+    if (local === undefined) return global === undefined ? undefined : copyProblems(global)
+    if (global === undefined) return local
+    const merged = copyProblems(global)
+    for (const [kind, names] of Object.entries(local) as Array<[ProblemKind, string[]]>) {
+      merged[kind] = merged[kind] === undefined ? names : [...(merged[kind] as string[]), ...names]
+    }
+    return merged
+  }
+
+  /**
+   * Everything ready now for a record, synchronously: global values, keyed
+   * values from their caches, function enrichers, and problems under
+   * `errorKey`. Starts background refreshes for what is missing or stale;
+   * never waits.
+   */
+  snapshot(ctx: Partial<EnrichContext> = {}): Fields {
+    const full = fullContext(ctx, this)
+    if (full.time >= this.nextCheck) this.prepareGlobals()
+    const out: Fields = {}
+    for (const g of this.#allView.mixinGlobals) if (full.level >= g.minLevel) Object.assign(out, g.fields)
+    const problems = this.problemsFor(this.collectNow(full, out, undefined))
+    if (problems !== undefined) out[this.errorKey] = problems
+    return out
+  }
+
+  /**
+   * Runs every enricher concurrently and resolves with what is ready by
+   * `deadlineMs` at the latest. Never rejects: problems are under `errorKey`.
+   */
+  enrich(ctx: Partial<EnrichContext> = {}): Promise<Fields> {
+    const full = fullContext(ctx, this)
+    if (full.time >= this.nextCheck) this.prepareGlobals()
+    const g: Gathering = {
+      ctx: full,
+      fields: {},
+      problems: undefined,
+      waiting: undefined,
+      done: false,
+      onReady: undefined,
+    }
+    this.gather(g)
+    const finish = (): Fields => {
+      g.done = true
+      const out: Fields = {}
+      for (const m of this.#allView.mixinGlobals) if (full.level >= m.minLevel) Object.assign(out, m.fields)
+      Object.assign(out, g.fields)
+      const problems = this.problemsFor(g.problems)
+      if (problems !== undefined) out[this.errorKey] = problems
+      return out
+    }
+    if (g.waiting === undefined) return Promise.resolve(finish())
+    return new Promise<Fields>((resolve) => {
+      const timer = setTimeout(() => {
+        this.timeOut(g)
+        resolve(finish())
+      }, this.deadlineMs)
+      timer.unref()
+      g.onReady = () => {
+        clearTimeout(timer)
+        resolve(finish())
+      }
+    })
+  }
+
+  /**
+   * Computes every global enricher now, so the first lines carry their values.
+   * Resolves when all have settled or after `timeoutMs` (default 1 000), never rejects.
+   */
+  async ready(options: { timeoutMs?: number } = {}): Promise<ReadyResult> {
+    const timeoutMs = options.timeoutMs ?? 1_000
+    const ctx: EnrichContext = { level: 30, time: this.clock.now(), record: EMPTY, context: undefined }
+    const outcome = new Map<string, 'ready' | 'failed'>()
+    const all = Promise.all(
+      this.globals.map((slot) =>
+        (slot.cache as SmartCache<Prepared>)
+          .getOrCompute(GLOBAL_KEY, (_k, { signal }) => this.compute(slot, undefined, ctx, signal))
+          .then(
+            () => outcome.set(slot.name, 'ready'),
+            () => outcome.set(slot.name, 'failed'),
+          ),
+      ),
+    )
+    await within(all, timeoutMs)
+    this.prepareGlobals()
+    const result: ReadyResult = { ready: [], failed: [], pending: [] }
+    for (const slot of this.globals) {
+      const o = outcome.get(slot.name)
+      result[o ?? 'pending'].push(slot.name)
+    }
+    return result
+  }
+
+  /**
+   * Options to pass to `pino()`: your own pino options in, enriched options
+   * out. See {@link EnrichPinoOptions}.
+   *
+   * @throws TypeError for an unknown `mode`
+   */
+  pinoOptions(options?: EnrichPinoOptions): LoggerOptions {
+    return buildPinoOptions(this, options)
+  }
+
+  /** Writes every pending deferred line (waiting at most their deadlines). */
+  async flush(): Promise<void> {
+    for (const close of this.#flushers) await close()
+  }
+
+  /** @internal */ readonly #flushers: Array<() => Promise<void>> = []
+  /** @internal */
+  addFlusher(f: () => Promise<void>): void {
+    this.#flushers.push(f)
+  }
+
+  /**
+   * Stops refresh timers, writes pending lines and aborts running computes,
+   * taking at most `closeTimeoutMs`. Afterwards nothing of the pipeline keeps
+   * the process alive; lines logged later are written with what was left.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#close()
+    return this.#closing
+  }
+
+  async #close(): Promise<void> {
+    for (const slot of this.slots) if (slot.timer !== undefined) clearInterval(slot.timer)
+    await within(this.flush(), this.closeTimeoutMs)
+    this.closed = true
+    for (const c of this.closers) await c()
+    for (const slot of this.slots) {
+      for (const d of slot.disposers) d()
+      slot.cache?.close()
+    }
+  }
+
+  /**
+   * Opt-in shutdown: on SIGTERM or SIGINT, close (writing pending lines), flush
+   * pino's destinations, then exit with 128 + the signal number (143 for SIGTERM).
+   *
+   * @returns a disposer that removes the handlers
+   */
+  handleSignals(signals: readonly NodeJS.Signals[] = ['SIGTERM', 'SIGINT']): Disposer {
+    const handler = (signal: NodeJS.Signals): void => {
+      dispose()
+      const code = 128 + (osConstants.signals[signal] ?? 15)
+      // process.exit runs pino's own exit flush of its destinations.
+      this.close().finally(() => process.exit(code))
+    }
+    for (const s of signals) process.once(s, handler)
+    const dispose = (): void => {
+      for (const s of signals) process.removeListener(s, handler)
+    }
+    return dispose
+  }
+
+  /** Listens to every pipeline event; returns a disposer. */
+  readonly onEvent: EventSource<PipelineEvent> = (listener) => this.#events.on(listener)
+
+  /** Breaker transitions of any enricher. A breaker opening is reported once per open period. */
+  onBreakerChange(listener: (e: Extract<PipelineEvent, { type: 'breaker' }>) => void): Disposer {
+    return this.#events.on((e) => e.type === 'breaker' && listener(e))
+  }
+
+  /** Enricher compute failures (one per failed compute, not per line). */
+  onEnricherError(listener: (e: Extract<PipelineEvent, { type: 'error' }>) => void): Disposer {
+    return this.#events.on((e) => e.type === 'error' && listener(e))
+  }
+
+  /** Enricher computes that passed their `timeoutMs`. */
+  onTimeout(listener: (e: Extract<PipelineEvent, { type: 'timeout' }>) => void): Disposer {
+    return this.#events.on((e) => e.type === 'timeout' && listener(e))
+  }
+
+  /** Figures per enricher and per line. Walks the caches: not for a hot path. */
+  stats(): PipelineStats {
+    return {
+      enrichers: this.slots.map((s) => {
+        const cache = s.cache?.stats()
+        return {
+          name: s.name,
+          kind: s.fn !== undefined ? 'function' : s.global ? 'global' : 'keyed',
+          cache,
+          breaker: cache?.breaker ?? 'none',
+          errors: s.errors,
+          timeouts: s.timeouts,
+          lineTimeouts: s.lineTimeouts,
+          invalid: s.invalid,
+          latencyMs: s.latency.quantiles(),
+        }
+      }),
+      records: {
+        enriched: this.counters.enriched,
+        timedOut: this.counters.timedOut,
+        dropped: this.counters.dropped,
+        pending: this.pendingCount(),
+        afterClose: this.counters.afterClose,
+        maxAddedDelayMs: this.counters.maxAddedDelayMs,
+      },
+    }
+  }
+
+  /** {@link stats} in the Prometheus text exposition format (0.0.4). */
+  metrics(): string {
+    return formatMetrics(this.stats())
+  }
+}
+
+/** Creates a pipeline. */
+export function createPipeline(options?: PipelineOptions): Pipeline {
+  return new Pipeline(options)
+}
+
+/** The shared pipeline that {@link registerEnricher} registers into. */
+export const defaultPipeline: Pipeline = new Pipeline()
+
+/** Registers an enricher into {@link defaultPipeline}; returns its unregister function. */
+export function registerEnricher(enricher: AnyEnricher): Disposer {
+  return defaultPipeline.register(enricher)
+}
+
+function fullContext(ctx: Partial<EnrichContext>, p: Pipeline): EnrichContext {
+  return {
+    level: ctx.level ?? 30,
+    time: ctx.time ?? p.clock.now(),
+    record: ctx.record ?? EMPTY,
+    context: ctx.context ?? p.context.get(),
+  }
+}
+
+/** Waits for `promise` (ignoring its outcome) at most `ms`, on an unref'd timer. */
+function within(promise: Promise<unknown>, ms: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, ms)
+    timer.unref()
+    promise.then(
+      () => {
+        clearTimeout(timer)
+        resolve()
+      },
+      () => {
+        clearTimeout(timer)
+        resolve()
+      },
+    )
+  })
+}
+
+/** A cache key from a key function's result: undefined to skip, null when unusable. */
+function toKey(raw: unknown): string | undefined | null {
+  if (raw === undefined || raw === null) return undefined
+  if (typeof raw === 'string') return raw
+  if (typeof raw === 'number' || typeof raw === 'bigint' || typeof raw === 'boolean') return String(raw)
+  return null
+}
+
+function addProblem(problems: Problems | undefined, kind: ProblemKind, name: string): Problems {
+  const p = problems ?? {}
+  const list = p[kind]
+  if (list === undefined) p[kind] = [name]
+  else if (!list.includes(name)) list.push(name)
+  return p
+}
+
+function copyProblems(p: Problems): Problems {
+  const out: Problems = {}
+  for (const [k, v] of Object.entries(p) as Array<[ProblemKind, string[]]>) out[k] = [...v]
+  return out
+}
+
+/** The problem kind of a failure. */
+export function problemOf(e: unknown): ProblemKind {
+  if (e instanceof CachedError) return e.cause instanceof TimeoutError ? ProblemKind.Timeout : ProblemKind.Error
+  if (e instanceof TimeoutError) return ProblemKind.Timeout
+  if (e instanceof BreakerOpenError) return ProblemKind.Open
+  if (isEnrichError(e) && e.code === 'ENRICH_TIMEOUT') return ProblemKind.Timeout
+  return ProblemKind.Error
+}
+
+function touches(fields: Fields, keys: ReadonlySet<string>): boolean {
+  for (const k of Object.keys(fields)) if (keys.has(k)) return true
+  return false
+}
+
+function isFlat(r: Record<string, unknown>, drop: ReadonlySet<string>): boolean {
+  if (Object.getPrototypeOf(r) !== Object.prototype) return false
+  let n = 0
+  for (const key in r) {
+    if (!Object.hasOwn(r, key) || drop.has(key) || key === '__proto__' || key === 'constructor' || key === 'prototype')
+      return false
+    const t = typeof r[key]
+    if (t !== 'string' && t !== 'number' && t !== 'boolean' && t !== 'undefined') return false
+    if (t === 'string' && (r[key] as string).length > 1024) return false
+    if (++n > 32) return false
+  }
+  return true
+}
+
+function isThenableValue(v: unknown): v is PromiseLike<unknown> {
+  if (typeof v !== 'object' && typeof v !== 'function') return false
+  try {
+    return typeof (v as { then?: unknown }).then === 'function'
+  } catch {
+    return false
+  }
+}
+
+function formatMetrics(s: PipelineStats): string {
+  const lines: string[] = []
+  const metric = (name: string, type: 'counter' | 'gauge', help: string, rows: Array<[string, number]>): void => {
+    lines.push(`# HELP pino_enrich_${name} ${help}`, `# TYPE pino_enrich_${name} ${type}`)
+    for (const [labels, v] of rows) lines.push(`pino_enrich_${name}${labels} ${Number.isFinite(v) ? v : 0}`)
+  }
+  const per = (pick: (e: EnricherStats) => number | undefined): Array<[string, number]> =>
+    s.enrichers.flatMap((e) => {
+      const v = pick(e)
+      return v === undefined ? [] : [[`{enricher=${JSON.stringify(e.name)}}`, v] as [string, number]]
+    })
+  const cache = (k: keyof SmartCacheStats) => per((e) => e.cache?.[k] as number | undefined)
+  metric('cache_hits_total', 'counter', 'Fresh cache hits.', cache('hits'))
+  metric('cache_stale_hits_total', 'counter', 'Stale values served.', cache('staleHits'))
+  metric('cache_misses_total', 'counter', 'Cache misses.', cache('misses'))
+  metric('cache_error_hits_total', 'counter', 'Lookups answered from the error tier.', cache('errorHits'))
+  metric('cache_computes_total', 'counter', 'Computes started.', cache('computes'))
+  metric('cache_evictions_total', 'counter', 'Entries evicted by the size bound.', cache('evictions'))
+  metric('cache_entries', 'gauge', 'Entries held.', cache('totalEntries'))
+  metric('cache_inflight', 'gauge', 'Computes running.', cache('inflight'))
+  metric(
+    'enricher_errors_total',
+    'counter',
+    'Failed computes.',
+    per((e) => e.errors),
+  )
+  metric(
+    'enricher_timeouts_total',
+    'counter',
+    'Computes past timeoutMs.',
+    per((e) => e.timeouts),
+  )
+  metric(
+    'enricher_line_timeouts_total',
+    'counter',
+    'Lines written before the enricher answered.',
+    per((e) => e.lineTimeouts),
+  )
+  metric(
+    'enricher_invalid_total',
+    'counter',
+    'Outputs with dropped or refused fields.',
+    per((e) => e.invalid),
+  )
+  metric(
+    'breaker_open',
+    'gauge',
+    '1 when the breaker is open or half-open.',
+    per((e) => (e.breaker === 'none' ? undefined : e.breaker === 'closed' ? 0 : 1)),
+  )
+  metric(
+    'compute_latency_p99_ms',
+    'gauge',
+    'p99 compute latency over the last 1024 computes.',
+    per((e) => e.latencyMs.p99),
+  )
+  metric('records_enriched_total', 'counter', 'Lines enriched.', [['', s.records.enriched]])
+  metric('records_timed_out_total', 'counter', 'Lines written with an enricher timed out.', [['', s.records.timedOut]])
+  metric('records_dropped_total', 'counter', 'Lines that could not be written.', [['', s.records.dropped]])
+  metric('records_pending', 'gauge', 'Deferred lines waiting.', [['', s.records.pending]])
+  metric('records_max_added_delay_ms', 'gauge', 'Largest delay added to a line.', [['', s.records.maxAddedDelayMs]])
+  return `${lines.join('\n')}\n`
+}
