@@ -1,5 +1,4 @@
 import { constants as osConstants } from 'node:os'
-import { performance } from 'node:perf_hooks'
 import type { LoggerOptions } from 'pino'
 import type { BreakerState } from './breaker/circuit-breaker.js'
 import { EntryState, SmartCache, type SmartCacheStats } from './cache/smart-cache.js'
@@ -170,9 +169,11 @@ export class Slot {
 /** @internal Where one line's enrichment is gathered. */
 export interface Gathering {
   ctx: EnrichContext
-  fields: Fields
+  /** Each enricher's output by its position (keyed, then functions), merged in that order whatever order they arrive in. */
+  parts: Array<Fields | undefined>
   problems: Problems | undefined
-  waiting: Slot[] | undefined
+  /** Enrichers still awaited, with their positions in `parts`. */
+  waiting: Array<{ slot: Slot; i: number }> | undefined
   done: boolean
   onReady: (() => void) | undefined
 }
@@ -505,7 +506,10 @@ export class Pipeline {
    */
   gather(g: Gathering): void {
     const ctx = g.ctx
-    for (const slot of this.keyed) {
+    const keyed = this.keyed
+    const fns = this.fns
+    for (let i = 0; i < keyed.length; i++) {
+      const slot = keyed[i] as Slot
       if (ctx.level < slot.minLevel) continue
       const raw = this.#rawKey(slot, ctx)
       const k = toKey(raw)
@@ -517,18 +521,21 @@ export class Pipeline {
       const cache = slot.cache as SmartCache<Prepared>
       const p = cache.peek(k)
       if (p.state === EntryState.Fresh || (p.state === EntryState.Stale && p.error !== undefined)) {
-        this.#gathered(g, slot, p.value as Prepared, p.state === EntryState.Stale)
+        this.#gathered(g, i, slot, p.value as Prepared, p.state === EntryState.Stale)
         continue
       }
       // Stale values are served at once by getOrCompute, which also refreshes them.
       this.#wait(
         g,
+        i,
         slot,
         cache.getOrCompute(k, (_k, { signal }) => this.compute(slot, raw, ctx, signal)),
         p.state === EntryState.Stale,
       )
     }
-    for (const slot of this.fns) {
+    for (let j = 0; j < fns.length; j++) {
+      const slot = fns[j] as Slot
+      const i = keyed.length + j
       if (ctx.level < slot.minLevel) continue
       let r: unknown
       try {
@@ -541,6 +548,7 @@ export class Pipeline {
       if (isThenableValue(r)) {
         this.#wait(
           g,
+          i,
           slot,
           Promise.resolve(r).then((v) => {
             const s = sanitizeFields(v, this.#maxFieldBytes, this.coreKeys, undefined)
@@ -551,15 +559,27 @@ export class Pipeline {
         )
         continue
       }
-      g.problems = this.#assignFnResult(slot, r, g.fields, g.problems)
+      const out: Fields = {}
+      g.problems = this.#assignFnResult(slot, r, out, g.problems)
+      g.parts[i] = out
     }
   }
 
-  #wait(g: Gathering, slot: Slot, promise: Promise<Prepared>, stale: boolean): void {
-    g.waiting = g.waiting === undefined ? [slot] : [...g.waiting, slot]
+  /** Merges a gathering's parts into `out` in registration order. @internal */
+  mergeParts(g: Gathering, out: Fields): void {
+    const parts = g.parts
+    for (let i = 0; i < parts.length; i++) {
+      const part = parts[i]
+      if (part !== undefined) Object.assign(out, part)
+    }
+  }
+
+  #wait(g: Gathering, i: number, slot: Slot, promise: Promise<Prepared>, stale: boolean): void {
+    const entry = { slot, i }
+    g.waiting = g.waiting === undefined ? [entry] : [...g.waiting, entry]
     const settle = (): void => {
       if (g.done || g.waiting === undefined) return
-      g.waiting = g.waiting.filter((s) => s !== slot)
+      g.waiting = g.waiting.filter((w) => w !== entry)
       if (g.waiting.length === 0) {
         g.waiting = undefined
         g.onReady?.()
@@ -568,12 +588,12 @@ export class Pipeline {
     promise.then(
       (v) => {
         if (g.done) return
-        this.#gathered(g, slot, v, stale)
+        this.#gathered(g, i, slot, v, stale)
         settle()
       },
       (e: unknown) => {
         if (g.done) return
-        if (slot.fallback !== undefined) Object.assign(g.fields, slot.fallback)
+        g.parts[i] = slot.fallback
         if (slot.fn !== undefined) {
           slot.errors++
           this.#emitError(slot, e)
@@ -584,8 +604,8 @@ export class Pipeline {
     )
   }
 
-  #gathered(g: Gathering, slot: Slot, v: Prepared, stale: boolean): void {
-    if (v.fields !== undefined) Object.assign(g.fields, v.fields)
+  #gathered(g: Gathering, i: number, slot: Slot, v: Prepared, stale: boolean): void {
+    g.parts[i] = v.fields
     if (v.invalid) g.problems = addProblem(g.problems, ProblemKind.Invalid, slot.name)
     if (stale) g.problems = addProblem(g.problems, ProblemKind.Stale, slot.name)
   }
@@ -594,9 +614,9 @@ export class Pipeline {
   timeOut(g: Gathering): void {
     g.done = true
     if (g.waiting === undefined) return
-    for (const slot of g.waiting) {
+    for (const { slot, i } of g.waiting) {
       slot.lineTimeouts++
-      if (slot.fallback !== undefined) Object.assign(g.fields, slot.fallback)
+      if (slot.fallback !== undefined) g.parts[i] = slot.fallback
       g.problems = addProblem(g.problems, ProblemKind.Timeout, slot.name)
     }
     g.waiting = undefined
@@ -689,7 +709,7 @@ export class Pipeline {
     if (full.time >= this.nextCheck) this.prepareGlobals()
     const g: Gathering = {
       ctx: full,
-      fields: {},
+      parts: [],
       problems: undefined,
       waiting: undefined,
       done: false,
@@ -700,7 +720,7 @@ export class Pipeline {
       g.done = true
       const out: Fields = {}
       for (const m of this.#allView.mixinGlobals) if (full.level >= m.minLevel) Object.assign(out, m.fields)
-      Object.assign(out, g.fields)
+      this.mergeParts(g, out)
       const problems = this.problemsFor(g.problems)
       if (problems !== undefined) out[this.errorKey] = problems
       return out

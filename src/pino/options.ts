@@ -79,7 +79,7 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
     }
     let problems: Gathering['problems']
     if (current !== undefined) {
-      Object.assign(out, current.fields)
+      p.mergeParts(current, out)
       problems = current.problems
     } else if (p.keyed.length !== 0 || p.fns.length !== 0) {
       const ctx: EnrichContext = {
@@ -237,7 +237,7 @@ function deferredQueue(p: Pipeline, write: (item: Pending) => void) {
       }
       const item: Pending = {
         ctx: { level, time, record, context: p.context.get() },
-        fields: {},
+        parts: [],
         problems: undefined,
         waiting: undefined,
         done: false,
