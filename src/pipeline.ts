@@ -142,6 +142,8 @@ export class Slot {
   readonly latency = new LatencyWindow()
   readonly disposers: Disposer[] = []
   timer: NodeJS.Timeout | undefined
+  /** One frozen `{ kind: [name] }` per kind, reused so a repeated problem costs no allocation. */
+  readonly memo: Partial<Record<ProblemKind, Problems>> = {}
   runs = 0
   errors = 0
   timeouts = 0
@@ -387,6 +389,7 @@ export class Pipeline {
       if (p.until !== undefined) next = Math.min(next, p.until)
       if (fields !== undefined) values.push({ slot, fields })
     }
+    if (problems !== undefined) Object.freeze(problems)
     this.globalProblems = problems
     this.nextCheck = next
     for (const view of this.views) {
@@ -471,10 +474,10 @@ export class Pipeline {
       }
       if (slot.fallback !== undefined) Object.assign(out, slot.fallback)
       if (p.state === EntryState.Error) {
-        problems = addProblem(problems, problemOf(p.error), slot.name)
+        problems = slotProblem(problems, problemOf(p.error), slot)
       } else {
         const open = cache.breaker?.state === 'open'
-        problems = addProblem(problems, open ? ProblemKind.Open : ProblemKind.Pending, slot.name)
+        problems = slotProblem(problems, open ? ProblemKind.Open : ProblemKind.Pending, slot)
         if (!open) this.#refreshKeyed(slot, k, raw, ctx)
       }
     }
@@ -520,17 +523,24 @@ export class Pipeline {
       }
       const cache = slot.cache as SmartCache<Prepared>
       const p = cache.peek(k)
-      if (p.state === EntryState.Fresh || (p.state === EntryState.Stale && p.error !== undefined)) {
+      if (p.state === EntryState.Fresh || p.state === EntryState.Stale) {
         this.#gathered(g, i, slot, p.value as Prepared, p.state === EntryState.Stale)
+        if (p.state === EntryState.Stale && p.error === undefined) this.#refreshKeyed(slot, k, raw, ctx)
         continue
       }
-      // Stale values are served at once by getOrCompute, which also refreshes them.
+      // The error tier and an open breaker are known now: nothing to wait for.
+      const open = p.state === EntryState.Miss && cache.breaker?.state === 'open'
+      if (p.state === EntryState.Error || open) {
+        g.parts[i] = slot.fallback
+        g.problems = slotProblem(g.problems, open ? ProblemKind.Open : problemOf(p.error), slot)
+        continue
+      }
       this.#wait(
         g,
         i,
         slot,
         cache.getOrCompute(k, (_k, { signal }) => this.compute(slot, raw, ctx, signal)),
-        p.state === EntryState.Stale,
+        false,
       )
     }
     for (let j = 0; j < fns.length; j++) {
@@ -675,7 +685,7 @@ export class Pipeline {
   /** The record's problems merged with the global ones, or undefined when there are none. @internal */
   problemsFor(local: Problems | undefined): Problems | undefined {
     const global = this.globalProblems
-    if (local === undefined) return global === undefined ? undefined : copyProblems(global)
+    if (local === undefined) return global
     if (global === undefined) return local
     const merged = copyProblems(global)
     for (const [kind, names] of Object.entries(local) as Array<[ProblemKind, string[]]>) {
@@ -930,11 +940,35 @@ function toKey(raw: unknown): string | undefined | null {
 }
 
 function addProblem(problems: Problems | undefined, kind: ProblemKind, name: string): Problems {
-  const p = problems ?? {}
+  // Frozen problem sets are shared (memoized); they are copied before a change.
+  const p = problems === undefined ? {} : Object.isFrozen(problems) ? copyProblems(problems) : problems
   const list = p[kind]
   if (list === undefined) p[kind] = [name]
   else if (!list.includes(name)) list.push(name)
   return p
+}
+
+/** The problem of one enricher, as a shared frozen object when it is the record's first. */
+function slotProblem(problems: Problems | undefined, kind: ProblemKind, slot: Slot): Problems {
+  if (problems !== undefined) return addProblem(problems, kind, slot.name)
+  let memo = slot.memo[kind]
+  if (memo === undefined) {
+    memo = Object.freeze({ [kind]: Object.freeze([slot.name]) }) as Problems
+    slot.memo[kind] = memo
+  }
+  return memo
+}
+
+const serialized = new WeakMap<Problems, string>()
+
+/** JSON of a problem set, remembered for shared (frozen) sets. @internal */
+export function problemsJson(problems: Problems): string {
+  let json = serialized.get(problems)
+  if (json === undefined) {
+    json = JSON.stringify(problems)
+    if (Object.isFrozen(problems)) serialized.set(problems, json)
+  }
+  return json
 }
 
 function copyProblems(p: Problems): Problems {

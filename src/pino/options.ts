@@ -1,6 +1,6 @@
 import pino, { type LoggerOptions } from 'pino'
 import type { EnrichContext, Fields } from '../enricher.js'
-import type { Gathering, Pipeline, View } from '../pipeline.js'
+import { type Gathering, type Pipeline, problemsJson, type View } from '../pipeline.js'
 
 /** How enrichment reaches pino's lines. */
 export const PinoMode = {
@@ -60,8 +60,19 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
   let current: Pending | undefined
   let lineTime = 0
 
+  const errorKeyJson = JSON.stringify(errorKey)
   const timestamp = (): string => {
-    const now = current !== undefined ? current.ctx.time : p.clock.now()
+    if (current !== undefined) {
+      // A deferred line's problems are known before pino writes it: serialize
+      // them here, once per shared problem set, instead of per line in the mixin.
+      const now = current.ctx.time
+      lineTime = now
+      if (now >= p.nextCheck) p.prepareGlobals()
+      const all = p.problemsFor(current.problems)
+      const tail = all === undefined ? '' : `,${errorKeyJson}:${problemsJson(all)}`
+      return timePart(now) + view.fragment + tail
+    }
+    const now = p.clock.now()
     lineTime = now
     if (now >= p.nextCheck) p.prepareGlobals()
     return timePart(now) + view.fragment
@@ -77,21 +88,23 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
       const g = mg[i] as View['mixinGlobals'][number]
       if (level >= g.minLevel) Object.assign(out, g.fields)
     }
-    let problems: Gathering['problems']
     if (current !== undefined) {
+      // Its problems went out with the timestamp fragment.
       p.mergeParts(current, out)
-      problems = current.problems
-    } else if (p.keyed.length !== 0 || p.fns.length !== 0) {
-      const ctx: EnrichContext = {
-        level,
-        time: lineTime,
-        record: mergeObject as Record<string, unknown>,
-        context: p.context.get(),
+    } else {
+      let problems: Gathering['problems']
+      if (p.keyed.length !== 0 || p.fns.length !== 0) {
+        const ctx: EnrichContext = {
+          level,
+          time: lineTime,
+          record: mergeObject as Record<string, unknown>,
+          context: p.context.get(),
+        }
+        problems = p.collectNow(ctx, out, undefined)
       }
-      problems = p.collectNow(ctx, out, undefined)
+      const all = p.problemsFor(problems)
+      if (all !== undefined) out[errorKey] = all
     }
-    const all = p.problemsFor(problems)
-    if (all !== undefined) out[errorKey] = all
     if (userMixin !== undefined) Object.assign(out, userMixin(mergeObject, level, logger))
     return out
   }

@@ -23,7 +23,8 @@ afterEach(async () => {
   vi.useRealTimers()
 })
 
-const host = () => defineEnricher({ name: 'host', compute: () => ({ host: { name: 'box' }, service: { name: 'api' } }) })
+const host = () =>
+  defineEnricher({ name: 'host', compute: () => ({ host: { name: 'box' }, service: { name: 'api' } }) })
 const user = (compute: (id: string) => Fields | Promise<Fields>) =>
   defineEnricher({
     name: 'user',
@@ -62,7 +63,9 @@ describe('snapshot mode', () => {
 
   it('picks up a changed global value on the next line', async () => {
     let n = 0
-    const p = pipeline({ enrichers: [defineEnricher({ name: 'load', refreshMs: 1000, compute: () => ({ load: ++n }) })] })
+    const p = pipeline({
+      enrichers: [defineEnricher({ name: 'load', refreshMs: 1000, compute: () => ({ load: ++n }) })],
+    })
     await p.ready()
     const out = sink()
     const log = pino(p.pinoOptions(), out)
@@ -74,8 +77,14 @@ describe('snapshot mode', () => {
 
   it('puts call site over request context over enrichers, and never lets enrichers override core keys', async () => {
     const p = pipeline()
-    p.register(defineEnricher({ name: 'g', compute: () => ({ who: 'enricher', where: 'enricher', msg: 'evil', pid: 0 }) }))
-    p.register(Object.assign((ctx: { context?: Record<string, unknown> | undefined }) => ({ who: ctx.context?.who }), { enricherName: 'req' }))
+    p.register(
+      defineEnricher({ name: 'g', compute: () => ({ who: 'enricher', where: 'enricher', msg: 'evil', pid: 0 }) }),
+    )
+    p.register(
+      Object.assign((ctx: { context?: Record<string, unknown> | undefined }) => ({ who: ctx.context?.who }), {
+        enricherName: 'req',
+      }),
+    )
     await p.ready()
     const out = sink()
     const log = pino(p.pinoOptions(), out)
@@ -103,7 +112,13 @@ describe('snapshot mode', () => {
     )
     log.child({ module: 'db' }).warn('x')
     const [line] = out.lines()
-    expect(line).toMatchObject({ severity: 'warn', mixed: true, module: 'db', host: 'h', user: { id: 'u', email: '[Redacted]' } })
+    expect(line).toMatchObject({
+      severity: 'warn',
+      mixed: true,
+      module: 'db',
+      host: 'h',
+      user: { id: 'u', email: '[Redacted]' },
+    })
   })
 
   it('applies serializers and formatters.log to enriched fields', async () => {
@@ -142,15 +157,42 @@ describe('snapshot mode', () => {
     circular.self = circular
     const protoJson = JSON.parse('{"__proto__":{"polluted":true},"constructor":{"prototype":{"polluted":true}},"ok":1}')
     const p = pipeline({ deadlineMs: 5 })
-    p.register(defineEnricher({ name: 'syncThrow', key: () => 'k', compute: () => { throw new Error('sync') } }))
+    p.register(
+      defineEnricher({
+        name: 'syncThrow',
+        key: () => 'k',
+        compute: () => {
+          throw new Error('sync')
+        },
+      }),
+    )
     p.register(defineEnricher({ name: 'reject', key: () => 'k', compute: () => Promise.reject(new Error('async')) }))
-    p.register(defineEnricher({ name: 'hang', key: () => 'k', timeoutMs: 20, compute: () => new Promise<Fields>(() => {}) }))
+    p.register(
+      defineEnricher({ name: 'hang', key: () => 'k', timeoutMs: 20, compute: () => new Promise<Fields>(() => {}) }),
+    )
     p.register(defineEnricher({ name: 'circular', key: () => 'k', compute: () => ({ c: circular }) }))
-    p.register(defineEnricher({ name: 'frozen', key: () => 'k', compute: () => Object.freeze({ f: Object.freeze({ x: 1 }) }) }))
+    p.register(
+      defineEnricher({ name: 'frozen', key: () => 'k', compute: () => Object.freeze({ f: Object.freeze({ x: 1 }) }) }),
+    )
     p.register(defineEnricher({ name: 'proto', key: () => 'k', compute: () => protoJson }))
-    p.register(defineEnricher({ name: 'keyThrows', key: () => { throw new Error('key') }, compute: () => ({}) }))
+    p.register(
+      defineEnricher<string>({
+        name: 'keyThrows',
+        key: () => {
+          throw new Error('key')
+        },
+        compute: () => ({}),
+      }),
+    )
     p.register(Object.assign(() => Promise.resolve({ late: 1 }), { enricherName: 'promiseFn' }))
-    p.register(Object.assign(() => { throw new Error('fn') }, { enricherName: 'fnThrow' }))
+    p.register(
+      Object.assign(
+        () => {
+          throw new Error('fn')
+        },
+        { enricherName: 'fnThrow' },
+      ),
+    )
     const out = sink()
     const log = pino(p.pinoOptions(), out)
     expect(() => log.info('warm')).not.toThrow()
@@ -214,11 +256,16 @@ describe('deferred mode', () => {
 
   it('keeps call order even when a later line is enriched first', async () => {
     const gates = new Map<string, ReturnType<typeof deferred<Fields>>>()
-    const p = pipeline({ deadlineMs: 100, enrichers: [user((id) => {
-      const d = deferred<Fields>()
-      gates.set(id, d)
-      return d.promise
-    })] })
+    const p = pipeline({
+      deadlineMs: 100,
+      enrichers: [
+        user((id) => {
+          const d = deferred<Fields>()
+          gates.set(id, d)
+          return d.promise
+        }),
+      ],
+    })
     const out = sink()
     const log = pino(p.pinoOptions({ mode: 'deferred' }), out)
     p.context.run({ userId: 'a' }, () => log.info('1'))

@@ -1,0 +1,156 @@
+// One benchmark scenario in a fresh process: 200,000 lines of info({ a: 1 }, 'msg')
+// to /dev/null, yielding to the event loop every 10 lines, timed until the
+// destination is closed. Prints one JSON object: { ms, maxAddedDelayMs? }.
+import { AsyncLocalStorage } from 'node:async_hooks'
+import { once } from 'node:events'
+import { createWriteStream } from 'node:fs'
+import pino from 'pino'
+import { createPipeline, defineEnricher, type Pipeline } from '../src/index.js'
+
+export const SCENARIOS = ['bare', 'reference', 'snapshot', 'deferred', 'deferred-failing', 'winston'] as const
+export type Scenario = (typeof SCENARIOS)[number]
+
+const LINES = Number(process.env.BENCH_LINES ?? 200_000)
+const [scenario = 'bare', destKind = 'sync'] = process.argv.slice(2) as [Scenario, 'sync' | 'async']
+
+/** The 8 static fields of the reference, as 4 enrichers of 2 fields each. */
+const STATIC = {
+  service: { name: 'checkout', version: '1.4.2' },
+  deployment: { environment: 'production', region: 'eu-west-1' },
+  host: { name: 'ip-10-0-0-1', arch: 'x64' },
+  container: { id: 'c0ffee', runtime: 'containerd' },
+}
+const BASE = { ...STATIC }
+const yieldNow = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
+
+function staticEnrichers() {
+  return Object.entries(STATIC).map(([name, fields]) => defineEnricher({ name, compute: () => ({ [name]: fields }) }))
+}
+
+function requestFields(ctx: { context?: { requestId?: unknown; userId?: unknown } | undefined }) {
+  const c = ctx.context
+  return c === undefined ? undefined : { requestId: c.requestId, userId: c.userId }
+}
+
+async function main(): Promise<void> {
+  const dest = pino.destination({
+    dest: '/dev/null',
+    sync: destKind === 'sync',
+    minLength: destKind === 'sync' ? 0 : 4096,
+  })
+  if (destKind !== 'sync') await once(dest, 'ready')
+  const store = { requestId: 'req-7f3a', userId: 'user-42' }
+  let enrich: Pipeline | undefined
+  let log: (i: number) => void
+
+  if (scenario === 'bare') {
+    const logger = pino(dest)
+    log = () => logger.info({ a: 1 }, 'msg')
+  } else if (scenario === 'reference') {
+    // Hand-written: the same 8 fields as bindings, 2 request fields copied from ALS by a mixin.
+    const als = new AsyncLocalStorage<typeof store>()
+    const logger = pino(
+      {
+        base: { pid: process.pid, hostname: 'bench', ...BASE },
+        mixin: () => {
+          const s = als.getStore()
+          return s === undefined ? {} : { requestId: s.requestId, userId: s.userId }
+        },
+      },
+      dest,
+    )
+    return run(
+      dest,
+      (i) => logger.info({ a: i & 1 }, 'msg'),
+      (fn) => als.run(store, fn),
+    )
+  } else if (scenario === 'snapshot' || scenario === 'deferred' || scenario === 'deferred-failing') {
+    enrich = createPipeline({ deadlineMs: 10, enrichers: staticEnrichers() })
+    enrich.register(Object.assign(requestFields, { enricherName: 'request' }))
+    if (scenario === 'deferred-failing') {
+      enrich.register(
+        defineEnricher({
+          name: 'tenant',
+          key: (ctx) => ctx.context?.userId as string | undefined,
+          compute: () => Promise.reject(new Error('backend down')),
+          breaker: { failureThreshold: 1, halfOpenAfterMs: 3_600_000 },
+        }),
+      )
+    }
+    await enrich.ready()
+    if (scenario === 'deferred-failing') {
+      // Open the breaker before timing: its backend always fails.
+      await enrich.enrich({ context: store })
+    }
+    const mode = scenario === 'snapshot' ? 'snapshot' : 'deferred'
+    const logger = pino(enrich.pinoOptions({ mode, base: { pid: process.pid, hostname: 'bench' } }), dest)
+    const e = enrich
+    return run(
+      dest,
+      (i) => logger.info({ a: i & 1 }, 'msg'),
+      (fn) => e.context.run(store, fn),
+      e,
+    )
+  } else {
+    const { default: winston } = await import('winston')
+    const als = new AsyncLocalStorage<typeof store>()
+    const out = createWriteStream('/dev/null')
+    const addRequest = winston.format((info) => {
+      const s = als.getStore()
+      if (s !== undefined) {
+        info.requestId = s.requestId
+        info.userId = s.userId
+      }
+      return info
+    })
+    const logger = winston.createLogger({
+      defaultMeta: { pid: process.pid, hostname: 'bench', ...BASE },
+      format: winston.format.combine(winston.format.timestamp(), addRequest(), winston.format.json()),
+      transports: [new winston.transports.Stream({ stream: out })],
+    })
+    const started = performance.now()
+    await als.run(store, async () => {
+      for (let i = 0; i < LINES; i++) {
+        logger.info('msg', { a: 1 })
+        if (i % 10 === 9) await yieldNow()
+      }
+    })
+    logger.end()
+    await once(logger, 'finish')
+    out.end()
+    await once(out, 'close')
+    report(performance.now() - started)
+    return
+  }
+  return run(dest, log, (fn) => fn())
+}
+
+async function run(
+  dest: pino.DestinationStream & { end(): void; flushSync?: () => void },
+  log: (i: number) => void,
+  within: (fn: () => Promise<void>) => Promise<void>,
+  enrich?: Pipeline,
+): Promise<void> {
+  const started = performance.now()
+  await within(async () => {
+    for (let i = 0; i < LINES; i++) {
+      log(i)
+      if (i % 10 === 9) await yieldNow()
+    }
+  })
+  await enrich?.flush()
+  const closed = once(dest as unknown as NodeJS.EventEmitter, 'close')
+  dest.end()
+  await closed
+  const ms = performance.now() - started
+  report(ms, enrich)
+}
+
+function report(ms: number, enrich?: Pipeline): void {
+  const records = enrich?.stats().records
+  process.stdout.write(
+    `${JSON.stringify({ ms, maxAddedDelayMs: records?.maxAddedDelayMs, timedOut: records?.timedOut })}\n`,
+  )
+}
+
+await main()

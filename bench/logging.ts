@@ -1,0 +1,84 @@
+// The logging part of `npm run bench`: each scenario in a fresh process per
+// round, rounds interleaved so drift hits every scenario alike; per-round
+// ratios against the hand-written reference, then their median.
+import { execFileSync } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import type { Row } from './table.js'
+
+const worker = fileURLToPath(new URL('./logging-worker.ts', import.meta.url))
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5)
+
+interface Sample {
+  ms: number
+  maxAddedDelayMs?: number
+}
+
+function once(scenario: string, dest: string): Sample {
+  const out = execFileSync(process.execPath, ['--import', 'tsx', worker, scenario, dest], { encoding: 'utf8' })
+  return JSON.parse(out.trim().split('\n').pop() as string) as Sample
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b)
+  const m = Math.floor(s.length / 2)
+  return s.length % 2 === 1 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2
+}
+
+interface Target {
+  scenario: string
+  against: string
+  max?: number
+  label: string
+}
+
+const TARGETS: Target[] = [
+  { scenario: 'bare', against: 'reference', label: 'bare pino (for reference)' },
+  {
+    scenario: 'snapshot',
+    against: 'reference',
+    max: 1.05,
+    label: 'snapshot: 4 global enrichers (8 fields) + 2 request fields',
+  },
+  { scenario: 'deferred', against: 'reference', max: 1.25, label: 'deferred, every value cached' },
+  {
+    scenario: 'deferred-failing',
+    against: 'deferred',
+    max: 1.05,
+    label: 'deferred, one backend failing (breaker open) vs deferred',
+  },
+  { scenario: 'winston', against: 'reference', label: 'winston, same fields (for reference)' },
+]
+
+export async function runLoggingBench(): Promise<Row[]> {
+  const rows: Row[] = []
+  const scenarios = ['reference', 'bare', 'snapshot', 'deferred', 'deferred-failing', 'winston']
+  for (const dest of ['sync', 'async']) {
+    const samples = new Map<string, Sample[]>(scenarios.map((s) => [s, []]))
+    for (let r = 0; r < ROUNDS; r++) {
+      for (const s of scenarios) samples.get(s)?.push(once(s, dest))
+    }
+    const ms = (s: string): number[] => (samples.get(s) ?? []).map((x) => x.ms)
+    const ref = ms('reference')
+    rows.push({
+      bench: `logging (${dest}) hand-written reference`,
+      value: `${median(ref).toFixed(0)} ms / 200k lines`,
+      ratio: '1.00x',
+      target: '',
+      verdict: '',
+    })
+    for (const t of TARGETS) {
+      const a = ms(t.scenario)
+      const b = ms(t.against)
+      const ratio = median(a.map((x, i) => x / (b[i] as number)))
+      const delay = Math.max(...(samples.get(t.scenario) ?? []).map((x) => x.maxAddedDelayMs ?? 0))
+      rows.push({
+        bench: `logging (${dest}) ${t.label}`,
+        value: `${median(a).toFixed(0)} ms${t.scenario.startsWith('deferred') ? `, max added delay ${delay} ms` : ''}`,
+        ratio: `${ratio.toFixed(2)}x vs ${t.against}`,
+        target: t.max === undefined ? '' : `<= ${t.max.toFixed(2)}x`,
+        verdict: t.max === undefined ? '' : ratio <= t.max ? 'ok' : 'MISSED',
+      })
+    }
+  }
+  return rows
+}
