@@ -575,6 +575,11 @@ export class Pipeline {
     }
   }
 
+  /** Copies every global value for a record of `level` into `out`. @internal */
+  assignGlobals(level: number, out: Fields): void {
+    for (const g of this.#allView.mixinGlobals) if (level >= g.minLevel) Object.assign(out, g.fields)
+  }
+
   /** Merges a gathering's parts into `out` in registration order. @internal */
   mergeParts(g: Gathering, out: Fields): void {
     const parts = g.parts
@@ -704,7 +709,7 @@ export class Pipeline {
     const full = fullContext(ctx, this)
     if (full.time >= this.nextCheck) this.prepareGlobals()
     const out: Fields = {}
-    for (const g of this.#allView.mixinGlobals) if (full.level >= g.minLevel) Object.assign(out, g.fields)
+    this.assignGlobals(full.level, out)
     const problems = this.problemsFor(this.collectNow(full, out, undefined))
     if (problems !== undefined) out[this.errorKey] = problems
     return out
@@ -913,8 +918,8 @@ function fullContext(ctx: Partial<EnrichContext>, p: Pipeline): EnrichContext {
   }
 }
 
-/** Waits for `promise` (ignoring its outcome) at most `ms`, on an unref'd timer. */
-function within(promise: Promise<unknown>, ms: number): Promise<void> {
+/** Waits for `promise` (ignoring its outcome) at most `ms`, on an unref'd timer. @internal */
+export function within(promise: Promise<unknown>, ms: number): Promise<void> {
   return new Promise<void>((resolve) => {
     const timer = setTimeout(resolve, ms)
     timer.unref()

@@ -134,7 +134,10 @@ interface Entry<V> {
 
 interface Flight<V> {
   readonly promise: Promise<V>
-  readonly controller: AbortController
+  /** Fires the compute's signal with `reason` and settles its callers with it. */
+  readonly abort: (reason: unknown) => void
+  /** The half-open breaker's one probe: nobody may queue behind it. */
+  readonly probe: boolean
 }
 
 /** Defaults of {@link SmartCacheOptions}, merged once per cache. */
@@ -288,6 +291,11 @@ export class SmartCache<V> {
     this.#misses++
     const flight = this.#inflight.get(k)
     if (flight !== undefined) {
+      // Section 3: while half-open every caller but the probe's fails fast, even on the probe's key.
+      if (flight.probe && this.#breaker !== undefined) {
+        this.#breakerRejections++
+        throw new BreakerOpenError(this.name, this.#breaker.retryAt)
+      }
       this.#dedupes++
       return flight.promise
     }
@@ -362,7 +370,14 @@ export class SmartCache<V> {
     })
     // Nobody may await a background refresh; its failure is recorded, not thrown.
     promise.catch(noop)
-    const flight: Flight<V> = { promise, controller }
+    const flight: Flight<V> = {
+      promise,
+      probe,
+      abort: (reason) => {
+        controller.abort(reason)
+        done(false, reason)
+      },
+    }
     this.#inflight.set(k, flight)
     this.#running++
     this.#computes++
@@ -383,19 +398,18 @@ export class SmartCache<V> {
         if (current) this.#store(k, result as V, options)
         resolve(result as V)
       } else {
-        this.#computeErrors++
-        if (result instanceof TimeoutError) this.#timeouts++
-        this.#breaker?.failure(probe)
+        // close() settles its callers this way; that is no failure of the compute.
+        if (!this.#closed) {
+          this.#computeErrors++
+          if (result instanceof TimeoutError) this.#timeouts++
+          this.#breaker?.failure(probe)
+        }
         if (current) this.#fail(k, result)
         reject(result)
       }
     }
     if (timeoutMs !== undefined) {
-      timer = setTimeout(() => {
-        const err = new TimeoutError(`${this.name} compute`, timeoutMs)
-        controller.abort(err)
-        done(false, err)
-      }, timeoutMs)
+      timer = setTimeout(() => flight.abort(new TimeoutError(`${this.name} compute`, timeoutMs)), timeoutMs)
       timer.unref()
     }
     try {
@@ -463,7 +477,11 @@ export class SmartCache<V> {
 
   /** Forgets `key`; a compute of it already running will not store its result. */
   delete(key: string): boolean {
-    const k = key.length > this.#maxKeyLength ? digest(key) : key
+    return this.#forget(key.length > this.#maxKeyLength ? digest(key) : key)
+  }
+
+  /** Forgets a stored key, already hashed: hashing it again would miss it when `maxKeyLength` < its length. */
+  #forget(k: string): boolean {
     const inflight = this.#inflight.delete(k)
     return this.#lru.delete(k) || inflight
   }
@@ -474,7 +492,7 @@ export class SmartCache<V> {
     for (const tag of tags) {
       const keys = this.#tagIndex.get(tag)
       if (keys === undefined) continue
-      for (const k of [...keys]) if (this.delete(k)) n++
+      for (const k of [...keys]) if (this.#forget(k)) n++
     }
     return n
   }
@@ -487,7 +505,7 @@ export class SmartCache<V> {
   invalidatePattern(glob: string): number {
     const re = globToRegExp(glob)
     let n = 0
-    for (const k of [...this.#lru.keys()]) if (re.test(k) && this.delete(k)) n++
+    for (const k of [...this.#lru.keys()]) if (re.test(k) && this.#forget(k)) n++
     for (const k of [...this.#inflight.keys()]) if (re.test(k) && this.#inflight.delete(k)) n++
     return n
   }
@@ -500,8 +518,8 @@ export class SmartCache<V> {
   }
 
   /**
-   * Clears the cache, aborts running computes (their signals fire) and refuses
-   * new lookups with {@link ClosedError}. Idempotent.
+   * Clears the cache, aborts running computes (their signals fire), rejects
+   * their waiting callers and every later lookup with {@link ClosedError}. Idempotent.
    */
   close(): void {
     if (this.#closed) return
@@ -509,7 +527,7 @@ export class SmartCache<V> {
     const flights = [...this.#inflight.values()]
     this.clear()
     const reason = new ClosedError(this.name)
-    for (const f of flights) f.controller.abort(reason)
+    for (const f of flights) f.abort(reason)
   }
 
   /** Counters since construction and gauges now. Walks the entries: not for a hot path. */

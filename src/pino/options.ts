@@ -1,6 +1,7 @@
 import pino, { type LoggerOptions } from 'pino'
 import type { EnrichContext, Fields } from '../enricher.js'
 import { type Gathering, type Pipeline, problemsJson, type View } from '../pipeline.js'
+import { OrderedQueue, type QueuedLine } from './ordered-queue.js'
 
 /** How enrichment reaches pino's lines. */
 export const PinoMode = {
@@ -8,6 +9,12 @@ export const PinoMode = {
   Snapshot: 'snapshot',
   /** The call returns at once; the line is written when its enrichers answer or `deadlineMs` passes. */
   Deferred: 'deferred',
+  /**
+   * The main-thread half of `pino-enrich/transport`: no enrichment here, only
+   * the request context (and the call time when `timestamp` is customised)
+   * captured into each line for the worker, under {@link TRANSPORT_KEY}.
+   */
+  Transport: 'transport',
 } as const
 export type PinoMode = (typeof PinoMode)[keyof typeof PinoMode]
 
@@ -23,11 +30,10 @@ export interface EnrichPinoOptions extends LoggerOptions {
 
 type LogMethod = (this: pino.Logger, ...args: unknown[]) => void
 
-interface Pending extends Gathering {
+interface Pending extends QueuedLine {
   logger: pino.Logger
   args: unknown[]
   method: LogMethod
-  deadline: number
 }
 
 const EMPTY: Readonly<Record<string, unknown>> = Object.freeze({})
@@ -48,8 +54,9 @@ const EMPTY: Readonly<Record<string, unknown>> = Object.freeze({})
  */
 export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): LoggerOptions {
   const { mode = PinoMode.Snapshot, ...user } = input
+  if (mode === PinoMode.Transport) return transportOptions(p, user)
   if (mode !== PinoMode.Snapshot && mode !== PinoMode.Deferred) {
-    throw new TypeError(`mode must be 'snapshot' or 'deferred', received ${JSON.stringify(mode)}`)
+    throw new TypeError(`mode must be 'snapshot', 'deferred' or 'transport', received ${JSON.stringify(mode)}`)
   }
   if (typeof user.messageKey === 'string') p.coreKeys.add(user.messageKey)
   const view = p.addView(routedKeys(user))
@@ -143,83 +150,24 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
 }
 
 /**
- * The deferred-mode queue: lines in call order, each written when its
- * enrichment is complete or its deadline passed, whichever is first. One
- * unref'd timer, for the head's deadline. On process exit every waiting line
- * is written synchronously with what is ready.
+ * Deferred mode: lines queue in call order (see {@link OrderedQueue}); on
+ * process exit every waiting line is written synchronously with what is ready.
  */
 function deferredQueue(p: Pipeline, write: (item: Pending) => void) {
-  let queue: Array<Pending | undefined> = []
-  let head = 0
-  let timer: NodeJS.Timeout | undefined
-  let timerFor: Pending | undefined
-  let waiters: Array<() => void> = []
-
-  const size = (): number => queue.length - head
+  const queue = new OrderedQueue<Pending>(p, write)
   const previous = p.pendingCount
-  p.pendingCount = () => previous() + size()
+  p.pendingCount = () => previous() + queue.size
 
-  const emit = (item: Pending): void => {
-    item.done = true
-    try {
-      write(item)
-    } catch {
-      p.counters.dropped++
-    }
-    const delay = p.clock.now() - item.ctx.time
-    if (delay > p.counters.maxAddedDelayMs) p.counters.maxAddedDelayMs = delay
-  }
-
-  const drain = (force: boolean): void => {
-    const now = p.clock.now()
-    while (head < queue.length) {
-      const item = queue[head] as Pending
-      if (item.waiting !== undefined) {
-        if (!force && now < item.deadline) break
-        p.timeOut(item)
-      }
-      queue[head++] = undefined
-      emit(item)
-    }
-    if (head === queue.length) {
-      queue = []
-      head = 0
-      const w = waiters
-      waiters = []
-      for (const resolve of w) resolve()
-    } else if (head > 1024 && head * 2 > queue.length) {
-      queue = queue.slice(head)
-      head = 0
-    }
-    arm()
-  }
-
-  const arm = (): void => {
-    const first = queue[head]
-    if (first === undefined || first.waiting === undefined) return
-    if (timerFor === first) return
-    if (timer !== undefined) clearTimeout(timer)
-    timerFor = first
-    timer = setTimeout(
-      () => {
-        timer = undefined
-        timerFor = undefined
-        drain(false)
-      },
-      Math.max(0, first.deadline - p.clock.now()),
-    )
-    timer.unref()
-  }
-
-  const streams = new Set<{ flushSync?: () => void }>()
   const onExit = (): void => {
-    for (let i = head; i < queue.length; i++) {
-      const logger = (queue[i] as Pending).logger as unknown as Record<symbol, unknown>
+    const streams = new Set<{ flushSync?: () => void }>()
+    queue.forEach((item) => {
+      const logger = item.logger as unknown as Record<symbol, unknown>
       const s = logger[pino.symbols.streamSym] as { flushSync?: () => void } | undefined
       if (s !== undefined) streams.add(s)
-    }
-    drain(true)
-    // Our lines were written after pino's own exit flush may have been registered: flush again.
+    })
+    queue.drain(true)
+    // These lines were written during 'exit': flush them now rather than rely
+    // on the order of pino's own exit handler.
     for (const s of streams) {
       try {
         s.flushSync?.()
@@ -227,14 +175,12 @@ function deferredQueue(p: Pipeline, write: (item: Pending) => void) {
         // A destination that cannot flush synchronously at exit has nothing more we can do.
       }
     }
-    streams.clear()
   }
   process.prependListener('exit', onExit)
 
-  p.addFlusher(() => (size() === 0 ? Promise.resolve() : new Promise<void>((resolve) => waiters.push(resolve))))
+  p.addFlusher(() => queue.whenEmpty())
   p.closers.push(() => {
-    drain(true)
-    if (timer !== undefined) clearTimeout(timer)
+    queue.close()
     process.removeListener('exit', onExit)
   })
 
@@ -259,24 +205,41 @@ function deferredQueue(p: Pipeline, write: (item: Pending) => void) {
         args,
         method,
         deadline: time + p.deadlineMs,
+        start: time,
       }
       if (!p.closed) p.gather(item)
-      if (item.waiting === undefined && head === queue.length) {
-        emit(item)
-        return
-      }
-      if (size() >= p.maxPending) {
-        // Bounded: the oldest line goes out now, with what it has, still in order.
-        const oldest = queue[head] as Pending
-        if (oldest.waiting !== undefined) p.timeOut(oldest)
-        queue[head++] = undefined
-        emit(oldest)
-      }
       queue.push(item)
-      if (item.waiting !== undefined) item.onReady = () => drain(false)
-      drain(false)
     },
   }
+}
+
+/** Where the main thread puts what the transport worker needs; the worker removes it. */
+export const TRANSPORT_KEY = '@pino-enrich'
+
+/** What the main thread captures for the worker: `c` the request context, `t` the call time. */
+export interface TransportCapture {
+  c?: Record<string, unknown>
+  t?: number
+}
+
+function transportOptions(p: Pipeline, user: LoggerOptions): LoggerOptions {
+  const userMixin = user.mixin
+  // pino's own `time` is the call time unless the user replaced or removed it.
+  const withTime =
+    user.timestamp !== undefined && user.timestamp !== true && user.timestamp !== pino.stdTimeFunctions.epochTime
+  const mixin = (mergeObject: object, level: number, logger: pino.Logger): object => {
+    const out: Fields = {}
+    const c = p.context.get()
+    if (c !== undefined || withTime) {
+      const capture: TransportCapture = {}
+      if (c !== undefined) capture.c = c
+      if (withTime) capture.t = p.clock.now()
+      out[TRANSPORT_KEY] = capture
+    }
+    if (userMixin !== undefined) Object.assign(out, userMixin(mergeObject, level, logger))
+    return out
+  }
+  return { ...user, mixin }
 }
 
 /** Top-level keys pino must see as objects for the user's options to apply, or `true` for all. */

@@ -53,7 +53,9 @@ describe('registration', () => {
     expect(() => createPipeline({ deadlineMs: -1 })).toThrow(/deadlineMs .* received -1/)
     expect(() => createPipeline({ errorKey: '' })).toThrow(TypeError)
     expect(() => defineEnricher({ name: '', compute: () => ({}) })).toThrow(TypeError)
-    expect(() => defineEnricher({ name: 'x', compute: () => ({}), minLevel: 'loud' as 'info' })).toThrow(/received loud/)
+    expect(() => defineEnricher({ name: 'x', compute: () => ({}), minLevel: 'loud' as 'info' })).toThrow(
+      /received loud/,
+    )
     expect(() => defineEnricher({ name: 'x', key: () => 'k', refreshMs: 10, compute: () => ({}) })).toThrow(TypeError)
   })
 
@@ -82,8 +84,26 @@ describe('keyed enrichers', () => {
     const a = deferred<Fields>()
     const b = deferred<Fields>()
     const p = pipeline({ deadlineMs: 1000 })
-    p.register(defineEnricher({ name: 'a', key: () => 'k', compute: () => (order.push('a start'), a.promise) }))
-    p.register(defineEnricher({ name: 'b', key: () => 'k', compute: () => (order.push('b start'), b.promise) }))
+    p.register(
+      defineEnricher({
+        name: 'a',
+        key: () => 'k',
+        compute: () => {
+          order.push('a start')
+          return a.promise
+        },
+      }),
+    )
+    p.register(
+      defineEnricher({
+        name: 'b',
+        key: () => 'k',
+        compute: () => {
+          order.push('b start')
+          return b.promise
+        },
+      }),
+    )
     const result = p.enrich({})
     expect(order).toEqual(['a start', 'b start'])
     b.resolve({ b: 2 })
@@ -233,7 +253,11 @@ describe('request context', () => {
   // setImmediate: vitest's fake timers run callbacks outside the caller's async context.
   it('run() makes the store visible to get() and to enrichers across awaits and timer callbacks', async () => {
     const p = pipeline()
-    p.register(Object.assign((ctx: { context?: { requestId?: string } | undefined }) => ({ rid: ctx.context?.requestId }), { enricherName: 'rid' }))
+    p.register(
+      Object.assign((ctx: { context?: { requestId?: string } | undefined }) => ({ rid: ctx.context?.requestId }), {
+        enricherName: 'rid',
+      }),
+    )
     const seen: unknown[] = []
     const done = p.context.run({ requestId: 'r-1' }, async () => {
       await Promise.resolve()
@@ -277,7 +301,9 @@ describe('events and stats', () => {
   it('emits enricher errors and compute timeouts; disposers stop delivery', async () => {
     const p = pipeline({ deadlineMs: 100 })
     p.register(defineEnricher({ name: 'boom', key: () => 'k', compute: () => Promise.reject(new TypeError('no')) }))
-    p.register(defineEnricher({ name: 'slow', key: () => 'k', timeoutMs: 50, compute: () => new Promise<Fields>(() => {}) }))
+    p.register(
+      defineEnricher({ name: 'slow', key: () => 'k', timeoutMs: 50, compute: () => new Promise<Fields>(() => {}) }),
+    )
     const errors: PipelineEvent[] = []
     const timeouts: PipelineEvent[] = []
     const offE = p.onEnricherError((e) => errors.push(e))

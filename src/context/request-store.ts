@@ -1,0 +1,72 @@
+import type { RequestContext } from './als.js'
+
+/** @internal Where a request store reads what is only known later in the request. */
+export interface RequestStoreSources {
+  requestId: string
+  method: string
+  /** Read each time `route` is; the integration caches what it can. */
+  route: () => string | undefined
+  /** The user's `user(req)`, bound to the request; undefined when not configured. */
+  user: (() => unknown) | undefined
+}
+
+/**
+ * The store a request runs with: `requestId` and `method` are plain values;
+ * `route` and `userId` are accessors read when a line is logged, because the
+ * store is created before routing and authentication have happened. `userId`
+ * is remembered once `user(req)` returns one. Both accept assignment, which
+ * overrides the source from then on (`enrich.context.get().userId = id`).
+ *
+ * The accessors are own enumerable properties of a plain object, so spreading,
+ * `JSON.stringify` and structured cloning (the transport) see their values.
+ * The request object itself is never reachable from the store.
+ * @internal
+ */
+export function createRequestStore(src: RequestStoreSources): RequestContext {
+  const { route, user } = src
+  let routeSet = false
+  let routeValue: string | undefined
+  let userSet = false
+  let userValue: string | undefined
+  const store = {
+    requestId: src.requestId,
+    method: src.method,
+    get route(): string | undefined {
+      return routeSet ? routeValue : route()
+    },
+    set route(value: string | undefined) {
+      routeSet = true
+      routeValue = value
+    },
+    get userId(): string | undefined {
+      if (userValue === undefined && !userSet && user !== undefined) userValue = userIdOf(user)
+      return userValue
+    },
+    set userId(value: string | undefined) {
+      userSet = true
+      userValue = value
+    },
+  }
+  // exactOptionalPropertyTypes: an accessor reads as `string | undefined`, the interface says optional `string`.
+  return store as RequestContext
+}
+
+/** `user(req)` as a string id, or undefined; it must never throw into a log call. */
+function userIdOf(user: () => unknown): string | undefined {
+  let v: unknown
+  try {
+    v = user()
+  } catch {
+    return undefined
+  }
+  if (typeof v === 'string') return v.length === 0 ? undefined : v
+  if ((typeof v === 'number' && Number.isFinite(v)) || typeof v === 'bigint') return String(v)
+  return undefined
+}
+
+/** The path of a request URL: no query, no fragment. @internal */
+export function pathOf(url: string | undefined): string | undefined {
+  if (url === undefined) return undefined
+  const end = url.search(/[?#]/)
+  return end === -1 ? url : url.slice(0, end)
+}

@@ -1,0 +1,126 @@
+import type { Gathering, Pipeline } from '../pipeline.js'
+
+/** A line waiting for its enrichment. */
+export interface QueuedLine extends Gathering {
+  /** Clock time after which the line is written with what is ready. */
+  deadline: number
+  /** Clock time from which the delay added to the line is measured. */
+  start: number
+}
+
+/**
+ * Lines in arrival order, each written when its enrichment is complete or its
+ * deadline passed, whichever is first; a line never overtakes an earlier one.
+ * One unref'd timer, for the head's deadline. Bounded by the pipeline's
+ * `maxPending`: beyond it the oldest line is written early, still in order.
+ */
+export class OrderedQueue<T extends QueuedLine> {
+  readonly #p: Pipeline
+  readonly #write: (item: T) => void
+  #items: Array<T | undefined> = []
+  #head = 0
+  #timer: NodeJS.Timeout | undefined
+  #timerFor: T | undefined
+  #waiters: Array<() => void> = []
+
+  constructor(p: Pipeline, write: (item: T) => void) {
+    this.#p = p
+    this.#write = write
+  }
+
+  get size(): number {
+    return this.#items.length - this.#head
+  }
+
+  /**
+   * Takes a gathered line: written at once when it waits for nothing and
+   * nothing is ahead of it, else queued.
+   */
+  push(item: T): void {
+    if (item.waiting === undefined && this.size === 0) {
+      this.#emit(item)
+      return
+    }
+    if (this.size >= this.#p.maxPending) {
+      const oldest = this.#items[this.#head] as T
+      if (oldest.waiting !== undefined) this.#p.timeOut(oldest)
+      this.#items[this.#head++] = undefined
+      this.#emit(oldest)
+    }
+    this.#items.push(item)
+    if (item.waiting !== undefined) item.onReady = () => this.drain(false)
+    this.drain(false)
+  }
+
+  /** Writes every line from the head that is ready or past its deadline; `force` writes all. */
+  drain(force: boolean): void {
+    const now = this.#p.clock.now()
+    const items = this.#items
+    while (this.#head < items.length) {
+      const item = items[this.#head] as T
+      if (item.waiting !== undefined) {
+        if (!force && now < item.deadline) break
+        this.#p.timeOut(item)
+      }
+      items[this.#head++] = undefined
+      this.#emit(item)
+    }
+    if (this.#head === this.#items.length) {
+      this.#items = []
+      this.#head = 0
+      const waiters = this.#waiters
+      this.#waiters = []
+      for (const resolve of waiters) resolve()
+    } else if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
+      this.#items = this.#items.slice(this.#head)
+      this.#head = 0
+    }
+    this.#arm()
+  }
+
+  /** Calls `fn` for every line still queued. */
+  forEach(fn: (item: T) => void): void {
+    for (let i = this.#head; i < this.#items.length; i++) fn(this.#items[i] as T)
+  }
+
+  /** Resolves when the queue is next empty. */
+  whenEmpty(): Promise<void> {
+    if (this.size === 0) return Promise.resolve()
+    return new Promise<void>((resolve) => this.#waiters.push(resolve))
+  }
+
+  /** Writes everything now and stops the timer. */
+  close(): void {
+    this.drain(true)
+    if (this.#timer !== undefined) clearTimeout(this.#timer)
+    this.#timer = undefined
+    this.#timerFor = undefined
+  }
+
+  #emit(item: T): void {
+    item.done = true
+    try {
+      this.#write(item)
+    } catch {
+      this.#p.counters.dropped++
+    }
+    const delay = this.#p.clock.now() - item.start
+    if (delay > this.#p.counters.maxAddedDelayMs) this.#p.counters.maxAddedDelayMs = delay
+  }
+
+  #arm(): void {
+    const first = this.#items[this.#head]
+    if (first === undefined || first.waiting === undefined || this.#timerFor === first) return
+    if (this.#timer !== undefined) clearTimeout(this.#timer)
+    this.#timerFor = first
+    this.#timer = setTimeout(
+      () => {
+        this.#timer = undefined
+        this.#timerFor = undefined
+        this.drain(false)
+      },
+      Math.max(0, first.deadline - this.#p.clock.now()),
+    )
+    this.#timer.unref()
+  }
+}

@@ -1,0 +1,158 @@
+import { once } from 'node:events'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import v8 from 'node:v8'
+import { runInNewContext } from 'node:vm'
+import pino from 'pino'
+import { afterAll, describe, expect, it, vi } from 'vitest'
+import { createPipeline } from '../../src/index.js'
+import { runChild } from '../helpers/child.js'
+
+const dir = mkdtempSync(join(tmpdir(), 'pino-enrich-transport-'))
+afterAll(() => rmSync(dir, { recursive: true, force: true }))
+const ENRICHERS = './test/fixtures/transport-enrichers.mjs'
+let n = 0
+
+function readLines(file: string): Array<Record<string, unknown>> {
+  return readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => l.length > 0)
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+}
+
+/** Ends a transport and waits until its worker has written and closed everything. */
+async function finish(transport: ReturnType<typeof pino.transport>): Promise<void> {
+  const closed = once(transport, 'close')
+  transport.end()
+  await closed
+}
+
+function pipelineTransport(file: string, options: Record<string, unknown> = {}) {
+  return pino.transport({
+    pipeline: [
+      { target: 'pino-enrich/transport', options: { enrichers: ENRICHERS, deadlineMs: 50, ...options } },
+      { target: 'pino/file', options: { destination: file } },
+    ],
+  })
+}
+
+describe('pino-enrich/transport (real worker threads)', () => {
+  it('enriches in the worker with the request context captured on the main thread, in arrival order', async () => {
+    const file = join(dir, `t${++n}.ndjson`)
+    const enrich = createPipeline()
+    const transport = pipelineTransport(file)
+    const log = pino(enrich.pinoOptions({ mode: 'transport' }), transport)
+    log.info('outside')
+    enrich.context.run({ requestId: 'r1', userId: 'u1' }, () => {
+      for (let i = 0; i < 100; i++) log.info({ i }, 'inside')
+    })
+    await finish(transport)
+    const lines = readLines(file)
+    expect(lines).toHaveLength(101)
+    expect(lines[0]).toMatchObject({ host: { name: 'worker-box' }, msg: 'outside' })
+    expect(lines[0]?.requestId).toBeUndefined()
+    expect(lines.slice(1).map((l) => l.i)).toEqual(Array.from({ length: 100 }, (_, i) => i))
+    for (const line of lines.slice(1)) {
+      expect(line).toMatchObject({ requestId: 'r1', user: { id: 'u1', name: 'name-u1' }, host: { name: 'worker-box' } })
+      expect(line).not.toHaveProperty('@pino-enrich')
+      expect(line.pid).toBe(process.pid)
+    }
+  })
+
+  it('writes a line whose enricher hangs by its deadline, recording the timeout, without holding back later lines', async () => {
+    const file = join(dir, `t${++n}.ndjson`)
+    const enrich = createPipeline()
+    const transport = pipelineTransport(file, { deadlineMs: 30 })
+    const log = pino(enrich.pinoOptions({ mode: 'transport' }), transport)
+    enrich.context.run({ requestId: 'r-h', userId: 'hang' }, () => log.info('hangs'))
+    log.info('after')
+    await finish(transport)
+    const lines = readLines(file)
+    expect(lines.map((l) => l.msg)).toEqual(['hangs', 'after'])
+    expect(lines[0]).toMatchObject({ requestId: 'r-h', enrich: { timeout: ['user'] } })
+  })
+
+  it('works alone with a destination', async () => {
+    const file = join(dir, `t${++n}.ndjson`)
+    const enrich = createPipeline()
+    const transport = pino.transport({
+      target: 'pino-enrich/transport',
+      options: { enrichers: ENRICHERS, destination: file },
+    })
+    const log = pino(enrich.pinoOptions({ mode: 'transport' }), transport)
+    enrich.context.run({ requestId: 'r2', userId: 'u2' }, () => log.info('alone'))
+    await finish(transport)
+    expect(readLines(file)[0]).toMatchObject({
+      msg: 'alone',
+      requestId: 'r2',
+      user: { id: 'u2' },
+      host: { name: 'worker-box' },
+    })
+  })
+
+  it('fails at start, naming the specifier, when the enrichers module is missing', async () => {
+    const transport = pino.transport({
+      target: 'pino-enrich/transport',
+      options: { enrichers: './no/such/module.mjs', destination: join(dir, 'never.ndjson') },
+    })
+    const [err] = (await once(transport, 'error')) as [Error]
+    expect(err.message).toMatch(/cannot load enrichers module "\.\/no\/such\/module\.mjs"/)
+  })
+
+  it('fails at start, naming the specifier, when the module exports something else', async () => {
+    const transport = pino.transport({
+      target: 'pino-enrich/transport',
+      options: { enrichers: './test/fixtures/transport-bad-export.mjs', destination: join(dir, 'never.ndjson') },
+    })
+    const [err] = (await once(transport, 'error')) as [Error]
+    expect(err.message).toMatch(/transport-bad-export\.mjs" export \[0\] is not an enricher/)
+  })
+
+  it('a worker crash reaches the main thread as an error; later lines are reported lost, not buffered', async () => {
+    const file = join(dir, `t${++n}.ndjson`)
+    const enrich = createPipeline()
+    const transport = pino.transport({
+      target: 'pino-enrich/transport',
+      options: { enrichers: './test/fixtures/transport-crash.mjs', destination: file },
+    })
+    // pino's advice: listen for errors on a transport. Each write after the crash reports one.
+    let first: Error | undefined
+    let last: Error | undefined
+    let count = 0
+    transport.on('error', (e: Error) => {
+      first ??= e
+      last = e
+      count++
+    })
+    const log = pino(enrich.pinoOptions({ mode: 'transport' }), transport)
+    log.info('before')
+    enrich.context.run({ crash: 'yes' }, () => log.info('crash'))
+    await vi.waitFor(() => expect(count).toBeGreaterThan(0), { timeout: 5_000 })
+    expect(first?.message).toMatch(/worker crashed on purpose/)
+    v8.setFlagsFromString('--expose-gc')
+    const gc = runInNewContext('gc') as () => void
+    gc()
+    const heapBefore = process.memoryUsage().heapUsed
+    expect(() => {
+      for (let i = 0; i < 100_000; i++) log.info({ i, pad: 'x'.repeat(200) }, 'after crash')
+    }).not.toThrow()
+    await new Promise((resolve) => setImmediate(resolve))
+    gc()
+    // 100,000 lines of ~300 bytes would hold 30 MB if they were kept.
+    expect(process.memoryUsage().heapUsed - heapBefore).toBeLessThan(5 * 1024 * 1024)
+    expect(count).toBeGreaterThanOrEqual(100_000)
+    expect(last?.message).toMatch(/the worker has exited/)
+  })
+
+  it('process.exit() after 100,000 lines: every line at the destination, none twice (child process)', async () => {
+    const file = join(dir, 'exit.ndjson')
+    const r = await runChild('transport-exit.ts', [file, '100000'], { timeoutMs: 60_000 })
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    const lines = readLines(file)
+    expect(lines).toHaveLength(100_000)
+    expect(new Set(lines.map((l) => l.i)).size).toBe(100_000)
+    expect(lines[99_999]).toMatchObject({ requestId: 'r', host: { name: 'worker-box' } })
+  })
+})
