@@ -27,9 +27,9 @@ await once(transport, 'ready')
 const logger = pino(enrich.pinoOptions({ mode: 'transport' }), transport)
 
 logger.info('service started')
-for (const [requestId, userId] of [
-  ['req-1', 'user-17'],
-  ['req-2', 'user-42'],
+for (const { requestId, userId } of [
+  { requestId: 'req-1', userId: 'user-17' },
+  { requestId: 'req-2', userId: 'user-42' },
 ]) {
   enrich.context.run({ requestId, userId }, () => logger.info({ path: '/cart' }, 'request handled'))
 }
