@@ -184,6 +184,8 @@ export interface Gathering {
 export interface View {
   /** Top-level keys that must go through pino's object path (redact, serializers); `true` for all. */
   readonly routed: ReadonlySet<string> | true
+  /** The user's `base` fields other than pid and hostname: written beneath the enrichers. */
+  readonly base: Fields | undefined
   fragment: string
   mixinGlobals: Array<{ minLevel: number; fields: Fields }>
 }
@@ -218,7 +220,7 @@ export class Pipeline {
   readonly #maxKeyLength: number
   readonly #events = new Emitter<PipelineEvent>()
   readonly #byName = new Map<string, Slot>()
-  readonly #allView: View = { routed: true, fragment: '', mixinGlobals: [] }
+  readonly #allView: View = { routed: true, base: undefined, fragment: '', mixinGlobals: [] }
   #fnCount = 0
   #closing: Promise<void> | undefined
 
@@ -328,8 +330,8 @@ export class Pipeline {
   }
 
   /** Adds a view (one per `pinoOptions()` call) and prepares it. @internal */
-  addView(routed: ReadonlySet<string> | true): View {
-    const view: View = { routed, fragment: '', mixinGlobals: [] }
+  addView(routed: ReadonlySet<string> | true, base?: Fields): View {
+    const view: View = { routed, base, fragment: '', mixinGlobals: [] }
     this.views.add(view)
     this.prepareGlobals()
     return view
@@ -393,15 +395,18 @@ export class Pipeline {
     this.globalProblems = problems
     this.nextCheck = next
     for (const view of this.views) {
-      let fragment = ''
+      // Base first, enrichers over it: one key each, in the order base then enrichers.
+      const merged: Fields = view.base === undefined ? {} : Object.assign({}, view.base)
       const mixinGlobals: View['mixinGlobals'] = []
       for (const { slot, fields } of values) {
         if (view.routed !== true && slot.minLevel === Number.NEGATIVE_INFINITY && !touches(fields, view.routed)) {
-          for (const key of Object.keys(fields)) fragment += `,${JSON.stringify(key)}:${JSON.stringify(fields[key])}`
+          Object.assign(merged, fields)
         } else {
           mixinGlobals.push({ minLevel: slot.minLevel, fields })
         }
       }
+      let fragment = ''
+      for (const key of Object.keys(merged)) fragment += `,${JSON.stringify(key)}:${JSON.stringify(merged[key])}`
       view.fragment = fragment
       view.mixinGlobals = mixinGlobals
     }

@@ -59,7 +59,22 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
     throw new TypeError(`mode must be 'snapshot', 'deferred' or 'transport', received ${JSON.stringify(mode)}`)
   }
   if (typeof user.messageKey === 'string') p.coreKeys.add(user.messageKey)
-  const view = p.addView(routedKeys(user))
+  // Enrichers rank above `base`: its fields other than pid and hostname move
+  // beneath them into the prepared fragment; pino keeps pid and hostname.
+  // Keys pino must see itself (redacted, serialized) stay in pino's base.
+  const routed = routedKeys(user)
+  let base: Fields | undefined
+  if (user.base !== undefined && user.base !== null && routed !== true) {
+    const kept: Fields = {}
+    const moved: Fields = {}
+    for (const [k, v] of Object.entries(user.base as Fields)) {
+      if (k === 'pid' || k === 'hostname' || routed.has(k)) kept[k] = v
+      else moved[k] = v
+    }
+    user.base = kept
+    if (Object.keys(moved).length > 0) base = JSON.parse(JSON.stringify(moved)) as Fields
+  }
+  const view = p.addView(routed, base)
   const errorKey = p.errorKey
   const userMixin = user.mixin
   const timePart = timeFormatter(user.timestamp)

@@ -97,6 +97,17 @@ describe('snapshot mode', () => {
     expect(call).toMatchObject({ who: 'call', msg: 'call site' })
   })
 
+  it('ranks enrichers above base, keeping pid and hostname from pino', async () => {
+    const p = pipeline({ enrichers: [defineEnricher({ name: 'env', compute: () => ({ env: 'enriched', hostname: 'x' }) })] })
+    await p.ready()
+    const out = sink()
+    const log = pino(p.pinoOptions({ base: { pid: 1, hostname: 'h', env: 'base', team: 'core' } }), out)
+    log.info('x')
+    const raw = out.chunks[0] as string
+    expect(raw.match(/"env"/g)).toHaveLength(1)
+    expect(out.lines()[0]).toMatchObject({ pid: 1, hostname: 'h', env: 'enriched', team: 'core' })
+  })
+
   it('composes with the user mixin, formatters, child bindings and redact of an enriched field', async () => {
     const p = pipeline()
     p.register(defineEnricher({ name: 'user', compute: () => ({ user: { id: 'u', email: 'a@b.c' }, host: 'h' }) }))
