@@ -65,15 +65,17 @@ const plugin: FastifyPluginCallback<FastifyContextOptions> = (fastify, options, 
     context.run(store, next)
   })
 
-  // The body parser resumes from the request stream's events, which Node runs
-  // in the connection's async context, not ours: enter the request's context
-  // again after parsing, for validation, preHandler hooks and the handler
-  // (the pattern of @fastify/request-context).
+  // Work resumed from the request stream's events or a pooled connection's
+  // callback (a body parser on older Fastify versions, a hook that waits on a
+  // client library) runs in that emitter's async context, not ours: enter the
+  // request's context again after parsing, for validation, preHandler hooks and
+  // the handler (the pattern of @fastify/request-context). Free when still in it.
   fastify.addHook('preValidation', (request: FastifyRequest, _reply: FastifyReply, next: HookHandlerDoneFunction) => {
     reenter(context, request, next)
   })
-  // onResponse runs from the response's 'finish' event: enter again so later
-  // onResponse hooks and Fastify's own "request completed" line carry it.
+  // onResponse runs from the response's 'finish' event, in the context of
+  // whatever sent the reply: enter again so later onResponse hooks and
+  // Fastify's own "request completed" line carry the context.
   fastify.addHook('onResponse', (request: FastifyRequest, _reply: FastifyReply, next: HookHandlerDoneFunction) => {
     reenter(context, request, next)
   })
