@@ -1,0 +1,117 @@
+import { LRUCache } from 'lru-cache'
+import { describe, expect, it } from 'vitest'
+import { InflightLimitError, SmartCache } from '../../src/index.js'
+import { deferred, manualClock } from '../helpers/deferred.js'
+import { flush, track } from '../helpers/track.js'
+
+describe('SmartCache bounds', () => {
+  it('never holds more than max entries while 1,000,000 distinct keys pass through', async () => {
+    const cache = new SmartCache<string>({ max: 10_000, breaker: false })
+    const identity = (key: string): string => key
+    let largest = 0
+    for (let i = 0; i < 1_000_000; i++) {
+      await cache.getOrCompute(`key:${i}`, identity)
+      if (i % 50_000 === 49_999) largest = Math.max(largest, cache.stats().totalEntries)
+    }
+    const stats = cache.stats()
+    expect(largest).toBe(10_000)
+    expect(stats).toMatchObject({ totalEntries: 10_000, computes: 1_000_000, evictions: 990_000, inflight: 0 })
+  })
+
+  it('rejects a new-key lookup with InflightLimitError without calling its compute when maxInflight computes run', async () => {
+    const cache = new SmartCache<string>({ maxInflight: 2, breaker: false })
+    void cache.getOrCompute('a', () => deferred<string>().promise)
+    void cache.getOrCompute('b', () => deferred<string>().promise)
+    let called = false
+    const e = await cache
+      .getOrCompute('c', () => {
+        called = true
+        return 'c'
+      })
+      .catch((error: unknown) => error)
+    expect(e).toBeInstanceOf(InflightLimitError)
+    expect((e as InflightLimitError).code).toBe('ENRICH_INFLIGHT_FULL')
+    expect(called).toBe(false)
+    expect(cache.stats()).toMatchObject({ inflight: 2, inflightRejections: 1 })
+  })
+
+  it('serves a stale value instead of refreshing it when maxInflight computes run', async () => {
+    const clock = manualClock()
+    const cache = new SmartCache<string>({ clock, maxInflight: 1, ttlMs: 100, jitter: 0, breaker: false })
+    await cache.getOrCompute('s', () => 'old')
+    void cache.getOrCompute('a', () => deferred<string>().promise)
+    clock.advance(100)
+    let called = false
+    const value = await cache.getOrCompute('s', () => {
+      called = true
+      return 'new'
+    })
+    expect(value).toBe('old')
+    expect(called).toBe(false)
+    expect(cache.stats()).toMatchObject({ staleHits: 1, inflightRejections: 0 })
+  })
+
+  it('lets lookups join a running compute when maxInflight computes run', async () => {
+    const cache = new SmartCache<string>({ maxInflight: 1, breaker: false })
+    const gate = deferred<string>()
+    const first = cache.getOrCompute('a', () => gate.promise)
+    const joined = cache.getOrCompute('a', () => 'not called')
+    gate.resolve('A')
+    expect(await Promise.all([first, joined])).toEqual(['A', 'A'])
+    expect(cache.stats()).toMatchObject({ dedupes: 1, inflightRejections: 0 })
+  })
+
+  it('frees the inflight slot once a compute settles', async () => {
+    const cache = new SmartCache<string>({ maxInflight: 1, breaker: false })
+    const gate = deferred<string>()
+    const a = cache.getOrCompute('a', () => gate.promise)
+    gate.reject(new Error('down'))
+    await a.catch(() => {})
+    expect(await cache.getOrCompute('b', () => 'B')).toBe('B')
+  })
+
+  it('keeps running, and delivers and stores the result of, a compute whose key was evicted meanwhile', async () => {
+    const clock = manualClock()
+    const cache = new SmartCache<string>({ clock, max: 2, ttlMs: 100, staleMs: 0, jitter: 0, breaker: false })
+    await cache.getOrCompute('x', () => 'old')
+    clock.advance(100)
+    const gate = deferred<string>()
+    let signal: AbortSignal | undefined
+    const caller = track(
+      cache.getOrCompute('x', (_key, ctx) => {
+        signal = ctx.signal
+        return gate.promise
+      }),
+    )
+    cache.set('a', 'A')
+    cache.set('b', 'B')
+    expect(cache.peek('x').state).toBe('miss')
+    expect(cache.stats().evictions).toBe(1)
+
+    gate.resolve('new')
+    await flush()
+    expect(signal?.aborted).toBe(false)
+    expect(caller).toMatchObject({ status: 'fulfilled', value: 'new' })
+    expect(cache.peek('x')).toMatchObject({ state: 'fresh', value: 'new' })
+  })
+
+  it('contrast: lru-cache fetch() aborts an in-flight fetch whose key it evicts', async () => {
+    const gate = deferred<string>()
+    let signal: AbortSignal | undefined
+    const lru = new LRUCache<string, string>({
+      max: 2,
+      fetchMethod: (_key, _stale, { signal: s }) => {
+        signal = s
+        return gate.promise
+      },
+    })
+    const caller = track(lru.fetch('x'))
+    lru.set('a', 'A')
+    lru.set('b', 'B')
+    gate.resolve('new')
+    await flush()
+    expect(signal?.aborted).toBe(true)
+    expect(caller.status).toBe('rejected')
+    expect(lru.has('x')).toBe(false)
+  })
+})
