@@ -59,6 +59,8 @@ export interface EnricherDefinition<K = unknown, C = Record<string, unknown>> {
   minLevel?: number | LevelLabel
   /** Allowlist of top-level output keys; others are dropped. Default: all. */
   fields?: readonly string[]
+  /** Called once when the enricher is unregistered or its pipeline closes: release what it holds. */
+  dispose?: () => void
 }
 
 /** A plain per-record enricher: called on every line, uncached. Keep it cheap and synchronous. */

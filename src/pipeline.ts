@@ -134,7 +134,7 @@ export class Slot {
   readonly name: string
   readonly def: Enricher | undefined
   readonly fn: EnricherFn | undefined
-  readonly cache: SmartCache<Prepared> | undefined
+  readonly cache: SmartCache<Prepared | undefined> | undefined
   readonly global: boolean
   readonly minLevel: number
   readonly allow: ReadonlySet<string> | undefined
@@ -144,6 +144,9 @@ export class Slot {
   timer: NodeJS.Timeout | undefined
   /** One frozen `{ kind: [name] }` per kind, reused so a repeated problem costs no allocation. */
   readonly memo: Partial<Record<ProblemKind, Problems>> = {}
+  /** The last key list a function enricher's flat result was checked with. */
+  flatKeys: string[] | undefined
+  disposed = false
   runs = 0
   errors = 0
   timeouts = 0
@@ -154,7 +157,7 @@ export class Slot {
     name: string,
     def: Enricher | undefined,
     fn: EnricherFn | undefined,
-    cache: SmartCache<Prepared> | undefined,
+    cache: SmartCache<Prepared | undefined> | undefined,
     fallback: Fields | undefined,
   ) {
     this.name = name
@@ -268,7 +271,8 @@ export class Pipeline {
     if (isEnricher(enricher)) {
       if (this.#byName.has(enricher.name))
         throw new TypeError(`an enricher named ${JSON.stringify(enricher.name)} is already registered`)
-      const cache = new SmartCache<Prepared>({
+      const cache = new SmartCache<Prepared | undefined>({
+        ...refreshTtl(enricher, this.#timeoutMs),
         ...(enricher.cache ?? {}),
         name: enricher.name,
         clock: this.clock,
@@ -319,6 +323,7 @@ export class Pipeline {
     if (slot.timer !== undefined) clearInterval(slot.timer)
     for (const d of slot.disposers) d()
     slot.cache?.close()
+    disposeEnricher(slot)
     this.#reindex()
   }
 
@@ -367,7 +372,7 @@ export class Pipeline {
     let problems: Problems | undefined
     const values: Array<{ slot: Slot; fields: Fields }> = []
     for (const slot of this.globals) {
-      const cache = slot.cache as SmartCache<Prepared>
+      const cache = slot.cache as SmartCache<Prepared | undefined>
       const p = cache.peek(GLOBAL_KEY)
       let fields: Fields | undefined
       if (p.state === EntryState.Fresh || p.state === EntryState.Stale) {
@@ -395,16 +400,17 @@ export class Pipeline {
     this.globalProblems = problems
     this.nextCheck = next
     for (const view of this.views) {
-      // Base first, enrichers over it: one key each, in the order base then enrichers.
-      const merged: Fields = view.base === undefined ? {} : Object.assign({}, view.base)
-      const mixinGlobals: View['mixinGlobals'] = []
+      // Base first, enrichers over it, objects merged (host.arch from one, host.id
+      // from another): one key each. Rebuilt only when a global value changes.
+      const merged: Fields = view.base === undefined ? {} : mergeDeep({}, view.base)
+      const always: Fields = {}
+      const mixinGlobals: View['mixinGlobals'] = [{ minLevel: Number.NEGATIVE_INFINITY, fields: always }]
       for (const { slot, fields } of values) {
-        if (view.routed !== true && slot.minLevel === Number.NEGATIVE_INFINITY && !touches(fields, view.routed)) {
-          Object.assign(merged, fields)
-        } else {
-          mixinGlobals.push({ minLevel: slot.minLevel, fields })
-        }
+        if (slot.minLevel !== Number.NEGATIVE_INFINITY) mixinGlobals.push({ minLevel: slot.minLevel, fields })
+        else if (view.routed !== true && !touches(fields, view.routed)) mergeDeep(merged, fields)
+        else mergeDeep(always, fields)
       }
+      if (Object.keys(always).length === 0) mixinGlobals.shift()
       let fragment = ''
       for (const key of Object.keys(merged)) fragment += `,${JSON.stringify(key)}:${JSON.stringify(merged[key])}`
       view.fragment = fragment
@@ -413,7 +419,7 @@ export class Pipeline {
   }
 
   /** Runs an enricher's compute and sanitizes its output. @internal */
-  async compute(slot: Slot, key: unknown, ctx: EnrichContext, signal: AbortSignal): Promise<Prepared> {
+  async compute(slot: Slot, key: unknown, ctx: EnrichContext, signal: AbortSignal): Promise<Prepared | undefined> {
     const def = slot.def as Enricher
     slot.runs++
     const started = performance.now()
@@ -434,6 +440,8 @@ export class Pipeline {
         if (this.#events.hasListeners)
           this.#events.emit({ type: 'error', enricher: slot.name, code: 'ENRICH_BAD_RESULT', error: s.problem })
       }
+      // No fields at all is a negative result: cached for negativeTtlMs.
+      if (s.fields === undefined && s.problem === undefined) return undefined
       return { fields: s.fields, invalid: s.problem !== undefined }
     } catch (e) {
       slot.errors++
@@ -465,12 +473,12 @@ export class Pipeline {
         problems = addProblem(problems, ProblemKind.Invalid, slot.name)
         continue
       }
-      const cache = slot.cache as SmartCache<Prepared>
-      const p = cache.peek(k)
+      const cache = slot.cache as SmartCache<Prepared | undefined>
+      const p = cache.lookup(k)
       if (p.state === EntryState.Fresh || p.state === EntryState.Stale) {
-        const v = p.value as Prepared
-        if (v.fields !== undefined) Object.assign(out, v.fields)
-        if (v.invalid) problems = addProblem(problems, ProblemKind.Invalid, slot.name)
+        const v = p.value
+        if (v?.fields !== undefined) Object.assign(out, v.fields)
+        if (v?.invalid) problems = addProblem(problems, ProblemKind.Invalid, slot.name)
         if (p.state === EntryState.Stale) {
           problems = addProblem(problems, ProblemKind.Stale, slot.name)
           if (p.error === undefined) this.#refreshKeyed(slot, k, raw, ctx)
@@ -486,7 +494,9 @@ export class Pipeline {
         if (!open) this.#refreshKeyed(slot, k, raw, ctx)
       }
     }
-    for (const slot of this.fns) {
+    const fns = this.fns
+    for (let i = 0; i < fns.length; i++) {
+      const slot = fns[i] as Slot
       if (level < slot.minLevel) continue
       let r: unknown
       try {
@@ -496,6 +506,14 @@ export class Pipeline {
         continue
       }
       if (r === undefined || r === null) continue
+      // The usual result, a fresh flat object of primitives, is copied in one pass.
+      if (
+        typeof r === 'object' &&
+        Object.getPrototypeOf(r) === Object.prototype &&
+        copyFlat(r as Fields, out, this.coreKeys, slot)
+      ) {
+        continue
+      }
       if (isThenableValue(r)) {
         // A snapshot cannot wait; the promise's outcome is only observed.
         Promise.resolve(r).catch(noop)
@@ -526,10 +544,10 @@ export class Pipeline {
         g.problems = addProblem(g.problems, ProblemKind.Invalid, slot.name)
         continue
       }
-      const cache = slot.cache as SmartCache<Prepared>
-      const p = cache.peek(k)
+      const cache = slot.cache as SmartCache<Prepared | undefined>
+      const p = cache.lookup(k)
       if (p.state === EntryState.Fresh || p.state === EntryState.Stale) {
-        this.#gathered(g, i, slot, p.value as Prepared, p.state === EntryState.Stale)
+        this.#gathered(g, i, slot, p.value, p.state === EntryState.Stale)
         if (p.state === EntryState.Stale && p.error === undefined) this.#refreshKeyed(slot, k, raw, ctx)
         continue
       }
@@ -544,7 +562,7 @@ export class Pipeline {
         g,
         i,
         slot,
-        cache.getOrCompute(k, (_k, { signal }) => this.compute(slot, raw, ctx, signal)),
+        cache.load(k, (_k, { signal }) => this.compute(slot, raw, ctx, signal)),
         false,
       )
     }
@@ -568,7 +586,8 @@ export class Pipeline {
           Promise.resolve(r).then((v) => {
             const s = sanitizeFields(v, this.#maxFieldBytes, this.coreKeys, undefined)
             if (s.problem !== undefined) slot.invalid++
-            return { fields: s.fields, invalid: s.problem !== undefined }
+            const prepared: Prepared = { fields: s.fields, invalid: s.problem !== undefined }
+            return prepared
           }),
           false,
         )
@@ -594,7 +613,7 @@ export class Pipeline {
     }
   }
 
-  #wait(g: Gathering, i: number, slot: Slot, promise: Promise<Prepared>, stale: boolean): void {
+  #wait(g: Gathering, i: number, slot: Slot, promise: Promise<Prepared | undefined>, stale: boolean): void {
     const entry = { slot, i }
     g.waiting = g.waiting === undefined ? [entry] : [...g.waiting, entry]
     const settle = (): void => {
@@ -624,9 +643,9 @@ export class Pipeline {
     )
   }
 
-  #gathered(g: Gathering, i: number, slot: Slot, v: Prepared, stale: boolean): void {
-    g.parts[i] = v.fields
-    if (v.invalid) g.problems = addProblem(g.problems, ProblemKind.Invalid, slot.name)
+  #gathered(g: Gathering, i: number, slot: Slot, v: Prepared | undefined, stale: boolean): void {
+    g.parts[i] = v?.fields
+    if (v?.invalid) g.problems = addProblem(g.problems, ProblemKind.Invalid, slot.name)
     if (stale) g.problems = addProblem(g.problems, ProblemKind.Stale, slot.name)
   }
 
@@ -644,7 +663,9 @@ export class Pipeline {
   }
 
   #refreshKeyed(slot: Slot, k: string, raw: unknown, ctx: EnrichContext): void {
-    ;(slot.cache as SmartCache<Prepared>).refresh(k, (_k, { signal }) => this.compute(slot, raw, ctx, signal))
+    ;(slot.cache as SmartCache<Prepared | undefined>).refresh(k, (_k, { signal }) =>
+      this.compute(slot, raw, ctx, signal),
+    )
   }
 
   /** The key function's raw result, or {@link KEY_FAILED} when it threw. */
@@ -769,7 +790,7 @@ export class Pipeline {
     const outcome = new Map<string, 'ready' | 'failed'>()
     const all = Promise.all(
       this.globals.map((slot) =>
-        (slot.cache as SmartCache<Prepared>)
+        (slot.cache as SmartCache<Prepared | undefined>)
           .getOrCompute(GLOBAL_KEY, (_k, { signal }) => this.compute(slot, undefined, ctx, signal))
           .then(
             () => outcome.set(slot.name, 'ready'),
@@ -826,6 +847,7 @@ export class Pipeline {
     for (const slot of this.slots) {
       for (const d of slot.disposers) d()
       slot.cache?.close()
+      disposeEnricher(slot)
     }
   }
 
@@ -996,10 +1018,79 @@ export function problemOf(e: unknown): ProblemKind {
   return ProblemKind.Error
 }
 
+/** Calls an enricher's own `dispose`, once; its failure is its own. */
+function disposeEnricher(slot: Slot): void {
+  const dispose = slot.def?.dispose
+  if (dispose === undefined || slot.disposed) return
+  slot.disposed = true
+  try {
+    dispose()
+  } catch {
+    // Nothing a log pipeline could do about it.
+  }
+}
+
+/** Merges plain objects key by key (arrays and other values replace); returns `target`. */
+function mergeDeep(target: Fields, source: Fields): Fields {
+  for (const key of Object.keys(source)) {
+    const v = source[key]
+    const t = target[key]
+    if (isPlainObject(v) && isPlainObject(t)) target[key] = mergeDeep(mergeDeep({}, t), v)
+    else target[key] = isPlainObject(v) ? mergeDeep({}, v) : v
+  }
+  return target
+}
+
+function isPlainObject(v: unknown): v is Fields {
+  return typeof v === 'object' && v !== null && !Array.isArray(v)
+}
+
+/** An enricher refreshed every `refreshMs` stays fresh until the refresh after next could have landed. */
+function refreshTtl(e: Enricher, timeoutMs: number): { ttlMs?: number } {
+  return e.refreshMs === undefined ? {} : { ttlMs: 2 * e.refreshMs + (e.timeoutMs ?? timeoutMs) }
+}
+
 function touches(fields: Fields, keys: ReadonlySet<string>): boolean {
   for (const k of Object.keys(fields)) if (keys.has(k)) return true
   return false
 }
+
+/**
+ * Copies a flat object of primitives into `out` and returns true, or returns
+ * false at the first key or value that needs sanitizing (keys copied until
+ * then are primitives the sanitizer copies the same way).
+ */
+function copyFlat(r: Fields, out: Fields, drop: ReadonlySet<string>, slot: Slot): boolean {
+  const keys = Object.keys(r)
+  // Keys are checked once per shape: a function returns the same keys line after line.
+  const last = slot.flatKeys
+  let known = last !== undefined && last.length === keys.length
+  if (known) {
+    for (let i = 0; i < keys.length; i++) {
+      if (keys[i] !== (last as string[])[i]) {
+        known = false
+        break
+      }
+    }
+  }
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i] as string
+    const v = r[key]
+    const t = typeof v
+    if (t === 'string') {
+      if ((v as string).length > 1024) return false
+    } else if (t !== 'number' && t !== 'boolean') {
+      if (t === 'undefined') continue
+      return false
+    }
+    if (!known && (drop.has(key) || UNSAFE_FLAT_KEYS.has(key))) return false
+    out[key] = v
+  }
+  if (!known) slot.flatKeys = keys
+  return true
+}
+
+const UNSAFE_FLAT_KEYS: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype', 'then'])
 
 function isFlat(r: Record<string, unknown>, drop: ReadonlySet<string>): boolean {
   if (Object.getPrototypeOf(r) !== Object.prototype) return false

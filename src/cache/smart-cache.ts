@@ -326,6 +326,60 @@ export class SmartCache<V> {
   }
 
   /**
+   * {@link peek} that counts as a lookup in {@link stats} (hit, stale hit,
+   * error hit or miss) and marks the key recently used, still never
+   * computing: for readers that take what is there and refresh in the
+   * background, such as a log line's snapshot.
+   */
+  lookup(key: string): PeekResult<V> {
+    const k = key.length > this.#maxKeyLength ? digest(key) : key
+    const entry = this.#lru.get(k)
+    if (entry === undefined) {
+      this.#misses++
+      return { state: EntryState.Miss }
+    }
+    const now = this.#clock.now()
+    if (entry.has && now < entry.freshUntil) {
+      this.#hits++
+      return { state: EntryState.Fresh, value: entry.value as V, until: entry.freshUntil }
+    }
+    if (entry.has && now < entry.staleUntil) {
+      this.#staleHits++
+      const r: PeekResult<V> = { state: EntryState.Stale, value: entry.value as V, until: entry.staleUntil }
+      if (now < entry.errorUntil) r.error = entry.error
+      return r
+    }
+    if (now < entry.errorUntil) {
+      this.#errorHits++
+      return { state: EntryState.Error, error: entry.error, until: entry.errorUntil }
+    }
+    this.#misses++
+    return { state: EntryState.Miss }
+  }
+
+  /**
+   * Joins the running compute of `key` or starts one, without consulting or
+   * counting the tiers: for a caller that has just seen a miss through
+   * {@link lookup}. Rejects like {@link getOrCompute} when the breaker or
+   * `maxInflight` refuses.
+   */
+  load(key: string, compute: Compute<V>, options?: ComputeOptions): Promise<V> {
+    if (this.#closed) return Promise.reject(new ClosedError(this.name))
+    const k = key.length > this.#maxKeyLength ? digest(key) : key
+    const flight = this.#inflight.get(k)
+    if (flight !== undefined) {
+      if (flight.probe && this.#breaker !== undefined) {
+        this.#breakerRejections++
+        return Promise.reject(new BreakerOpenError(this.name, this.#breaker.retryAt))
+      }
+      this.#dedupes++
+      return flight.promise
+    }
+    const started = this.#start(k, compute, options, false)
+    return started instanceof Error ? Promise.reject(started) : started.promise
+  }
+
+  /**
    * Starts a background compute of `key` unless one is running, the key is in
    * its error tier, the breaker denies it or `maxInflight` is reached.
    * Resolves when that compute (or the one already running) settles; never rejects.

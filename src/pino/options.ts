@@ -100,9 +100,11 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
     return timePart(now) + view.fragment
   }
 
+  const storage = p.context.storage
+  const counters = p.counters
   const mixin = (mergeObject: object, level: number, logger: pino.Logger): object => {
-    p.counters.enriched++
-    if (p.closed) p.counters.afterClose++
+    counters.enriched++
+    if (p.closed) counters.afterClose++
     // A fresh object every line: pino assigns the call's fields into it.
     const out: Fields = {}
     const mg = view.mixinGlobals
@@ -120,11 +122,11 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
           level,
           time: lineTime,
           record: mergeObject as Record<string, unknown>,
-          context: p.context.get(),
+          context: storage.getStore(),
         }
         problems = p.collectNow(ctx, out, undefined)
       }
-      const all = p.problemsFor(problems)
+      const all = problems === undefined ? p.globalProblems : p.problemsFor(problems)
       if (all !== undefined) out[errorKey] = all
     }
     if (userMixin !== undefined) Object.assign(out, userMixin(mergeObject, level, logger))

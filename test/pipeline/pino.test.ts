@@ -98,7 +98,9 @@ describe('snapshot mode', () => {
   })
 
   it('ranks enrichers above base, keeping pid and hostname from pino', async () => {
-    const p = pipeline({ enrichers: [defineEnricher({ name: 'env', compute: () => ({ env: 'enriched', hostname: 'x' }) })] })
+    const p = pipeline({
+      enrichers: [defineEnricher({ name: 'env', compute: () => ({ env: 'enriched', hostname: 'x' }) })],
+    })
     await p.ready()
     const out = sink()
     const log = pino(p.pinoOptions({ base: { pid: 1, hostname: 'h', env: 'base', team: 'core' } }), out)

@@ -226,6 +226,81 @@ describe('global enrichers', () => {
   })
 })
 
+describe('global values', () => {
+  it('merges objects from several global enrichers key by key', async () => {
+    const p = pipeline()
+    p.register(defineEnricher({ name: 'host', compute: () => ({ host: { arch: 'amd64', os: { type: 'linux' } } }) }))
+    p.register(
+      defineEnricher({
+        name: 'cloud',
+        compute: () => ({ host: { id: 'i-1', os: { version: '6' } }, cloud: { region: 'r' } }),
+      }),
+    )
+    await p.ready()
+    expect(p.snapshot()).toEqual({
+      host: { arch: 'amd64', id: 'i-1', os: { type: 'linux', version: '6' } },
+      cloud: { region: 'r' },
+    })
+  })
+
+  it('with refreshMs, a value stays fresh between refreshes by default', async () => {
+    const p = pipeline()
+    p.register(defineEnricher({ name: 'load', refreshMs: 1000, compute: () => ({ load: 1 }) }))
+    await p.ready()
+    await vi.advanceTimersByTimeAsync(1500)
+    expect(p.snapshot()).toEqual({ load: 1 })
+  })
+
+  it('calls an enricher dispose once, on unregister or close', async () => {
+    const p = pipeline()
+    const a = vi.fn()
+    const b = vi.fn()
+    const off = p.register(defineEnricher({ name: 'a', compute: () => ({}), dispose: a }))
+    p.register(defineEnricher({ name: 'b', compute: () => ({}), dispose: b }))
+    off()
+    off()
+    expect(a).toHaveBeenCalledTimes(1)
+    expect(b).not.toHaveBeenCalled()
+    await p.close()
+    expect(b).toHaveBeenCalledTimes(1)
+  })
+})
+
+describe('keyed values in stats and the negative tier', () => {
+  it('counts what lines read from a keyed cache as hits and misses', async () => {
+    const p = pipeline()
+    p.register(
+      defineEnricher({ name: 'user', key: (ctx) => ctx.record.id as string, compute: (id: string) => ({ user: id }) }),
+    )
+    await p.enrich({ record: { id: 'a' } })
+    p.snapshot({ record: { id: 'a' } })
+    await p.enrich({ record: { id: 'a' } })
+    const cache = p.stats().enrichers[0]?.cache
+    expect(cache).toMatchObject({ misses: 1, hits: 2, computes: 1 })
+    expect(cache?.hitRate).toBeCloseTo(2 / 3)
+  })
+
+  it('caches a lookup that found nothing for negativeTtlMs, not ttlMs', async () => {
+    const compute = vi.fn(() => undefined)
+    const p = pipeline()
+    p.register(
+      defineEnricher({
+        name: 'user',
+        key: () => 'ghost',
+        compute,
+        cache: { ttlMs: 60_000, negativeTtlMs: 1000, jitter: 0, staleMs: 0 },
+      }),
+    )
+    await p.enrich()
+    await vi.advanceTimersByTimeAsync(999)
+    await p.enrich()
+    expect(compute).toHaveBeenCalledTimes(1)
+    await vi.advanceTimersByTimeAsync(1)
+    await p.enrich()
+    expect(compute).toHaveBeenCalledTimes(2)
+  })
+})
+
 describe('precedence and safety of output', () => {
   it('never lets enricher output override pino core keys or the errorKey', async () => {
     const p = pipeline()
@@ -337,7 +412,7 @@ describe('events and stats', () => {
     await first
     await p.enrich({ record: { id: 'a' } })
     const s = p.stats().enrichers[0]
-    expect(s?.cache).toMatchObject({ hits: 0, misses: 1, computes: 1, totalEntries: 1 })
+    expect(s?.cache).toMatchObject({ hits: 1, misses: 1, computes: 1, totalEntries: 1 })
     expect(s?.kind).toBe('keyed')
     expect(s?.latencyMs.p50).toBeGreaterThanOrEqual(20)
   })
