@@ -24,11 +24,10 @@ const NS_PER_MS = 1e6
  * period) and `v8js.memory.heap.{used,limit}` (bytes). The first sample, taken
  * when the enricher is registered, has the heap only.
  *
- * The delay histogram is enabled on the first sample and disabled again when
- * no sample came for three periods, which is what happens after the pipeline
- * is closed or the enricher unregistered (the pipeline has no hook to tell an
- * enricher). It never keeps the process alive. The histogram belongs to the
- * enricher object: register each one in one pipeline only.
+ * The delay histogram is enabled on the first sample and disabled when the
+ * enricher is unregistered or its pipeline closes (its `dispose`), or when no
+ * sample came for three periods. It never keeps the process alive. The
+ * histogram belongs to the enricher object: register each one in one pipeline only.
  */
 export function runtimeEnricher(options: RuntimeEnricherOptions = {}): Enricher {
   const o = { ...DEFAULTS, ...options }
@@ -42,10 +41,12 @@ export function runtimeEnricher(options: RuntimeEnricherOptions = {}): Enricher 
     histogram?.disable()
     histogram = undefined
     lastElu = undefined
+    if (idle !== undefined) clearTimeout(idle)
     idle = undefined
   }
   return defineEnricher({
     name: o.name,
+    dispose: stop,
     refreshMs: o.refreshMs,
     cache: { ttlMs: 2 * o.refreshMs + 1_000, jitter: 0 },
     compute: () => {
