@@ -110,16 +110,13 @@ describe('runtimeEnricher', () => {
     expect(h.calls.filter((c) => c === 'reset')).toHaveLength(2)
   })
 
-  it('disables the histogram three periods after the pipeline closes', async () => {
+  it('disables the histogram when the pipeline closes', async () => {
     const p = pipeline({ enrichers: [runtimeEnricher({ refreshMs: 1_000 })] })
     await p.ready()
     await vi.advanceTimersByTimeAsync(5_000)
     const h = made[0] as FakeHistogram
     expect(h.enabled).toBe(true)
     await p.close()
-    await vi.advanceTimersByTimeAsync(2_999)
-    expect(h.enabled).toBe(true)
-    await vi.advanceTimersByTimeAsync(1)
     expect(h.enabled).toBe(false)
     expect(vi.getTimerCount()).toBe(0)
   })
@@ -130,7 +127,6 @@ describe('runtimeEnricher', () => {
     const off = p.register(enricher)
     await p.ready()
     off()
-    await vi.advanceTimersByTimeAsync(3_000)
     expect(made[0]?.enabled).toBe(false)
     p.register(enricher)
     await p.ready()
