@@ -5,7 +5,7 @@ import { AsyncLocalStorage } from 'node:async_hooks'
 import { once } from 'node:events'
 import { createWriteStream } from 'node:fs'
 import pino from 'pino'
-import { createPipeline, defineEnricher, type Pipeline } from '../src/index.js'
+import { createPipeline, defineContextFields, defineEnricher, type Pipeline } from '../src/index.js'
 
 export const SCENARIOS = ['bare', 'reference', 'snapshot', 'deferred', 'deferred-failing', 'winston'] as const
 export type Scenario = (typeof SCENARIOS)[number]
@@ -25,11 +25,6 @@ const yieldNow = (): Promise<void> => new Promise((resolve) => setImmediate(reso
 
 function staticEnrichers() {
   return Object.entries(STATIC).map(([name, fields]) => defineEnricher({ name, compute: () => ({ [name]: fields }) }))
-}
-
-function requestFields(ctx: { context?: { requestId?: unknown; userId?: unknown } | undefined }) {
-  const c = ctx.context
-  return c === undefined ? undefined : { requestId: c.requestId, userId: c.userId }
 }
 
 async function main(): Promise<void> {
@@ -66,7 +61,7 @@ async function main(): Promise<void> {
     )
   } else if (scenario === 'snapshot' || scenario === 'deferred' || scenario === 'deferred-failing') {
     enrich = createPipeline({ deadlineMs: 10, enrichers: staticEnrichers() })
-    enrich.register(Object.assign(requestFields, { enricherName: 'request' }))
+    enrich.register(defineContextFields({ name: 'request', keys: { requestId: 'requestId', userId: 'userId' } }))
     if (scenario === 'deferred-failing') {
       enrich.register(
         defineEnricher({

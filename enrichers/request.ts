@@ -1,4 +1,4 @@
-import type { EnrichContext, EnricherFn, Fields, RequestContext } from '../src/index.js'
+import { type ContextFieldsEnricher, defineContextFields, type EnricherFn, type RequestContext } from '../src/index.js'
 
 /** Options of {@link requestEnricher}. */
 export interface RequestEnricherOptions {
@@ -30,38 +30,13 @@ export const REQUEST_KEYS = {
 export type NamedEnricherFn<C = RequestContext> = EnricherFn<C> & { enricherName: string }
 
 /**
- * The request context of the line (set by `pino-enrich/express`,
- * `pino-enrich/fastify` or `pipeline.context.run()`) as flat fields: `reqId`,
- * `reqMethod`, `reqRoute`, `userId` by default ({@link REQUEST_KEYS}). A plain
- * per-record enricher: it runs on every line, synchronously, and writes
- * nothing outside a request.
+ * The request context as flat fields on every line: `reqId`, `reqMethod`,
+ * `reqRoute`, `userId` (see {@link REQUEST_KEYS}; rename or drop with `keys`).
+ * Declarative ({@link defineContextFields}), so the pipeline writes the fields
+ * straight into each line. Lines outside a request get none.
+ *
+ * @throws TypeError for an empty or reserved output key
  */
-export function requestEnricher(options: RequestEnricherOptions = {}): NamedEnricherFn {
-  const mapping: Record<string, string | false> = { ...REQUEST_KEYS, ...options.keys }
-  const from: string[] = []
-  const to: string[] = []
-  for (const [key, out] of Object.entries(mapping)) {
-    if (out === false) continue
-    if (typeof out !== 'string' || out.length === 0) {
-      throw new TypeError(`requestEnricher: keys.${key} must be a non-empty string or false, received ${String(out)}`)
-    }
-    from.push(key)
-    to.push(out)
-  }
-  const n = from.length
-  const fn = (ctx: EnrichContext<RequestContext>): Fields | undefined => {
-    const c = ctx.context
-    if (c === undefined) return undefined
-    let out: Fields | undefined
-    for (let i = 0; i < n; i++) {
-      const v = c[from[i] as string]
-      const t = typeof v
-      if (t === 'string' || t === 'number' || t === 'boolean') {
-        out ??= {}
-        out[to[i] as string] = v
-      }
-    }
-    return out
-  }
-  return Object.assign(fn, { enricherName: options.name ?? 'request' })
+export function requestEnricher(options: RequestEnricherOptions = {}): ContextFieldsEnricher {
+  return defineContextFields({ name: options.name ?? 'request', keys: { ...REQUEST_KEYS, ...options.keys } })
 }

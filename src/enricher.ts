@@ -117,6 +117,80 @@ export function defineEnricher<K = unknown, C = Record<string, unknown>>(
   return Object.freeze({ ...definition, [kEnricher]: true as const })
 }
 
+const kContextFields = Symbol.for('pino-enrich.context-fields')
+
+/** What {@link defineContextFields} takes. */
+export interface ContextFieldsDefinition {
+  /** Unique within a pipeline. */
+  name: string
+  /**
+   * Output key of each request-context key (`{ requestId: 'reqId' }`); `false`
+   * leaves a key out. Only string, number and boolean values are copied.
+   */
+  keys: Readonly<Record<string, string | false>>
+}
+
+/** A per-record enricher copying request-context keys onto the line, made by {@link defineContextFields}. */
+export interface ContextFieldsEnricher extends EnricherFn {
+  readonly enricherName: string
+  /** @internal */
+  readonly [kContextFields]: { readonly from: readonly string[]; readonly to: readonly string[] }
+}
+
+/**
+ * A per-record enricher that copies request-context keys onto every line,
+ * renamed. Declarative, so the pipeline writes them straight into the line:
+ * no object per line beyond pino's own. It is also a plain {@link EnricherFn}.
+ *
+ * @throws TypeError for an empty output key or one of pino's core keys
+ */
+export function defineContextFields(definition: ContextFieldsDefinition): ContextFieldsEnricher {
+  const name = definition?.name
+  if (typeof name !== 'string' || name.length === 0 || name.length > 64) {
+    throw new TypeError(
+      `enricher name must be a non-empty string of at most 64 characters, received ${JSON.stringify(name)}`,
+    )
+  }
+  const from: string[] = []
+  const to: string[] = []
+  for (const [key, out] of Object.entries(definition.keys ?? {})) {
+    if (out === false) continue
+    if (typeof out !== 'string' || out.length === 0) {
+      throw new TypeError(`${name}: keys.${key} must be a non-empty string or false, received ${String(out)}`)
+    }
+    if (CORE.has(out) || out === '__proto__' || out === 'constructor' || out === 'prototype') {
+      throw new TypeError(`${name}: keys.${key} may not write ${JSON.stringify(out)}, a reserved key`)
+    }
+    from.push(key)
+    to.push(out)
+  }
+  const n = from.length
+  const fn = (ctx: EnrichContext): Fields | undefined => {
+    const c = ctx.context as Record<string, unknown> | undefined
+    if (c === undefined) return undefined
+    let out: Fields | undefined
+    for (let i = 0; i < n; i++) {
+      const v = c[from[i] as string]
+      const t = typeof v
+      if (t === 'string' || t === 'number' || t === 'boolean') {
+        out ??= {}
+        out[to[i] as string] = v
+      }
+    }
+    return out
+  }
+  return Object.assign(fn, { enricherName: name, [kContextFields]: Object.freeze({ from, to }) })
+}
+
+/** The compiled mapping of a {@link defineContextFields} enricher. @internal */
+export function contextFieldsOf(
+  e: unknown,
+): { readonly from: readonly string[]; readonly to: readonly string[] } | undefined {
+  return typeof e === 'function' ? (e as Partial<ContextFieldsEnricher>)[kContextFields] : undefined
+}
+
+const CORE: ReadonlySet<string> = new Set(['level', 'time', 'msg', 'pid', 'hostname'])
+
 /** True for an enricher made by {@link defineEnricher}. */
 export function isEnricher(e: unknown): e is Enricher {
   return typeof e === 'object' && e !== null && (e as { [kEnricher]?: unknown })[kEnricher] === true

@@ -16,6 +16,8 @@ export type { ContextHelpers, RequestContext } from './context/als.js'
 export { createContext } from './context/als.js'
 export type {
   AnyEnricher,
+  ContextFieldsDefinition,
+  ContextFieldsEnricher,
   EnrichContext,
   Enricher,
   EnricherCacheOptions,
@@ -25,7 +27,7 @@ export type {
   Fields,
   LevelLabel,
 } from './enricher.js'
-export { defineEnricher, isEnricher, LEVELS } from './enricher.js'
+export { defineContextFields, defineEnricher, isEnricher, LEVELS } from './enricher.js'
 export type { ErrorCode } from './errors.js'
 export {
   BreakerOpenError,

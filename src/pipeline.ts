@@ -6,6 +6,7 @@ import { type Clock, systemClock } from './clock.js'
 import { type ContextHelpers, createContext, type RequestContext } from './context/als.js'
 import {
   type AnyEnricher,
+  contextFieldsOf,
   type EnrichContext,
   type Enricher,
   type EnricherFn,
@@ -139,6 +140,9 @@ export class Slot {
   readonly minLevel: number
   readonly allow: ReadonlySet<string> | undefined
   readonly fallback: Fields | undefined
+  /** A defineContextFields enricher: context keys and the output keys they are written under. */
+  readonly from: readonly string[] | undefined
+  readonly to: readonly string[] | undefined
   readonly latency = new LatencyWindow()
   readonly disposers: Disposer[] = []
   timer: NodeJS.Timeout | undefined
@@ -168,12 +172,17 @@ export class Slot {
     this.minLevel = def?.minLevel === undefined ? Number.NEGATIVE_INFINITY : levelNumber(def.minLevel)
     this.allow = def?.fields === undefined ? undefined : new Set(def.fields)
     this.fallback = fallback
+    const map = contextFieldsOf(fn)
+    this.from = map?.from
+    this.to = map?.to
   }
 }
 
 /** @internal Where one line's enrichment is gathered. */
 export interface Gathering {
   ctx: EnrichContext
+  /** The cache clock's time when the line was taken: freshness is judged at it. */
+  now: number
   /** Each enricher's output by its position (keyed, then functions), merged in that order whatever order they arrive in. */
   parts: Array<Fields | undefined>
   problems: Problems | undefined
@@ -209,6 +218,7 @@ export class Pipeline {
   /** @internal */ slots: Slot[] = []
   /** @internal */ keyed: Slot[] = []
   /** @internal */ fns: Slot[] = []
+  /** @internal */ contexts: Slot[] = []
   /** @internal */ globals: Slot[] = []
   /** @internal */ globalProblems: Problems | undefined
   /** @internal */ globalTimeouts: string[] | undefined
@@ -329,7 +339,8 @@ export class Pipeline {
 
   #reindex(): void {
     this.keyed = this.slots.filter((s) => s.def !== undefined && !s.global)
-    this.fns = this.slots.filter((s) => s.fn !== undefined)
+    this.fns = this.slots.filter((s) => s.fn !== undefined && s.from === undefined)
+    this.contexts = this.slots.filter((s) => s.from !== undefined)
     this.globals = this.slots.filter((s) => s.global)
     this.prepareGlobals()
   }
@@ -461,7 +472,7 @@ export class Pipeline {
    * problems met, or undefined.
    * @internal
    */
-  collectNow(ctx: EnrichContext, out: Fields, into: Problems | undefined): Problems | undefined {
+  collectNow(ctx: EnrichContext, out: Fields, into: Problems | undefined, now: number): Problems | undefined {
     let problems = into
     const level = ctx.level
     for (const slot of this.keyed) {
@@ -474,7 +485,7 @@ export class Pipeline {
         continue
       }
       const cache = slot.cache as SmartCache<Prepared | undefined>
-      const p = cache.lookup(k)
+      const p = cache.lookup(k, now)
       if (p.state === EntryState.Fresh || p.state === EntryState.Stale) {
         const v = p.value
         if (v?.fields !== undefined) Object.assign(out, v.fields)
@@ -522,7 +533,30 @@ export class Pipeline {
       }
       problems = this.#assignFnResult(slot, r, out, problems)
     }
+    const c = ctx.context
+    if (c !== undefined) this.writeContexts(c, level, out)
     return problems
+  }
+
+  /** Writes every defineContextFields enricher's keys from the request context into `out`. @internal */
+  writeContexts(c: Record<string, unknown>, level: number, out: Fields): void {
+    const contexts = this.contexts
+    for (let s = 0; s < contexts.length; s++) {
+      const slot = contexts[s] as Slot
+      if (level < slot.minLevel) continue
+      const from = slot.from as readonly string[]
+      const to = slot.to as readonly string[]
+      try {
+        for (let i = 0; i < from.length; i++) {
+          const v = c[from[i] as string]
+          const t = typeof v
+          if (t === 'string' || t === 'number' || t === 'boolean') out[to[i] as string] = v
+        }
+      } catch {
+        // A context getter that throws costs its own fields, never the line.
+        slot.errors++
+      }
+    }
   }
 
   /**
@@ -545,7 +579,7 @@ export class Pipeline {
         continue
       }
       const cache = slot.cache as SmartCache<Prepared | undefined>
-      const p = cache.lookup(k)
+      const p = cache.lookup(k, g.now)
       if (p.state === EntryState.Fresh || p.state === EntryState.Stale) {
         this.#gathered(g, i, slot, p.value, p.state === EntryState.Stale)
         if (p.state === EntryState.Stale && p.error === undefined) this.#refreshKeyed(slot, k, raw, ctx)
@@ -596,6 +630,12 @@ export class Pipeline {
       const out: Fields = {}
       g.problems = this.#assignFnResult(slot, r, out, g.problems)
       g.parts[i] = out
+    }
+    const c = ctx.context
+    if (c !== undefined && this.contexts.length !== 0) {
+      const out: Fields = {}
+      this.writeContexts(c, ctx.level, out)
+      g.parts[keyed.length + fns.length] = out
     }
   }
 
@@ -733,10 +773,11 @@ export class Pipeline {
    */
   snapshot(ctx: Partial<EnrichContext> = {}): Fields {
     const full = fullContext(ctx, this)
-    if (full.time >= this.nextCheck) this.prepareGlobals()
+    const now = this.clock.now()
+    if (now >= this.nextCheck) this.prepareGlobals()
     const out: Fields = {}
     this.assignGlobals(full.level, out)
-    const problems = this.problemsFor(this.collectNow(full, out, undefined))
+    const problems = this.problemsFor(this.collectNow(full, out, undefined, now))
     if (problems !== undefined) out[this.errorKey] = problems
     return out
   }
@@ -747,9 +788,11 @@ export class Pipeline {
    */
   enrich(ctx: Partial<EnrichContext> = {}): Promise<Fields> {
     const full = fullContext(ctx, this)
-    if (full.time >= this.nextCheck) this.prepareGlobals()
+    const now = this.clock.now()
+    if (now >= this.nextCheck) this.prepareGlobals()
     const g: Gathering = {
       ctx: full,
+      now,
       parts: [],
       problems: undefined,
       waiting: undefined,
@@ -1011,6 +1054,8 @@ function copyProblems(p: Problems): Problems {
 
 /** The problem kind of a failure. */
 export function problemOf(e: unknown): ProblemKind {
+  // Most failures are the backend's own errors: one brand check settles them.
+  if (!isEnrichError(e)) return ProblemKind.Error
   if (e instanceof CachedError) return e.cause instanceof TimeoutError ? ProblemKind.Timeout : ProblemKind.Error
   if (e instanceof TimeoutError) return ProblemKind.Timeout
   if (e instanceof BreakerOpenError) return ProblemKind.Open

@@ -329,16 +329,17 @@ export class SmartCache<V> {
    * {@link peek} that counts as a lookup in {@link stats} (hit, stale hit,
    * error hit or miss) and marks the key recently used, still never
    * computing: for readers that take what is there and refresh in the
-   * background, such as a log line's snapshot.
+   * background, such as a log line's snapshot. `now`, when the caller has
+   * just read the cache's clock, saves reading it again.
    */
-  lookup(key: string): PeekResult<V> {
+  lookup(key: string, now?: number): PeekResult<V> {
     const k = key.length > this.#maxKeyLength ? digest(key) : key
     const entry = this.#lru.get(k)
     if (entry === undefined) {
       this.#misses++
       return { state: EntryState.Miss }
     }
-    const now = this.#clock.now()
+    now ??= this.#clock.now()
     if (entry.has && now < entry.freshUntil) {
       this.#hits++
       return { state: EntryState.Fresh, value: entry.value as V, until: entry.freshUntil }

@@ -80,7 +80,9 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
   const timePart = timeFormatter(user.timestamp)
   // The deferred line being written now; pino's write is synchronous, so one slot suffices.
   let current: Pending | undefined
+  // The line's call time, and the clock's time when pino took the line.
   let lineTime = 0
+  let lineNow = 0
 
   const errorKeyJson = JSON.stringify(errorKey)
   const timestamp = (): string => {
@@ -89,13 +91,14 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
       // them here, once per shared problem set, instead of per line in the mixin.
       const now = current.ctx.time
       lineTime = now
-      if (now >= p.nextCheck) p.prepareGlobals()
+      if (current.now >= p.nextCheck) p.prepareGlobals()
       const all = p.problemsFor(current.problems)
       const tail = all === undefined ? '' : `,${errorKeyJson}:${problemsJson(all)}`
       return timePart(now) + view.fragment + tail
     }
     const now = p.clock.now()
     lineTime = now
+    lineNow = now
     if (now >= p.nextCheck) p.prepareGlobals()
     return timePart(now) + view.fragment
   }
@@ -124,7 +127,11 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
           record: mergeObject as Record<string, unknown>,
           context: storage.getStore(),
         }
-        problems = p.collectNow(ctx, out, undefined)
+        problems = p.collectNow(ctx, out, undefined, lineNow)
+      } else if (p.contexts.length !== 0) {
+        // Only request-context fields: written straight in, no context object for the line.
+        const c = storage.getStore()
+        if (c !== undefined) p.writeContexts(c, level, out)
       }
       const all = problems === undefined ? p.globalProblems : p.problemsFor(problems)
       if (all !== undefined) out[errorKey] = all
@@ -213,6 +220,7 @@ function deferredQueue(p: Pipeline, write: (item: Pending) => void) {
       }
       const item: Pending = {
         ctx: { level, time, record, context: p.context.get() },
+        now: time,
         parts: [],
         problems: undefined,
         waiting: undefined,

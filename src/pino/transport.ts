@@ -103,6 +103,7 @@ export default async function enrichTransport(options: TransportOptions): Promis
     if (now >= pipeline.nextCheck) pipeline.prepareGlobals()
     const line: Line = {
       ctx,
+      now,
       obj,
       parts: [],
       problems: undefined,

@@ -1,6 +1,6 @@
 import pino from 'pino'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { createPipeline, defineEnricher, type Fields, type Pipeline } from '../../src/index.js'
+import { createPipeline, defineContextFields, defineEnricher, type Fields, type Pipeline } from '../../src/index.js'
 import { deferred } from '../helpers/deferred.js'
 import { sink } from '../helpers/sink.js'
 
@@ -147,6 +147,29 @@ describe('snapshot mode', () => {
     )
     log.info('x')
     expect(out.lines()[0]).toMatchObject({ user: 'user:u', formatted: true })
+  })
+
+  it('writes defineContextFields keys from the request context, renamed, and survives a throwing getter', async () => {
+    const p = pipeline({ enrichers: [host()] })
+    p.register(defineContextFields({ name: 'req', keys: { requestId: 'reqId', userId: 'userId', tenant: false } }))
+    await p.ready()
+    const out = sink()
+    const log = pino(p.pinoOptions(), out)
+    log.info('outside')
+    p.context.run({ requestId: 'r1', userId: 'u1', tenant: 't' }, () => log.info({ userId: 'call' }, 'inside'))
+    const store = {
+      requestId: 'r2',
+      get userId(): string {
+        throw new Error('getter')
+      },
+    }
+    p.context.run(store, () => expect(() => log.info('throws')).not.toThrow())
+    const [outside, inside, throws] = out.lines()
+    expect(outside?.reqId).toBeUndefined()
+    expect(inside).toMatchObject({ reqId: 'r1', userId: 'call', host: { name: 'box' } })
+    expect(inside).not.toHaveProperty('tenant')
+    expect(throws).toMatchObject({ reqId: 'r2', msg: 'throws' })
+    expect(() => defineContextFields({ name: 'bad', keys: { requestId: 'msg' } })).toThrow(TypeError)
   })
 
   it('never hands pino a shared cached object: 10,000 lines leave cached values unchanged', async () => {
