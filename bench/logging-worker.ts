@@ -7,7 +7,18 @@ import { createWriteStream } from 'node:fs'
 import pino from 'pino'
 import { createPipeline, defineContextFields, defineEnricher, type Pipeline } from '../src/index.js'
 
-export const SCENARIOS = ['bare', 'reference', 'snapshot', 'deferred', 'deferred-failing', 'winston'] as const
+export const SCENARIOS = [
+  'bare',
+  'reference',
+  'snapshot',
+  'deferred',
+  'deferred-failing',
+  'winston',
+  'builtins-reference',
+  'builtins',
+  'transport-file',
+  'transport-enrich',
+] as const
 export type Scenario = (typeof SCENARIOS)[number]
 
 const LINES = Number(process.env.BENCH_LINES ?? 200_000)
@@ -38,6 +49,12 @@ async function main(): Promise<void> {
   let enrich: Pipeline | undefined
   let log: (i: number) => void
 
+  if (scenario === 'builtins' || scenario === 'builtins-reference') {
+    return runBuiltins(dest, store)
+  }
+  if (scenario === 'transport-file' || scenario === 'transport-enrich') {
+    return runTransport(store)
+  }
   if (scenario === 'bare') {
     const logger = pino(dest)
     log = () => logger.info({ a: 1 }, 'msg')
@@ -120,8 +137,96 @@ async function main(): Promise<void> {
   return run(dest, log, (fn) => fn())
 }
 
+/**
+ * The built-in enrichers (host, process, resource, runtime, container,
+ * deployment) in snapshot mode, against pino with the same fields written
+ * by hand as bindings, taken from the same enrichers once warmed.
+ */
+async function runBuiltins(dest: Destination, store: Record<string, string>): Promise<void> {
+  const builtins = await import('../enrichers/index.js')
+  const enrich = createPipeline({
+    enrichers: [
+      builtins.hostEnricher(),
+      builtins.processEnricher(),
+      builtins.resourceEnricher(),
+      builtins.runtimeEnricher(),
+      builtins.containerEnricher(),
+      builtins.deploymentEnricher({ serviceName: 'checkout', version: '1.4.2', environment: 'production' }),
+    ],
+  })
+  enrich.register(defineContextFields({ name: 'request', keys: { requestId: 'requestId', userId: 'userId' } }))
+  await enrich.ready({ timeoutMs: 5_000 })
+  const fields = enrich.snapshot()
+  delete fields.enrich
+  if (scenario === 'builtins-reference') {
+    await enrich.close()
+    const als = new AsyncLocalStorage<typeof store>()
+    const logger = pino(
+      {
+        base: { pid: process.pid, hostname: 'bench', ...fields },
+        mixin: () => {
+          const s = als.getStore()
+          return s === undefined ? {} : { requestId: s.requestId, userId: s.userId }
+        },
+      },
+      dest,
+    )
+    return run(
+      dest,
+      (i) => logger.info({ a: i & 1 }, 'msg'),
+      (fn) => als.run(store, fn),
+    )
+  }
+  const logger = pino(enrich.pinoOptions({ base: { pid: process.pid, hostname: 'bench' } }), dest)
+  return run(
+    dest,
+    (i) => logger.info({ a: i & 1 }, 'msg'),
+    (fn) => enrich.context.run(store, fn),
+    enrich,
+  )
+}
+
+/**
+ * Main-thread cost of logging through a transport: the plain pino/file
+ * transport, or the enrichment transport before it. Reports the time of the
+ * logging loop (main thread) and, as `totalMs`, until the worker has written
+ * every line (its sustained rate with every value cached).
+ */
+async function runTransport(store: Record<string, string>): Promise<void> {
+  const { fileURLToPath } = await import('node:url')
+  const enrichers = fileURLToPath(new URL('./transport-enrichers.mjs', import.meta.url))
+  const file: pino.TransportTargetOptions = { target: 'pino/file', options: { destination: '/dev/null' } }
+  const step: pino.TransportTargetOptions = { target: 'pino-enrich/transport', options: { enrichers, deadlineMs: 10 } }
+  const transport =
+    scenario === 'transport-enrich' && process.env.CAPTURE_ONLY !== '1'
+      ? pino.transport({ pipeline: [step, file] })
+      : pino.transport(file)
+  await once(transport, 'ready')
+  const enrich = createPipeline()
+  const logger =
+    scenario === 'transport-enrich'
+      ? pino(enrich.pinoOptions({ mode: 'transport' }), transport)
+      : pino({ base: { pid: process.pid, hostname: 'bench', ...BASE } }, transport)
+  const keepAlive = setInterval(() => {}, 1_000)
+  const started = performance.now()
+  await enrich.context.run(store, async () => {
+    for (let i = 0; i < LINES; i++) {
+      logger.info({ a: i & 1 }, 'msg')
+      if (i % 10 === 9) await yieldNow()
+    }
+  })
+  const ms = performance.now() - started
+  const closed = once(transport, 'close')
+  transport.end()
+  await closed
+  clearInterval(keepAlive)
+  process.stdout.write(`${JSON.stringify({ ms, totalMs: performance.now() - started })}\n`)
+}
+
+type Destination = pino.DestinationStream & { end(): void; flushSync?: () => void }
+
 async function run(
-  dest: pino.DestinationStream & { end(): void; flushSync?: () => void },
+  dest: Destination,
   log: (i: number) => void,
   within: (fn: () => Promise<void>) => Promise<void>,
   enrich?: Pipeline,

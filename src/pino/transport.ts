@@ -5,7 +5,7 @@ import { pathToFileURL } from 'node:url'
 import build from 'pino-abstract-transport'
 import { type AnyEnricher, type EnrichContext, type Fields, isEnricher, LEVELS } from '../enricher.js'
 import { EnrichError, ErrorCodes } from '../errors.js'
-import { Pipeline, type PipelineOptions, within } from '../pipeline.js'
+import { Pipeline, type PipelineOptions, problemsJson, within } from '../pipeline.js'
 import { TRANSPORT_KEY, type TransportCapture } from './options.js'
 import { OrderedQueue, type QueuedLine } from './ordered-queue.js'
 
@@ -37,7 +37,113 @@ export interface TransportOptions extends Omit<PipelineOptions, 'enrichers' | 'c
 }
 
 interface Line extends QueuedLine {
-  obj: Record<string, unknown>
+  /** Fast path: the line up to its time, and the rest without our capture. */
+  head: string | undefined
+  rest: string | undefined
+}
+
+/** A line's context whose `record` is parsed only if an enricher reads it. */
+class LineContext implements EnrichContext {
+  readonly level: number
+  readonly time: number
+  readonly context: Record<string, unknown> | undefined
+  readonly #raw: string
+  #record: Record<string, unknown> | undefined
+
+  constructor(level: number, time: number, context: Record<string, unknown> | undefined, raw: string) {
+    this.level = level
+    this.time = time
+    this.context = context
+    this.#raw = raw
+  }
+
+  get record(): Readonly<Record<string, unknown>> {
+    if (this.#record === undefined) {
+      const obj = JSON.parse(this.#raw) as Record<string, unknown>
+      delete obj[TRANSPORT_KEY]
+      this.#record = obj
+    }
+    return this.#record
+  }
+}
+
+const CAPTURE = `,${JSON.stringify(TRANSPORT_KEY)}:`
+
+interface SplitLine {
+  level: number
+  time: number
+  head: string
+  rest: string
+  capture: TransportCapture | undefined
+}
+
+/**
+ * Splits a line pino wrote with its default keys, `{"level":N,"time":T...`,
+ * around the time and our capture, without parsing the rest. Undefined for
+ * any other shape, which takes the general path.
+ */
+export function splitLine(raw: string): SplitLine | undefined {
+  if (!raw.startsWith('{"level":')) return undefined
+  const levelEnd = digitsEnd(raw, 9)
+  if (levelEnd === 9 || !raw.startsWith(',"time":', levelEnd)) return undefined
+  const timeStart = levelEnd + 8
+  const timeEnd = digitsEnd(raw, timeStart)
+  if (timeEnd === timeStart) return undefined
+  const c = raw.charCodeAt(timeEnd)
+  if (c !== 44 && c !== 125) return undefined
+  const head = raw.slice(0, timeEnd)
+  let rest = raw.slice(timeEnd)
+  let capture: TransportCapture | undefined
+  const at = raw.indexOf(CAPTURE, timeEnd)
+  if (at !== -1) {
+    const valueStart = at + CAPTURE.length
+    const valueEnd = objectEnd(raw, valueStart)
+    if (valueEnd === -1) return undefined
+    try {
+      capture = JSON.parse(raw.slice(valueStart, valueEnd)) as TransportCapture
+    } catch {
+      return undefined
+    }
+    rest = raw.slice(timeEnd, at) + raw.slice(valueEnd)
+  }
+  return { level: Number(raw.slice(9, levelEnd)), time: Number(raw.slice(timeStart, timeEnd)), head, rest, capture }
+}
+
+function digitsEnd(s: string, i: number): number {
+  while (i < s.length) {
+    const c = s.charCodeAt(i)
+    if (c < 48 || c > 57) break
+    i++
+  }
+  return i
+}
+
+/** The index after the JSON object starting at `i`, or -1. */
+function objectEnd(s: string, i: number): number {
+  if (s.charCodeAt(i) !== 123) return -1
+  let depth = 0
+  let inString = false
+  for (; i < s.length; i++) {
+    const c = s.charCodeAt(i)
+    if (inString) {
+      if (c === 92) i++
+      else if (c === 34) inString = false
+    } else if (c === 34) inString = true
+    else if (c === 123) depth++
+    else if (c === 125 && --depth === 0) return i + 1
+  }
+  return -1
+}
+
+function captured(capture: TransportCapture | undefined): Record<string, unknown> | undefined {
+  const c = capture?.c
+  return typeof c === 'object' && c !== null ? c : undefined
+}
+
+function fieldsJson(fields: Fields): string {
+  let text = ''
+  for (const key of Object.keys(fields)) text += `,${JSON.stringify(key)}:${JSON.stringify(fields[key])}`
+  return text
 }
 
 /**
@@ -60,15 +166,15 @@ export default async function enrichTransport(options: TransportOptions): Promis
 
   let source: Readable | undefined
   let paused = false
-  const write = (line: Line): void => {
-    const out2: Fields = { level: line.obj.level, time: line.obj.time }
-    pipeline.assignGlobals(line.ctx.level, out2)
-    pipeline.mergeParts(line, out2)
-    const problems = pipeline.problemsFor(line.problems)
-    if (problems !== undefined) out2[errorKey] = problems
-    // The line's own fields (call site, bindings, request context) win.
-    Object.assign(out2, line.obj)
-    if (!out.write(`${JSON.stringify(out2)}\n`) && source !== undefined && !paused) {
+  // Lines go out in batches: one write per event-loop turn or per 64 KB.
+  let batch = ''
+  let scheduled = false
+  const flushBatch = (): void => {
+    scheduled = false
+    if (batch.length === 0) return
+    const chunk = batch
+    batch = ''
+    if (!out.write(chunk) && source !== undefined && !paused) {
       paused = true
       source.pause()
       out.once('drain', () => {
@@ -77,34 +183,72 @@ export default async function enrichTransport(options: TransportOptions): Promis
       })
     }
   }
+  const emit = (text: string): void => {
+    batch += text
+    if (batch.length >= 65_536) flushBatch()
+    else if (!scheduled) {
+      scheduled = true
+      setImmediate(flushBatch)
+    }
+  }
+  // Globals as pre-serialized JSON, rebuilt only when a value changes.
+  const view = pipeline.addView(new Set())
+
+  const write = (line: Line): void => {
+    const problems = pipeline.problemsFor(line.problems)
+    if (line.rest !== undefined) {
+      // Fast path: enrichment spliced in after level and time, the line's own
+      // fields after it, so they win, as pino's own bindings do.
+      let text = line.head + view.fragment
+      for (const g of view.mixinGlobals) if (line.ctx.level >= g.minLevel) text += fieldsJson(g.fields)
+      for (const part of line.parts) if (part !== undefined) text += fieldsJson(part)
+      if (problems !== undefined) text += `,${errorKeyJson}:${problemsJson(problems)}`
+      emit(`${text}${line.rest}\n`)
+      return
+    }
+    const obj = line.ctx.record as Record<string, unknown>
+    const merged: Fields = { level: obj.level, time: obj.time }
+    pipeline.assignGlobals(line.ctx.level, merged)
+    pipeline.mergeParts(line, merged)
+    if (problems !== undefined) merged[errorKey] = problems
+    Object.assign(merged, obj)
+    emit(`${JSON.stringify(merged)}\n`)
+  }
+  const errorKeyJson = JSON.stringify(errorKey)
   const queue = new OrderedQueue<Line>(pipeline, write)
 
   const onLine = (raw: string): void => {
-    let obj: Record<string, unknown>
-    try {
-      const parsed: unknown = JSON.parse(raw)
-      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new TypeError('not an object')
-      obj = parsed as Record<string, unknown>
-    } catch {
-      // Not ours to judge: a line that is not a JSON object passes through untouched.
-      out.write(`${raw}\n`)
-      return
-    }
     const now = pipeline.clock.now()
-    const capture = obj[TRANSPORT_KEY] as TransportCapture | undefined
-    if (capture !== undefined) delete obj[TRANSPORT_KEY]
-    const time = typeof capture?.t === 'number' ? capture.t : typeof obj.time === 'number' ? obj.time : now
-    const ctx: EnrichContext = {
-      level: levelOf(obj.level),
-      time,
-      record: obj,
-      context: typeof capture?.c === 'object' && capture.c !== null ? capture.c : undefined,
-    }
     if (now >= pipeline.nextCheck) pipeline.prepareGlobals()
+    const split = splitLine(raw)
+    let ctx: EnrichContext
+    let head: string | undefined
+    let rest: string | undefined
+    if (split !== undefined) {
+      head = split.head
+      rest = split.rest
+      ctx = new LineContext(split.level, split.capture?.t ?? split.time, captured(split.capture), raw)
+    } else {
+      let obj: Record<string, unknown>
+      try {
+        const parsed: unknown = JSON.parse(raw)
+        if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new TypeError('not an object')
+        obj = parsed as Record<string, unknown>
+      } catch {
+        // Not ours to judge: a line that is not a JSON object passes through untouched.
+        emit(`${raw}\n`)
+        return
+      }
+      const capture = obj[TRANSPORT_KEY] as TransportCapture | undefined
+      if (capture !== undefined) delete obj[TRANSPORT_KEY]
+      const time = typeof capture?.t === 'number' ? capture.t : typeof obj.time === 'number' ? obj.time : now
+      ctx = { level: levelOf(obj.level), time, record: obj, context: captured(capture) }
+    }
     const line: Line = {
       ctx,
       now,
-      obj,
+      head,
+      rest,
       parts: [],
       problems: undefined,
       waiting: undefined,
@@ -122,6 +266,7 @@ export default async function enrichTransport(options: TransportOptions): Promis
     await within(queue.whenEmpty(), pipeline.closeTimeoutMs)
     queue.close()
     await pipeline.close()
+    flushBatch()
     await new Promise<void>((done) => {
       out.once('close', done)
       out.once('finish', done)
