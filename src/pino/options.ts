@@ -26,6 +26,12 @@ export type PinoMode = (typeof PinoMode)[keyof typeof PinoMode]
 export interface EnrichPinoOptions extends LoggerOptions {
   /** Default `'snapshot'`. */
   mode?: PinoMode
+  /**
+   * `mode: 'transport'` only: the request-context keys captured into each
+   * line for the worker (string, number and boolean values). Default
+   * `['requestId', 'method', 'route', 'userId']`.
+   */
+  contextKeys?: readonly string[]
 }
 
 type LogMethod = (this: pino.Logger, ...args: unknown[]) => void
@@ -53,8 +59,8 @@ const EMPTY: Readonly<Record<string, unknown>> = Object.freeze({})
  * @internal use {@link Pipeline.pinoOptions}
  */
 export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): LoggerOptions {
-  const { mode = PinoMode.Snapshot, ...user } = input
-  if (mode === PinoMode.Transport) return transportOptions(p, user)
+  const { mode = PinoMode.Snapshot, contextKeys, ...user } = input
+  if (mode === PinoMode.Transport) return transportOptions(p, user, contextKeys ?? DEFAULT_CONTEXT_KEYS)
   if (mode !== PinoMode.Snapshot && mode !== PinoMode.Deferred) {
     throw new TypeError(`mode must be 'snapshot', 'deferred' or 'transport', received ${JSON.stringify(mode)}`)
   }
@@ -247,24 +253,54 @@ export interface TransportCapture {
   t?: number
 }
 
-function transportOptions(p: Pipeline, user: LoggerOptions): LoggerOptions {
-  const userMixin = user.mixin
+const DEFAULT_CONTEXT_KEYS: readonly string[] = ['requestId', 'method', 'route', 'userId']
+
+/**
+ * The main-thread half of the transport. The capture is appended by the
+ * `timestamp` function as ready JSON, `,"@pino-enrich":{"c":{...},"t":...}`,
+ * right after the time: no object for pino to stringify per line, and the
+ * worker finds it where it looks first.
+ */
+function transportOptions(p: Pipeline, user: LoggerOptions, contextKeys: readonly string[]): LoggerOptions {
+  if (!Array.isArray(contextKeys) || contextKeys.some((k) => typeof k !== 'string' || k.length === 0)) {
+    throw new TypeError(`contextKeys must be an array of non-empty strings, received ${JSON.stringify(contextKeys)}`)
+  }
+  const keys = [...contextKeys]
+  const keyJson = keys.map((k) => `${JSON.stringify(k)}:`)
+  const timePart = timeFormatter(user.timestamp)
   // pino's own `time` is the call time unless the user replaced or removed it.
   const withTime =
     user.timestamp !== undefined && user.timestamp !== true && user.timestamp !== pino.stdTimeFunctions.epochTime
-  const mixin = (mergeObject: object, level: number, logger: pino.Logger): object => {
-    const out: Fields = {}
-    const c = p.context.get()
-    if (c !== undefined || withTime) {
-      const capture: TransportCapture = {}
-      if (c !== undefined) capture.c = c
-      if (withTime) capture.t = p.clock.now()
-      out[TRANSPORT_KEY] = capture
+  const captureKey = `,${JSON.stringify(TRANSPORT_KEY)}:{`
+  const storage = p.context.storage
+  const timestamp = (): string => {
+    const now = p.clock.now()
+    const c = storage.getStore() as Record<string, unknown> | undefined
+    let context = ''
+    if (c !== undefined) {
+      for (let i = 0; i < keys.length; i++) {
+        const v = c[keys[i] as string]
+        const t = typeof v
+        if (t === 'string') context += `${context.length === 0 ? '' : ','}${keyJson[i]}${quote(v as string)}`
+        else if (t === 'number' || t === 'boolean')
+          context += `${context.length === 0 ? '' : ','}${keyJson[i]}${String(v)}`
+      }
     }
-    if (userMixin !== undefined) Object.assign(out, userMixin(mergeObject, level, logger))
-    return out
+    if (context.length === 0 && !withTime) return timePart(now)
+    const parts = context.length === 0 ? `"t":${now}` : withTime ? `"c":{${context}},"t":${now}` : `"c":{${context}}`
+    return `${timePart(now)}${captureKey}${parts}}`
   }
-  return { ...user, mixin }
+  return { ...user, timestamp }
+}
+
+/** A JSON string: short plain strings by concatenation, the rest by JSON.stringify. */
+function quote(s: string): string {
+  if (s.length > 64) return JSON.stringify(s)
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i)
+    if (c < 32 || c === 34 || c === 92 || c > 126) return JSON.stringify(s)
+  }
+  return `"${s}"`
 }
 
 /** Top-level keys pino must see as objects for the user's options to apply, or `true` for all. */

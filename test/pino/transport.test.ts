@@ -60,6 +60,26 @@ describe('pino-enrich/transport (real worker threads)', () => {
     }
   })
 
+  it('captures only the context keys it is told to, and passes lines of other shapes through the general path', async () => {
+    const file = join(dir, `t${++n}.ndjson`)
+    const enrich = createPipeline()
+    const transport = pipelineTransport(file)
+    const log = pino(enrich.pinoOptions({ mode: 'transport', contextKeys: ['requestId', 'tenant'] }), transport)
+    const iso = pino(enrich.pinoOptions({ mode: 'transport', timestamp: pino.stdTimeFunctions.isoTime }), transport)
+    enrich.context.run({ requestId: 'r"1\n', userId: 'u1', tenant: 7 }, () => {
+      log.info('custom keys')
+      iso.info('iso time')
+    })
+    await finish(transport)
+    const [custom, isoLine] = readLines(file)
+    expect(custom).toMatchObject({ requestId: 'r"1\n', host: { name: 'worker-box' }, msg: 'custom keys' })
+    // userId was not captured, so the keyed user lookup had nothing to look up.
+    expect(custom).not.toHaveProperty('user')
+    expect(isoLine).toMatchObject({ requestId: 'r"1\n', user: { id: 'u1' }, msg: 'iso time' })
+    expect(typeof isoLine?.time).toBe('string')
+    expect(isoLine).not.toHaveProperty('@pino-enrich')
+  })
+
   it('writes a line whose enricher hangs by its deadline, recording the timeout, without holding back later lines', async () => {
     const file = join(dir, `t${++n}.ndjson`)
     const enrich = createPipeline()
@@ -125,7 +145,7 @@ describe('pino-enrich/transport (real worker threads)', () => {
       last = e
       count++
     })
-    const log = pino(enrich.pinoOptions({ mode: 'transport' }), transport)
+    const log = pino(enrich.pinoOptions({ mode: 'transport', contextKeys: ['crash'] }), transport)
     log.info('before')
     enrich.context.run({ crash: 'yes' }, () => log.info('crash'))
     await vi.waitFor(() => expect(count).toBeGreaterThan(0), { timeout: 5_000 })
