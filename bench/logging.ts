@@ -10,6 +10,7 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5)
 
 interface Sample {
   ms: number
+  totalMs?: number
   maxAddedDelayMs?: number
 }
 
@@ -47,11 +48,32 @@ const TARGETS: Target[] = [
     label: 'deferred, one backend failing (breaker open) vs deferred',
   },
   { scenario: 'winston', against: 'reference', label: 'winston, same fields (for reference)' },
+  {
+    scenario: 'builtins',
+    against: 'builtins-reference',
+    max: 1.05,
+    label: 'built-in host/process/resource/runtime/container/deployment vs the same fields by hand',
+  },
+  {
+    scenario: 'transport-enrich',
+    against: 'transport-file',
+    max: 1.1,
+    label: 'main thread: enrichment transport vs plain pino/file transport',
+  },
 ]
 
 export async function runLoggingBench(): Promise<Row[]> {
   const rows: Row[] = []
-  const scenarios = ['reference', 'bare', 'snapshot', 'deferred', 'deferred-failing', 'winston']
+  const scenarios = [
+    'reference',
+    'bare',
+    'snapshot',
+    'deferred',
+    'deferred-failing',
+    'winston',
+    'builtins-reference',
+    'builtins',
+  ]
   for (const dest of ['sync', 'async']) {
     const samples = new Map<string, Sample[]>(scenarios.map((s) => [s, []]))
     for (let r = 0; r < ROUNDS; r++) {
@@ -67,6 +89,7 @@ export async function runLoggingBench(): Promise<Row[]> {
       verdict: '',
     })
     for (const t of TARGETS) {
+      if (!samples.has(t.scenario)) continue
       const a = ms(t.scenario)
       const b = ms(t.against)
       const ratio = median(a.map((x, i) => x / (b[i] as number)))
@@ -80,5 +103,37 @@ export async function runLoggingBench(): Promise<Row[]> {
       })
     }
   }
+  // Transports write through a worker to /dev/null: one destination kind.
+  const transport = new Map<string, Sample[]>([
+    ['transport-file', []],
+    ['transport-enrich', []],
+    ['bare', []],
+  ])
+  for (let r = 0; r < ROUNDS; r++) for (const [s, list] of transport) list.push(once(s, 'async'))
+  const tms = (s: string): number[] => (transport.get(s) ?? []).map((x) => x.ms)
+  for (const t of TARGETS.filter((x) => x.scenario.startsWith('transport'))) {
+    const a = tms(t.scenario)
+    const b = tms(t.against)
+    const ratio = median(a.map((x, i) => x / (b[i] as number)))
+    rows.push({
+      bench: `transport ${t.label}`,
+      value: `${median(a).toFixed(0)} ms vs ${median(b).toFixed(0)} ms`,
+      ratio: `${ratio.toFixed(2)}x`,
+      target: `<= ${(t.max as number).toFixed(2)}x`,
+      verdict: ratio <= (t.max as number) ? 'ok' : 'MISSED',
+    })
+  }
+  const workerRate = median((transport.get('transport-enrich') ?? []).map((x) => LINES / ((x.totalMs ?? x.ms) / 1000)))
+  const bareRate = median(tms('bare').map((x) => LINES / (x / 1000)))
+  rows.push({
+    bench: 'transport worker: enriched lines/s, every value cached (vs bare pino main-thread lines/s)',
+    value: `${fmt(workerRate)}/s vs ${fmt(bareRate)}/s`,
+    ratio: `${(workerRate / bareRate).toFixed(2)}x`,
+    target: 'report',
+    verdict: '',
+  })
   return rows
 }
+
+const LINES = Number(process.env.BENCH_LINES ?? 200_000)
+const fmt = (n: number): string => `${Math.round(n / 1000)}k`
