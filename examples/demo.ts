@@ -72,7 +72,7 @@ enrich.register(requestEnricher())
 enrich.register(
   defineEnricher<string>({
     name: 'user',
-    key: (ctx) => ctx.context?.userId,
+    key: (ctx) => ctx.context?.userId as string | undefined,
     compute: async (id, _ctx, { signal }) => {
       const res = await fetch(`${serviceUrl}/users/${encodeURIComponent(id)}`, { signal })
       if (!res.ok) throw new Error(`user service answered ${res.status}`)
