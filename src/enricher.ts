@@ -1,11 +1,12 @@
 import type { BreakerOptions } from './breaker/circuit-breaker.js'
 import type { SmartCacheOptions } from './cache/smart-cache.js'
+import type { RequestContext } from './context/als.js'
 
 /** Fields an enricher adds to a line: top-level keys of the JSON record. */
 export type Fields = Record<string, unknown>
 
 /** What an enricher sees of one log call. */
-export interface EnrichContext<C = Record<string, unknown>> {
+export interface EnrichContext<C = RequestContext> {
   /** pino's numeric level of the call. */
   level: number
   /** Epoch ms of the call. */
@@ -24,13 +25,14 @@ export interface EnricherComputeOptions {
 
 /** pino's default level labels, usable as `minLevel`. */
 export const LEVELS = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60 } as const
+/** One of pino's default level labels, a key of {@link LEVELS}. */
 export type LevelLabel = keyof typeof LEVELS
 
 /** Cache options an enricher may set; name, clock, breaker and timeout come from the enricher. */
 export type EnricherCacheOptions = Omit<SmartCacheOptions, 'name' | 'clock' | 'breaker' | 'timeoutMs'>
 
 /** The definition given to {@link defineEnricher}. */
-export interface EnricherDefinition<K = unknown, C = Record<string, unknown>> {
+export interface EnricherDefinition<K = unknown, C = RequestContext> {
   /** Unique within a pipeline; used in stats, events and problem records. */
   name: string
   /**
@@ -51,7 +53,10 @@ export interface EnricherDefinition<K = unknown, C = Record<string, unknown>> {
   timeoutMs?: number
   /** Breaker options, or `false` for none. Default: a breaker with its defaults. */
   breaker?: BreakerOptions | false
-  /** Global enrichers only: recompute every `refreshMs` in the background so the value is always warm. */
+  /**
+   * Global enrichers only: recompute every `refreshMs` in the background so the
+   * value is always warm. Default: none, no background refresh.
+   */
   refreshMs?: number
   /** Fields written when no value can be had (error, timeout, breaker open). Default: none. */
   fallback?: Fields
@@ -59,19 +64,20 @@ export interface EnricherDefinition<K = unknown, C = Record<string, unknown>> {
   minLevel?: number | LevelLabel
   /** Allowlist of top-level output keys; others are dropped. Default: all. */
   fields?: readonly string[]
-  /** Called once when the enricher is unregistered or its pipeline closes: release what it holds. */
+  /** Called once when the enricher is unregistered or its pipeline closes: release what it holds. Default: none. */
   dispose?: () => void
 }
 
 /** A plain per-record enricher: called on every line, uncached. Keep it cheap and synchronous. */
-export type EnricherFn<C = Record<string, unknown>> = (
+export type EnricherFn<C = RequestContext> = (
   ctx: EnrichContext<C>,
 ) => Fields | undefined | Promise<Fields | undefined>
 
 const kEnricher = Symbol.for('pino-enrich.enricher')
 
 /** A cached enricher, made by {@link defineEnricher}. */
-export interface Enricher<K = unknown, C = Record<string, unknown>> extends Readonly<EnricherDefinition<K, C>> {
+export interface Enricher<K = unknown, C = RequestContext> extends Readonly<EnricherDefinition<K, C>> {
+  /** @internal The brand {@link isEnricher} checks; a global symbol, so it works across package copies. */
   readonly [kEnricher]: true
 }
 
@@ -85,7 +91,7 @@ export type AnyEnricher = Enricher<any, any> | EnricherFn<any> | (EnricherFn<any
  * @throws TypeError when `name` is empty or `compute` is not a function
  * @throws RangeError for a bad `minLevel`, `timeoutMs` or `refreshMs`
  */
-export function defineEnricher<K = unknown, C = Record<string, unknown>>(
+export function defineEnricher<K = unknown, C = RequestContext>(
   definition: EnricherDefinition<K, C>,
 ): Enricher<K, C> {
   if (typeof definition !== 'object' || definition === null) {
@@ -132,6 +138,7 @@ export interface ContextFieldsDefinition {
 
 /** A per-record enricher copying request-context keys onto the line, made by {@link defineContextFields}. */
 export interface ContextFieldsEnricher extends EnricherFn {
+  /** The definition's `name`: how the pipeline registers it. */
   readonly enricherName: string
   /** @internal */
   readonly [kContextFields]: { readonly from: readonly string[]; readonly to: readonly string[] }

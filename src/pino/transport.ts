@@ -82,7 +82,7 @@ interface SplitLine {
  * around the time and our capture, without parsing the rest. Undefined for
  * any other shape, which takes the general path.
  */
-export function splitLine(raw: string): SplitLine | undefined {
+function splitLine(raw: string): SplitLine | undefined {
   if (!raw.startsWith('{"level":')) return undefined
   const levelEnd = digitsEnd(raw, 9)
   if (levelEnd === 9 || !raw.startsWith(',"time":', levelEnd)) return undefined
