@@ -13,6 +13,7 @@ export const CloudProvider = {
   Gcp: 'gcp',
   Azure: 'azure',
 } as const
+/** One of the {@link CloudProvider} values. */
 export type CloudProvider = (typeof CloudProvider)[keyof typeof CloudProvider]
 
 /** Base URLs (scheme, host, optional port) of the metadata services. */
@@ -89,6 +90,7 @@ export const MetadataErrorCode = {
   /** The service sent its headers, then not its body in time. */
   Timeout: 'METADATA_TIMEOUT',
 } as const
+/** One of the {@link MetadataErrorCode} values. */
 export type MetadataErrorCode = (typeof MetadataErrorCode)[keyof typeof MetadataErrorCode]
 
 /**
@@ -96,8 +98,11 @@ export type MetadataErrorCode = (typeof MetadataErrorCode)[keyof typeof Metadata
  * names the provider and the code, never the URL.
  */
 export class MetadataError extends Error {
+  /** What went wrong, one of {@link MetadataErrorCode}. */
   readonly code: MetadataErrorCode
+  /** The provider whose metadata service answered. */
   readonly provider: CloudProvider
+  /** The HTTP status, when the failure is one. */
   readonly status: number | undefined
 
   constructor(provider: CloudProvider, code: MetadataErrorCode, status?: number) {

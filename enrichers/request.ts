@@ -7,7 +7,8 @@ export interface RequestEnricherOptions {
   /**
    * Output key of each request-context key, merged over {@link REQUEST_KEYS};
    * `false` leaves a key out. Add context keys of your own here
-   * (`{ tenantId: 'tenantId' }`). Only string, number and boolean values are copied.
+   * (`{ tenantId: 'tenantId' }`). Only string, number and boolean values are
+   * copied. Default: {@link REQUEST_KEYS} as they are.
    */
   keys?: Readonly<Record<string, string | false>>
 }

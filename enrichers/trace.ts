@@ -4,15 +4,21 @@ import type { NamedEnricherFn } from './request.js'
 
 /** An active span's ids, as `@opentelemetry/api`'s `SpanContext` has them. */
 export interface SpanContextLike {
+  /** 32 lowercase hex digits; written as `trace_id`. */
   traceId: string
+  /** 16 lowercase hex digits; written as `span_id`. */
   spanId: string
+  /** W3C trace flags, a byte (1: sampled); written as `trace_flags`, two hex digits. */
   traceFlags: number
 }
 
 /** The part of `@opentelemetry/api` the trace enricher uses. */
 export interface OtelTraceApi {
+  /** `context.active()`: the active context. */
   context: { active(): unknown }
+  /** `trace.getSpanContext(context)`: the span context of a context's span, if any. */
   trace: { getSpanContext(context: never): SpanContextLike | undefined }
+  /** `isSpanContextValid(spanContext)`: false for malformed or all-zero ids. */
   isSpanContextValid(spanContext: SpanContextLike): boolean
 }
 

@@ -1,5 +1,6 @@
 /** A source of the current time in milliseconds. Inject one in tests. */
 export interface Clock {
+  /** The current time in ms. Timestamps such as `retryAt` are on this clock; {@link systemClock} gives epoch ms. */
   now(): number
 }
 

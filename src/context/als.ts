@@ -2,9 +2,13 @@ import { AsyncLocalStorage } from 'node:async_hooks'
 
 /** The request context of a line: what `ctx.context` holds. */
 export interface RequestContext {
+  /** The request's id: generated, or a well-formed trusted incoming header (Express), or Fastify's `request.id`. */
   requestId?: string
+  /** The HTTP method, `GET`, `POST`, ... */
   method?: string
+  /** The route template (`/users/:id`) once the router has matched. Read when a line is logged. */
   route?: string
+  /** The user id, from the integration's `user(req)` option, read when a line is logged. Default: none. */
   userId?: string
   [key: string]: unknown
 }

@@ -7,6 +7,7 @@ export { genReqId, isWellFormedRequestId, REQUEST_ID_DEFAULTS, type RequestIdOpt
 
 /** What the integrations need of a pipeline: its request context helpers. */
 export interface ContextSource {
+  /** The pipeline's request context helpers (`enrich.context`). */
   readonly context: ContextHelpers<RequestContext>
 }
 
