@@ -9,6 +9,7 @@ export const BreakerState = {
   Open: 'open',
   HalfOpen: 'half-open',
 } as const
+/** `'closed'`, `'open'` or `'half-open'`. */
 export type BreakerState = (typeof BreakerState)[keyof typeof BreakerState]
 
 /** Options of {@link CircuitBreaker}. Both strategies may be active at once. */
@@ -32,8 +33,11 @@ export interface BreakerOptions {
 
 /** Emitted on every state change. */
 export interface BreakerChange {
+  /** The breaker's name (its cache's or enricher's). */
   name: string
+  /** State before the change. */
   from: BreakerState
+  /** State after the change. */
   to: BreakerState
   /** Clock time of the change. */
   at: number
@@ -48,8 +52,10 @@ export const Permit = {
   /** Open, or half-open with the probe already out: fail fast. */
   Denied: 0,
 } as const
+/** One of the {@link Permit} values. */
 export type Permit = (typeof Permit)[keyof typeof Permit]
 
+/** Defaults of {@link BreakerOptions}. */
 export const BREAKER_DEFAULTS = {
   failureThreshold: 5,
   windowMs: 10_000,
@@ -64,7 +70,9 @@ export const BREAKER_DEFAULTS = {
  * transition happens on the first read after `halfOpenAfterMs`, by the clock.
  */
 export class CircuitBreaker {
+  /** Name used in events and errors. */
   readonly name: string
+  /** How long the breaker stays open before a probe, in ms. */
   readonly halfOpenAfterMs: number
   readonly #clock: Clock
   readonly #consecutive: ConsecutiveFailures | undefined
@@ -75,6 +83,7 @@ export class CircuitBreaker {
   #probeSince = Number.NaN
   #opens = 0
 
+  /** @throws RangeError for a bad threshold, rate, window or delay, quoting the value. */
   constructor(name: string, options: BreakerOptions = {}) {
     this.name = name
     const threshold = options.failureThreshold ?? BREAKER_DEFAULTS.failureThreshold
