@@ -20,6 +20,11 @@ const sections: Section[] = [
     title: 'Logging (medians over rounds, one process per run)',
     run: async () => (await import('./logging.js')).runLoggingBench(),
   },
+  {
+    name: 'redis',
+    title: 'Shared tier on a local redis-server (medians over rounds)',
+    run: async () => (await import('./redis.js')).runRedisBench(),
+  },
 ]
 
 const wanted = process.argv.slice(2)

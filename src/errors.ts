@@ -11,6 +11,7 @@ export const ErrorCodes = {
   ENRICHER_FAILED: 'ENRICH_ENRICHER_FAILED',
   BAD_RESULT: 'ENRICH_BAD_RESULT',
   TRANSPORT_LOAD: 'ENRICH_TRANSPORT_LOAD',
+  STORE_UNAVAILABLE: 'ENRICH_STORE_UNAVAILABLE',
 } as const
 
 /** One of the {@link ErrorCodes} values. */
@@ -23,6 +24,7 @@ const kBrand = Symbol.for('pino-enrich.error')
 export class EnrichError extends Error {
   /** Stable machine-readable code, one of {@link ErrorCodes}. */
   readonly code: ErrorCode
+  /** @internal The brand {@link isEnrichError} checks. */
   readonly [kBrand] = true
 
   constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
@@ -39,6 +41,7 @@ export class EnrichError extends Error {
 export class CachedError extends EnrichError {
   /** Epoch ms (by the cache's clock) at which a new compute may be attempted. */
   readonly retryAt: number
+  /** The cache key whose compute failed. */
   readonly key: string
 
   constructor(key: string, cause: unknown, retryAt: number) {
@@ -61,6 +64,7 @@ export class BreakerOpenError extends EnrichError {
 
 /** A compute or an enrichment passed its deadline. */
 export class TimeoutError extends EnrichError {
+  /** The deadline that passed, in ms. */
   readonly timeoutMs: number
 
   constructor(what: string, timeoutMs: number) {
@@ -80,6 +84,16 @@ export class InflightLimitError extends EnrichError {
 export class ClosedError extends EnrichError {
   constructor(name: string) {
     super(ErrorCodes.CLOSED, `${name} is closed`)
+  }
+}
+
+/**
+ * A shared-tier store refused an operation without trying it: not connected,
+ * its breaker open, or closed. A cache treats it as a miss; it never reaches a log call.
+ */
+export class StoreUnavailableError extends EnrichError {
+  constructor(name: string, why: string) {
+    super(ErrorCodes.STORE_UNAVAILABLE, `${name} unavailable: ${why}`)
   }
 }
 

@@ -8,8 +8,10 @@ export type {
   SetOptions,
   SmartCacheOptions,
   SmartCacheStats,
+  StoreStats,
 } from './cache/smart-cache.js'
 export { EntryState, SmartCache } from './cache/smart-cache.js'
+export type { CacheStore, Invalidation, StoreRecord } from './cache/store.js'
 export type { Clock } from './clock.js'
 export { systemClock } from './clock.js'
 export type { ContextHelpers, RequestContext } from './context/als.js'
@@ -37,6 +39,7 @@ export {
   ErrorCodes,
   InflightLimitError,
   isEnrichError,
+  StoreUnavailableError,
   TimeoutError,
 } from './errors.js'
 export type { Disposer, EventSource } from './events.js'

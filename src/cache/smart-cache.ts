@@ -10,6 +10,8 @@ import {
 } from '../breaker/circuit-breaker.js'
 import { type Clock, systemClock } from '../clock.js'
 import { BreakerOpenError, CachedError, ClosedError, InflightLimitError, TimeoutError } from '../errors.js'
+import type { Disposer } from '../events.js'
+import type { CacheStore, Invalidation, StoreRecord } from './store.js'
 
 /** Options of {@link SmartCache}. Per-call options override these. */
 export interface SmartCacheOptions {
@@ -49,6 +51,17 @@ export interface SmartCacheOptions {
   clock?: Clock
   /** Keys longer than this many characters are replaced by their SHA-256 digest. Default 256. */
   maxKeyLength?: number
+  /**
+   * A shared tier behind the in-process one (`redisStore()` from
+   * `pino-enrich/redis`), used only when the in-process tier cannot answer
+   * fresh: lookup order is in process, then the store, then the compute.
+   * Computed values and negative results are written to it; failures stay
+   * local. Computes of a key are single-flight across every instance sharing
+   * the store, and `delete`, `invalidateTags` and `invalidatePattern` reach
+   * every instance. Values must survive JSON. One store serves one cache.
+   * Default: none.
+   */
+  store?: CacheStore
 }
 
 /** Options of {@link SmartCache.set}. */
@@ -118,6 +131,24 @@ export interface SmartCacheStats {
   /** `(hits + staleHits) / lookups`. 0 before the first lookup. */
   hitRate: number
   breaker: BreakerState | 'none'
+  /** The shared tier's counters; only with a {@link SmartCacheOptions.store}. */
+  store?: StoreStats
+}
+
+/** What a cache did with its {@link SmartCacheOptions.store}. */
+export interface StoreStats {
+  /** Lookups answered by the store instead of a compute. */
+  hits: number
+  /** Lookups the store could not answer. */
+  misses: number
+  /** Lookups that waited for another instance's compute. */
+  waits: number
+  /** Values written to the store. */
+  writes: number
+  /** Store operations that failed or timed out (each was skipped). */
+  errors: number
+  /** Invalidations received from other instances. */
+  invalidations: number
 }
 
 interface Entry<V> {
@@ -131,6 +162,18 @@ interface Entry<V> {
   readonly failures: number
   readonly tags: readonly string[] | undefined
 }
+
+/** What the store phase of a flight decided. */
+type Shared =
+  | { readonly record: StoreRecord; readonly token?: undefined }
+  | { readonly record?: undefined; readonly token: string | undefined }
+
+const LOCAL: Shared = { token: undefined }
+/** First and longest pause between two looks at another instance's compute, in ms. */
+const POLL_FIRST_MS = 5
+const POLL_MAX_MS = 50
+/** A lock outlives its compute's deadline by this much: the read between taking it and computing. */
+const LOCK_MARGIN_MS = 250
 
 interface Flight<V> {
   readonly promise: Promise<V>
@@ -151,6 +194,8 @@ export const CACHE_DEFAULTS = {
   retryMs: 5_000,
   maxRetryMs: 300_000,
   maxKeyLength: 256,
+  /** How long another instance's compute is waited for, and locked for, when there is no `timeoutMs`. */
+  lockTtlMs: 5_000,
 } as const
 
 const noop = (): void => {}
@@ -181,6 +226,9 @@ export class SmartCache<V> {
   readonly #timeoutMs: number | undefined
   readonly #maxKeyLength: number
   readonly #tagIndex = new Map<string, Set<string>>()
+  readonly #shared: CacheStore | undefined
+  readonly #sharedStats: StoreStats | undefined
+  readonly #unsubscribe: Disposer | undefined
   #running = 0
   #closed = false
   #hits = 0
@@ -238,6 +286,11 @@ export class SmartCache<V> {
         if (entry.tags !== undefined) this.#untag(key, entry.tags)
       },
     })
+    if (options.store !== undefined) {
+      this.#shared = options.store
+      this.#sharedStats = { hits: 0, misses: 0, waits: 0, writes: 0, errors: 0, invalidations: 0 }
+      this.#unsubscribe = options.store.subscribe((inv) => this.#onInvalidation(inv))
+    }
   }
 
   /** The breaker guarding this cache's computes, if any. */
@@ -435,10 +488,10 @@ export class SmartCache<V> {
     }
     this.#inflight.set(k, flight)
     this.#running++
-    this.#computes++
 
     let settled = false
     let timer: NodeJS.Timeout | undefined
+    let lock: string | undefined
     const timeoutMs = options?.timeoutMs ?? this.#timeoutMs
     const done = (ok: boolean, result: unknown): void => {
       if (settled) return
@@ -450,7 +503,10 @@ export class SmartCache<V> {
       if (ok) {
         this.#breaker?.success(probe)
         // A delete() or clear() during the compute wins: its result is not stored.
-        if (current) this.#store(k, result as V, options)
+        if (current) {
+          const entry = this.#store(k, result as V, options)
+          if (this.#shared !== undefined) this.#share(k, entry, lock)
+        }
         resolve(result as V)
       } else {
         // close() settles its callers this way; that is no failure of the compute.
@@ -462,28 +518,217 @@ export class SmartCache<V> {
         if (current) this.#fail(k, result)
         reject(result)
       }
+      // Written values are unlocked after their write (#share); others here.
+      if (lock !== undefined && !(ok && current)) this.#unlock(k, lock)
     }
-    if (timeoutMs !== undefined) {
-      timer = setTimeout(() => flight.abort(new TimeoutError(`${this.name} compute`, timeoutMs)), timeoutMs)
-      timer.unref()
-    }
-    try {
-      const r = compute(k, { signal: controller.signal })
-      if (isThenable(r)) {
-        Promise.resolve(r).then(
-          (v) => done(true, v),
-          (e: unknown) => done(false, e),
-        )
-      } else {
-        done(true, r)
+    const run = (): void => {
+      this.#computes++
+      if (timeoutMs !== undefined) {
+        timer = setTimeout(() => flight.abort(new TimeoutError(`${this.name} compute`, timeoutMs)), timeoutMs)
+        timer.unref()
       }
-    } catch (e) {
-      done(false, e)
+      try {
+        const r = compute(k, { signal: controller.signal })
+        if (isThenable(r)) {
+          Promise.resolve(r).then(
+            (v) => done(true, v),
+            (e: unknown) => done(false, e),
+          )
+        } else {
+          done(true, r)
+        }
+      } catch (e) {
+        done(false, e)
+      }
     }
+    if (this.#shared === undefined) {
+      run()
+      return flight
+    }
+    // The shared tier first: only an in-process miss or stale value gets here. Started
+    // from a microtask, so the caller (a log call's snapshot) never pays for the store's I/O.
+    const waitMs = timeoutMs ?? this.#shared.lockTtlMs ?? CACHE_DEFAULTS.lockTtlMs
+    const signal = controller.signal
+    Promise.resolve()
+      .then(() => this.#fromShared(k, signal, background, waitMs))
+      .catch(() => LOCAL)
+      .then((shared) => {
+        if (settled || this.#closed) {
+          if (shared.token !== undefined) this.#unlock(k, shared.token)
+          // close() settled this flight while the store answered, or forgot it (clear()) first.
+          done(false, new ClosedError(this.name))
+          return
+        }
+        if (shared.record === undefined) {
+          lock = shared.token
+          run()
+          return
+        }
+        settled = true
+        this.#running--
+        const current = this.#inflight.get(k) === flight
+        if (current) {
+          this.#inflight.delete(k)
+          this.#keep(k, shared.record)
+        }
+        // The value came from another instance: nothing learnt about this one's backend.
+        if (probe) this.#breaker?.releaseProbe()
+        resolve(shared.record.value as V)
+        // A stale value is served at once and refreshed behind it (the refresh will not serve stale).
+        if (current && shared.record.freshMs <= 0 && !this.#closed) this.#start(k, compute, options, true)
+      })
     return flight
   }
 
-  #store(k: string, value: V, options: SetOptions | undefined): void {
+  /**
+   * The store's part of a flight: the store's value if it has a usable one,
+   * else the fleet-wide lock. While another instance holds the lock, polls
+   * for its value for at most `waitMs`, taking the lock if it is freed
+   * (its holder failed, or died and the lock expired), and computes without
+   * it after that. Any store failure means: compute here, without the lock.
+   * Never rejects.
+   */
+  async #fromShared(k: string, signal: AbortSignal, background: boolean, waitMs: number): Promise<Shared> {
+    const store = this.#shared as CacheStore
+    const stats = this.#sharedStats as StoreStats
+    let record: StoreRecord | undefined
+    try {
+      record = await attempt(() => store.get(k))
+    } catch {
+      stats.errors++
+      stats.misses++
+      return LOCAL
+    }
+    if (record !== undefined && (record.freshMs > 0 || !background)) {
+      stats.hits++
+      return { record }
+    }
+    // A refresh of a stale value: keep the store's stale copy if this instance has nothing to serve.
+    if (record !== undefined && !this.#usable(k)) this.#keep(k, record)
+    let waited = 0
+    let pause = POLL_FIRST_MS
+    for (;;) {
+      let token: string | undefined
+      try {
+        token = await attempt(() => store.lock(k, waitMs + LOCK_MARGIN_MS))
+      } catch {
+        stats.errors++
+        stats.misses++
+        return LOCAL
+      }
+      if (token !== undefined) {
+        // The holder may have written and unlocked between the last look and the lock.
+        record = await attempt(() => store.get(k)).catch(() => {
+          stats.errors++
+          return undefined
+        })
+        if (record !== undefined && record.freshMs > 0) {
+          this.#unlock(k, token)
+          stats.hits++
+          return { record }
+        }
+        stats.misses++
+        return { token }
+      }
+      if (waited === 0) stats.waits++
+      if (waited >= waitMs || signal.aborted) {
+        stats.misses++
+        return LOCAL
+      }
+      await sleep(pause, signal)
+      waited += pause
+      pause = Math.min(pause * 2, POLL_MAX_MS)
+      try {
+        record = await attempt(() => store.get(k))
+      } catch {
+        stats.errors++
+        stats.misses++
+        return LOCAL
+      }
+      if (record !== undefined && record.freshMs > 0) {
+        stats.hits++
+        return { record }
+      }
+    }
+  }
+
+  #usable(k: string): boolean {
+    const e = this.#lru.peek(k)
+    return e !== undefined && e.has && this.#clock.now() < e.staleUntil
+  }
+
+  /** Keeps a record read from the store, with the lifetimes the store gave. */
+  #keep(k: string, record: StoreRecord): void {
+    const now = this.#clock.now()
+    const freshUntil = now + Math.max(0, record.freshMs)
+    const tags = record.tags ?? this.#lru.peek(k)?.tags
+    const entry: Entry<V> = {
+      value: record.value as V,
+      has: true,
+      freshUntil,
+      staleUntil: freshUntil + Math.max(0, record.staleMs),
+      error: undefined,
+      errorUntil: 0,
+      failures: 0,
+      tags,
+    }
+    this.#lru.set(k, entry)
+    if (tags !== undefined) this.#tag(k, tags)
+  }
+
+  /** Writes a value to the store with its remaining lifetimes, then releases the compute lock. Never rejects. */
+  #share(k: string, entry: Entry<V>, lock: string | undefined, broadcast = false): void {
+    const store = this.#shared as CacheStore
+    const stats = this.#sharedStats as StoreStats
+    const record: StoreRecord = {
+      value: entry.value,
+      freshMs: Math.max(0, entry.freshUntil - this.#clock.now()),
+      staleMs: entry.staleUntil - entry.freshUntil,
+    }
+    if (entry.tags !== undefined) record.tags = entry.tags
+    attempt(() => store.set(k, record, broadcast ? { broadcast } : undefined))
+      .then(
+        () => {
+          stats.writes++
+        },
+        () => {
+          stats.errors++
+        },
+      )
+      // Unlock after the write, so a waiter that finds the lock free finds the value too.
+      .then(() => {
+        if (lock !== undefined) this.#unlock(k, lock)
+      })
+  }
+
+  #unlock(k: string, token: string): void {
+    const store = this.#shared as CacheStore
+    attempt(() => store.unlock(k, token)).catch(() => {
+      ;(this.#sharedStats as StoreStats).errors++
+    })
+  }
+
+  /** Tells the store (and so the other instances) to forget; never rejects. */
+  #broadcast(invalidation: Invalidation): void {
+    const store = this.#shared as CacheStore
+    attempt(() => store.invalidate(invalidation)).catch(() => {
+      ;(this.#sharedStats as StoreStats).errors++
+    })
+  }
+
+  /** Another instance invalidated: forget here, without telling anyone. */
+  #onInvalidation(inv: Invalidation): void {
+    ;(this.#sharedStats as StoreStats).invalidations++
+    if ('keys' in inv) {
+      for (const k of inv.keys) this.#forget(k)
+    } else if ('tags' in inv) {
+      this.#dropTags(inv.tags)
+    } else {
+      this.#dropPattern(inv.pattern)
+    }
+  }
+
+  #store(k: string, value: V, options: SetOptions | undefined): Entry<V> {
     const negative = value === undefined || value === null
     const ttl = options?.ttlMs ?? (negative ? this.#negativeTtlMs : this.#ttlMs)
     const now = this.#clock.now()
@@ -502,6 +747,7 @@ export class SmartCache<V> {
     }
     this.#lru.set(k, entry)
     if (tags !== undefined) this.#tag(k, tags)
+    return entry
   }
 
   #fail(k: string, error: unknown): void {
@@ -522,17 +768,27 @@ export class SmartCache<V> {
     if (entry.tags !== undefined) this.#tag(k, entry.tags)
   }
 
-  /** Stores a fresh value, replacing any value or remembered failure. */
+  /**
+   * Stores a fresh value, replacing any value or remembered failure. With a
+   * store, the value is written there too and the other instances drop their
+   * copy, to read this one on their next lookup.
+   */
   set(key: string, value: V, options?: SetOptions): void {
     if (options?.ttlMs !== undefined) checkInteger('ttlMs', options.ttlMs, 0)
     const k = key.length > this.#maxKeyLength ? digest(key) : key
     this.#inflight.delete(k)
-    this.#store(k, value, options)
+    const entry = this.#store(k, value, options)
+    if (this.#shared !== undefined) this.#share(k, entry, undefined, true)
   }
 
-  /** Forgets `key`; a compute of it already running will not store its result. */
+  /**
+   * Forgets `key`; a compute of it already running will not store its result.
+   * With a store, forgets it there and on every instance too.
+   */
   delete(key: string): boolean {
-    return this.#forget(key.length > this.#maxKeyLength ? digest(key) : key)
+    const k = key.length > this.#maxKeyLength ? digest(key) : key
+    if (this.#shared !== undefined) this.#broadcast({ keys: [k] })
+    return this.#forget(k)
   }
 
   /** Forgets a stored key, already hashed: hashing it again would miss it when `maxKeyLength` < its length. */
@@ -541,8 +797,17 @@ export class SmartCache<V> {
     return this.#lru.delete(k) || inflight
   }
 
-  /** Forgets every entry carrying any of `tags`. Returns how many were dropped. */
+  /**
+   * Forgets every entry carrying any of `tags`. Returns how many were dropped
+   * here. With a store, forgets them there and on every instance too.
+   */
   invalidateTags(tags: Iterable<string>): number {
+    const list = [...tags]
+    if (this.#shared !== undefined && list.length > 0) this.#broadcast({ tags: list })
+    return this.#dropTags(list)
+  }
+
+  #dropTags(tags: readonly string[]): number {
     let n = 0
     for (const tag of tags) {
       const keys = this.#tagIndex.get(tag)
@@ -555,17 +820,28 @@ export class SmartCache<V> {
   /**
    * Forgets every key matching a glob: `*` any run of characters, `?` one
    * character. Keys longer than `maxKeyLength` are stored as digests and only
-   * match a pattern of their digest.
+   * match a pattern of their digest. Returns how many were dropped here. With
+   * a store, forgets them there and on every instance too.
    */
   invalidatePattern(glob: string): number {
     const re = globToRegExp(glob)
+    if (this.#shared !== undefined) this.#broadcast({ pattern: glob })
+    return this.#dropPattern(re)
+  }
+
+  #dropPattern(pattern: RegExp | string): number {
+    const re = typeof pattern === 'string' ? globToRegExp(pattern) : pattern
     let n = 0
     for (const k of [...this.#lru.keys()]) if (re.test(k) && this.#forget(k)) n++
     for (const k of [...this.#inflight.keys()]) if (re.test(k) && this.#inflight.delete(k)) n++
     return n
   }
 
-  /** Forgets everything. Running computes finish but do not store. The breaker is kept. */
+  /**
+   * Forgets everything in process. Running computes finish but do not store.
+   * The breaker is kept, and so is the store's content: use
+   * `invalidatePattern('*')` to empty the fleet's.
+   */
   clear(): void {
     this.#inflight.clear()
     this.#lru.clear()
@@ -579,6 +855,7 @@ export class SmartCache<V> {
   close(): void {
     if (this.#closed) return
     this.#closed = true
+    this.#unsubscribe?.()
     const flights = [...this.#inflight.values()]
     this.clear()
     const reason = new ClosedError(this.name)
@@ -599,7 +876,7 @@ export class SmartCache<V> {
       if (now < e.errorUntil) errorEntries++
     }
     const lookups = this.#hits + this.#staleHits + this.#misses + this.#errorHits
-    return {
+    const stats: SmartCacheStats = {
       name: this.name,
       totalEntries: this.#lru.size,
       successEntries,
@@ -620,6 +897,8 @@ export class SmartCache<V> {
       hitRate: lookups === 0 ? 0 : (this.#hits + this.#staleHits) / lookups,
       breaker: this.#breaker?.state ?? 'none',
     }
+    if (this.#sharedStats !== undefined) stats.store = { ...this.#sharedStats }
+    return stats
   }
 
   #tag(k: string, tags: readonly string[]): void {
@@ -642,6 +921,33 @@ export class SmartCache<V> {
 
 function digest(key: string): string {
   return `sha256:${createHash('sha256').update(key).digest('base64url')}`
+}
+
+/** Calls a store method; a synchronous throw or a non-promise becomes a promise. */
+function attempt<T>(f: () => Promise<T>): Promise<T> {
+  try {
+    return Promise.resolve(f())
+  } catch (e) {
+    return Promise.reject(e)
+  }
+}
+
+/** Resolves after `ms`, or at once when `signal` aborts; holds no handle open. */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) {
+      resolve()
+      return
+    }
+    const wake = (): void => {
+      clearTimeout(timer)
+      signal.removeEventListener('abort', wake)
+      resolve()
+    }
+    const timer = setTimeout(wake, ms)
+    timer.unref()
+    signal.addEventListener('abort', wake, { once: true })
+  })
 }
 
 function isThenable(v: unknown): v is PromiseLike<unknown> {
