@@ -542,7 +542,10 @@ export class SmartCache<V> {
       }
     }
     if (this.#shared === undefined) {
-      run()
+      // Nobody waits on a background compute: it starts after the caller (a log
+      // call's snapshot) has returned, not inside it, up to its first await.
+      if (background) queueMicrotask(() => settled || run())
+      else run()
       return flight
     }
     // The shared tier first: only an in-process miss or stale value gets here. Started

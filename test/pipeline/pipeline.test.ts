@@ -129,6 +129,25 @@ describe('keyed enrichers', () => {
     expect(p.snapshot()).toEqual({ user: 'u1' })
   })
 
+  it('starts a refresh after the snapshot has returned, never inside it', async () => {
+    const order: string[] = []
+    const p = pipeline()
+    p.register(
+      defineEnricher({
+        name: 'user',
+        key: () => 'u',
+        compute: () => {
+          order.push('compute')
+          return { user: 'u' }
+        },
+      }),
+    )
+    p.snapshot()
+    order.push('snapshot returned')
+    await Promise.resolve()
+    expect(order).toEqual(['snapshot returned', 'compute'])
+  })
+
   it('enrich() resolves by deadlineMs with what is ready, recording the timeout', async () => {
     const p = pipeline({ deadlineMs: 10 })
     p.register(defineEnricher({ name: 'fast', key: () => 'k', compute: async () => ({ fast: 1 }) }))
