@@ -178,6 +178,19 @@ export class Slot {
   }
 }
 
+/**
+ * @internal One line waiting on one enricher. A compute's outcome reaches its
+ * lines only through its waiter set, which forgets a line once it is written:
+ * a compute that hangs keeps nothing alive of the lines it timed out.
+ */
+export interface Waiter {
+  readonly slot: Slot
+  readonly i: number
+  readonly g: Gathering
+  readonly stale: boolean
+  readonly set: Set<Waiter>
+}
+
 /** @internal Where one line's enrichment is gathered. */
 export interface Gathering {
   ctx: EnrichContext
@@ -187,7 +200,7 @@ export interface Gathering {
   parts: Array<Fields | undefined>
   problems: Problems | undefined
   /** Enrichers still awaited, with their positions in `parts`. */
-  waiting: Array<{ slot: Slot; i: number }> | undefined
+  waiting: Waiter[] | undefined
   done: boolean
   onReady: (() => void) | undefined
 }
@@ -233,6 +246,8 @@ export class Pipeline {
   readonly #maxKeyLength: number
   readonly #events = new Emitter<PipelineEvent>()
   readonly #byName = new Map<string, Slot>()
+  /** Lines waiting on each running compute. */
+  readonly #waiters = new WeakMap<Promise<Prepared | undefined>, Set<Waiter>>()
   readonly #allView: View = { routed: true, base: undefined, fragment: '', mixinGlobals: [] }
   #fnCount = 0
   #closing: Promise<void> | undefined
@@ -509,29 +524,28 @@ export class Pipeline {
     for (let i = 0; i < fns.length; i++) {
       const slot = fns[i] as Slot
       if (level < slot.minLevel) continue
-      let r: unknown
+      // A throw from the enricher or from reading its result (a getter, a Proxy trap) is its failure.
       try {
-        r = (slot.fn as EnricherFn)(ctx)
+        const r: unknown = (slot.fn as EnricherFn)(ctx)
+        if (r === undefined || r === null) continue
+        // The usual result, a fresh flat object of primitives, is copied in one pass.
+        if (
+          typeof r === 'object' &&
+          Object.getPrototypeOf(r) === Object.prototype &&
+          copyFlat(r as Fields, out, this.coreKeys, slot, this.#maxFieldBytes)
+        ) {
+          continue
+        }
+        if (isThenableValue(r)) {
+          // A snapshot cannot wait; the promise's outcome is only observed.
+          Promise.resolve(r).catch(noop)
+          problems = addProblem(problems, ProblemKind.Pending, slot.name)
+          continue
+        }
+        problems = this.#assignFnResult(slot, r, out, problems)
       } catch (e) {
         problems = this.#fnFailed(slot, e, problems)
-        continue
       }
-      if (r === undefined || r === null) continue
-      // The usual result, a fresh flat object of primitives, is copied in one pass.
-      if (
-        typeof r === 'object' &&
-        Object.getPrototypeOf(r) === Object.prototype &&
-        copyFlat(r as Fields, out, this.coreKeys, slot)
-      ) {
-        continue
-      }
-      if (isThenableValue(r)) {
-        // A snapshot cannot wait; the promise's outcome is only observed.
-        Promise.resolve(r).catch(noop)
-        problems = addProblem(problems, ProblemKind.Pending, slot.name)
-        continue
-      }
-      problems = this.#assignFnResult(slot, r, out, problems)
     }
     const c = ctx.context
     if (c !== undefined) this.writeContexts(c, level, out)
@@ -604,32 +618,31 @@ export class Pipeline {
       const slot = fns[j] as Slot
       const i = keyed.length + j
       if (ctx.level < slot.minLevel) continue
-      let r: unknown
+      // A throw from the enricher or from reading its result (a getter, a Proxy trap) is its failure.
       try {
-        r = (slot.fn as EnricherFn)(ctx)
+        const r: unknown = (slot.fn as EnricherFn)(ctx)
+        if (r === undefined || r === null) continue
+        if (isThenableValue(r)) {
+          this.#wait(
+            g,
+            i,
+            slot,
+            Promise.resolve(r).then((v) => {
+              const s = sanitizeFields(v, this.#maxFieldBytes, this.coreKeys, undefined)
+              if (s.problem !== undefined) slot.invalid++
+              const prepared: Prepared = { fields: s.fields, invalid: s.problem !== undefined }
+              return prepared
+            }),
+            false,
+          )
+          continue
+        }
+        const out: Fields = {}
+        g.problems = this.#assignFnResult(slot, r, out, g.problems)
+        g.parts[i] = out
       } catch (e) {
         g.problems = this.#fnFailed(slot, e, g.problems)
-        continue
       }
-      if (r === undefined || r === null) continue
-      if (isThenableValue(r)) {
-        this.#wait(
-          g,
-          i,
-          slot,
-          Promise.resolve(r).then((v) => {
-            const s = sanitizeFields(v, this.#maxFieldBytes, this.coreKeys, undefined)
-            if (s.problem !== undefined) slot.invalid++
-            const prepared: Prepared = { fields: s.fields, invalid: s.problem !== undefined }
-            return prepared
-          }),
-          false,
-        )
-        continue
-      }
-      const out: Fields = {}
-      g.problems = this.#assignFnResult(slot, r, out, g.problems)
-      g.parts[i] = out
     }
     const c = ctx.context
     if (c !== undefined && this.contexts.length !== 0) {
@@ -654,33 +667,46 @@ export class Pipeline {
   }
 
   #wait(g: Gathering, i: number, slot: Slot, promise: Promise<Prepared | undefined>, stale: boolean): void {
-    const entry = { slot, i }
-    g.waiting = g.waiting === undefined ? [entry] : [...g.waiting, entry]
-    const settle = (): void => {
-      if (g.done || g.waiting === undefined) return
-      g.waiting = g.waiting.filter((w) => w !== entry)
-      if (g.waiting.length === 0) {
-        g.waiting = undefined
-        g.onReady?.()
-      }
+    // One reaction per compute, however many lines wait on it (single flight).
+    let set = this.#waiters.get(promise)
+    if (set === undefined) {
+      const s = new Set<Waiter>()
+      set = s
+      this.#waiters.set(promise, s)
+      promise.then(
+        (v) => {
+          for (const w of s) this.#settled(w, v, undefined, true)
+          s.clear()
+        },
+        (e: unknown) => {
+          for (const w of s) this.#settled(w, undefined, e, false)
+          s.clear()
+        },
+      )
     }
-    promise.then(
-      (v) => {
-        if (g.done) return
-        this.#gathered(g, i, slot, v, stale)
-        settle()
-      },
-      (e: unknown) => {
-        if (g.done) return
-        g.parts[i] = slot.fallback
-        if (slot.fn !== undefined) {
-          slot.errors++
-          this.#emitError(slot, e)
-        }
-        g.problems = addProblem(g.problems, problemOf(e), slot.name)
-        settle()
-      },
-    )
+    const w: Waiter = { slot, i, g, stale, set }
+    set.add(w)
+    g.waiting = g.waiting === undefined ? [w] : [...g.waiting, w]
+  }
+
+  #settled(w: Waiter, v: Prepared | undefined, e: unknown, ok: boolean): void {
+    const { g, slot, i } = w
+    if (g.done || g.waiting === undefined) return
+    if (ok) {
+      this.#gathered(g, i, slot, v, w.stale)
+    } else {
+      g.parts[i] = slot.fallback
+      if (slot.fn !== undefined) {
+        slot.errors++
+        this.#emitError(slot, e)
+      }
+      g.problems = addProblem(g.problems, problemOf(e), slot.name)
+    }
+    g.waiting = g.waiting.filter((x) => x !== w)
+    if (g.waiting.length === 0) {
+      g.waiting = undefined
+      g.onReady?.()
+    }
   }
 
   #gathered(g: Gathering, i: number, slot: Slot, v: Prepared | undefined, stale: boolean): void {
@@ -693,7 +719,9 @@ export class Pipeline {
   timeOut(g: Gathering): void {
     g.done = true
     if (g.waiting === undefined) return
-    for (const { slot, i } of g.waiting) {
+    for (const w of g.waiting) {
+      w.set.delete(w)
+      const { slot, i } = w
       slot.lineTimeouts++
       if (slot.fallback !== undefined) g.parts[i] = slot.fallback
       g.problems = addProblem(g.problems, ProblemKind.Timeout, slot.name)
@@ -884,7 +912,9 @@ export class Pipeline {
 
   async #close(): Promise<void> {
     for (const slot of this.slots) if (slot.timer !== undefined) clearInterval(slot.timer)
-    await within(this.flush(), this.closeTimeoutMs)
+    // A close() under way holds the process (closeTimeoutMs at most), so that
+    // an awaited close() returns rather than the process exiting under it.
+    await within(this.flush(), this.closeTimeoutMs, true)
     this.closed = true
     for (const c of this.closers) await c()
     for (const slot of this.slots) {
@@ -988,11 +1018,11 @@ function fullContext(ctx: Partial<EnrichContext>, p: Pipeline): EnrichContext {
   }
 }
 
-/** Waits for `promise` (ignoring its outcome) at most `ms`, on an unref'd timer. @internal */
-export function within(promise: Promise<unknown>, ms: number): Promise<void> {
+/** Waits for `promise` (ignoring its outcome) at most `ms`, on a timer that is unref'd unless `ref`. @internal */
+export function within(promise: Promise<unknown>, ms: number, ref = false): Promise<void> {
   return new Promise<void>((resolve) => {
     const timer = setTimeout(resolve, ms)
-    timer.unref()
+    if (!ref) timer.unref()
     promise.then(
       () => {
         clearTimeout(timer)
@@ -1105,8 +1135,10 @@ function touches(fields: Fields, keys: ReadonlySet<string>): boolean {
  * false at the first key or value that needs sanitizing (keys copied until
  * then are primitives the sanitizer copies the same way).
  */
-function copyFlat(r: Fields, out: Fields, drop: ReadonlySet<string>, slot: Slot): boolean {
+function copyFlat(r: Fields, out: Fields, drop: ReadonlySet<string>, slot: Slot, maxBytes: number): boolean {
   const keys = Object.keys(r)
+  // maxFieldBytes holds here too: a larger output goes to the sanitizer, which refuses it.
+  let budget = maxBytes
   // Keys are checked once per shape: a function returns the same keys line after line.
   const last = slot.flatKeys
   let known = last !== undefined && last.length === keys.length
@@ -1124,10 +1156,13 @@ function copyFlat(r: Fields, out: Fields, drop: ReadonlySet<string>, slot: Slot)
     const t = typeof v
     if (t === 'string') {
       if ((v as string).length > 1024) return false
+      budget -= (v as string).length
     } else if (t !== 'number' && t !== 'boolean') {
       if (t === 'undefined') continue
       return false
     }
+    budget -= key.length + 8
+    if (budget < 0) return false
     if (!known && (drop.has(key) || UNSAFE_FLAT_KEYS.has(key))) return false
     out[key] = v
   }

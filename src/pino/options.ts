@@ -113,7 +113,8 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
   const counters = p.counters
   const mixin = (mergeObject: object, level: number, logger: pino.Logger): object => {
     counters.enriched++
-    if (p.closed) counters.afterClose++
+    // A deferred line is counted when logged: one logged before close() may be written by it.
+    if (p.closed && current === undefined) counters.afterClose++
     // A fresh object every line: pino assigns the call's fields into it.
     const out: Fields = {}
     const mg = view.mixinGlobals
@@ -180,6 +181,17 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
 }
 
 /**
+ * Every deferred queue's exit drain, behind one process 'exit' listener however
+ * many loggers are made: one listener each would pass the default limit of 10
+ * and raise a MaxListenersExceededWarning.
+ */
+const atExit = new Set<() => void>()
+let listening = false
+function drainAllAtExit(): void {
+  for (const drain of atExit) drain()
+}
+
+/**
  * Deferred mode: lines queue in call order (see {@link OrderedQueue}); on
  * process exit every waiting line is written synchronously with what is ready.
  */
@@ -188,12 +200,20 @@ function deferredQueue(p: Pipeline, write: (item: Pending) => void) {
   const previous = p.pendingCount
   p.pendingCount = () => previous() + queue.size
 
-  const onExit = (): void => {
+  // Once 'exit' has begun nothing asynchronous runs again: a line logged from
+  // then on (another 'exit' listener) is written at once with what is ready.
+  let exiting = false
+  const drainAtExit = (written?: pino.Logger): void => {
     const streams = new Set<{ flushSync?: () => void }>()
-    queue.forEach((item) => {
-      const logger = item.logger as unknown as Record<symbol, unknown>
-      const s = logger[pino.symbols.streamSym] as { flushSync?: () => void } | undefined
+    const add = (l: pino.Logger): void => {
+      const s = (l as unknown as Record<symbol, unknown>)[pino.symbols.streamSym] as
+        | { flushSync?: () => void }
+        | undefined
       if (s !== undefined) streams.add(s)
+    }
+    if (written !== undefined) add(written)
+    queue.forEach((item) => {
+      add(item.logger)
     })
     queue.drain(true)
     // These lines were written during 'exit': flush them now rather than rely
@@ -206,12 +226,20 @@ function deferredQueue(p: Pipeline, write: (item: Pending) => void) {
       }
     }
   }
-  process.prependListener('exit', onExit)
+  const onExit = (): void => {
+    exiting = true
+    drainAtExit()
+  }
+  atExit.add(onExit)
+  if (!listening) {
+    listening = true
+    process.prependListener('exit', drainAllAtExit)
+  }
 
   p.addFlusher(() => queue.whenEmpty())
   p.closers.push(() => {
     queue.close()
-    process.removeListener('exit', onExit)
+    atExit.delete(onExit)
   })
 
   return {
@@ -238,8 +266,10 @@ function deferredQueue(p: Pipeline, write: (item: Pending) => void) {
         deadline: time + p.deadlineMs,
         start: time,
       }
-      if (!p.closed) p.gather(item)
+      if (p.closed) p.counters.afterClose++
+      else p.gather(item)
       queue.push(item)
+      if (exiting) drainAtExit(logger)
     },
   }
 }
