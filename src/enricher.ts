@@ -69,9 +69,7 @@ export interface EnricherDefinition<K = unknown, C = RequestContext> {
 }
 
 /** A plain per-record enricher: called on every line, uncached. Keep it cheap and synchronous. */
-export type EnricherFn<C = RequestContext> = (
-  ctx: EnrichContext<C>,
-) => Fields | undefined | Promise<Fields | undefined>
+export type EnricherFn<C = RequestContext> = (ctx: EnrichContext<C>) => Fields | undefined | Promise<Fields | undefined>
 
 const kEnricher = Symbol.for('pino-enrich.enricher')
 
@@ -91,9 +89,7 @@ export type AnyEnricher = Enricher<any, any> | EnricherFn<any> | (EnricherFn<any
  * @throws TypeError when `name` is empty or `compute` is not a function
  * @throws RangeError for a bad `minLevel`, `timeoutMs` or `refreshMs`
  */
-export function defineEnricher<K = unknown, C = RequestContext>(
-  definition: EnricherDefinition<K, C>,
-): Enricher<K, C> {
+export function defineEnricher<K = unknown, C = RequestContext>(definition: EnricherDefinition<K, C>): Enricher<K, C> {
   if (typeof definition !== 'object' || definition === null) {
     throw new TypeError(`defineEnricher expects an object, received ${String(definition)}`)
   }
