@@ -125,6 +125,8 @@ describe('the shared tier when Redis hangs or restarts', () => {
     })
     await sleep(WARM_MS)
     let ratio = Number.POSITIVE_INFINITY
+    let controlRatio = Number.POSITIVE_INFINITY
+    let hungP99 = Number.POSITIVE_INFINITY
     for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
       await sleep(PHASE_MS) // the baseline: Redis answering
       const heapBefore = (await a.request<{ heapUsed: number }>({ cmd: 'heap' })).heapUsed
@@ -152,7 +154,8 @@ describe('the shared tier when Redis hangs or restarts', () => {
         ctl[window].push(s.controlUs[i] as number)
       })
       ratio = p99(real.hung) / p99(real.base)
-      const controlRatio = p99(ctl.hung) / p99(ctl.base)
+      controlRatio = p99(ctl.hung) / p99(ctl.base)
+      hungP99 = p99(real.hung)
       const heapGrowth = heapAfter - heapBefore
       const commands = (x: Stats): number => x.enricherStore.commands + x.usersStore.commands
       console.log(
@@ -183,7 +186,12 @@ describe('the shared tier when Redis hangs or restarts', () => {
     expect(end.controlWritten).toBe(end.logged)
     // The in-process tier kept serving: only the never-seen users (one line in ten) lack the field.
     expect(end.withUser).toBeGreaterThan(end.logged * 0.85)
-    expect(ratio).toBeLessThanOrEqual(1.1)
+    // p99 unchanged within 10%: outright, or within 10% of how the same call without a
+    // store drifted in the same windows (each line goes through both, so the machine's own
+    // load, ±15% on this 2-core box, moves both alike). One Redis command on the log call
+    // would be orders of magnitude more: its timeout alone is 100 ms.
+    expect(ratio).toBeLessThanOrEqual(Math.max(1.1, controlRatio * 1.1))
+    expect(hungP99).toBeLessThan(1_000)
 
     const latency = await sharedAgain('after-stop')
     console.log(
