@@ -323,8 +323,8 @@ function transportOptions(p: Pipeline, user: LoggerOptions, contextKeys: readonl
   return { ...user, timestamp }
 }
 
-/** A JSON string: short plain strings by concatenation, the rest by JSON.stringify. */
-function quote(s: string): string {
+/** A JSON string: short plain strings by concatenation, the rest by JSON.stringify. @internal */
+export function quote(s: string): string {
   if (s.length > 64) return JSON.stringify(s)
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i)

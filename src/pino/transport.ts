@@ -6,7 +6,7 @@ import build from 'pino-abstract-transport'
 import { type AnyEnricher, type EnrichContext, type Fields, isEnricher, LEVELS } from '../enricher.js'
 import { EnrichError, ErrorCodes } from '../errors.js'
 import { Pipeline, type PipelineOptions, problemsJson, within } from '../pipeline.js'
-import { TRANSPORT_KEY, type TransportCapture } from './options.js'
+import { quote, TRANSPORT_KEY, type TransportCapture } from './options.js'
 import { OrderedQueue, type QueuedLine } from './ordered-queue.js'
 
 /**
@@ -68,6 +68,11 @@ class LineContext implements EnrichContext {
 }
 
 const CAPTURE = `,${JSON.stringify(TRANSPORT_KEY)}:`
+
+// pino-abstract-transport JSON.parses every line, even in 'lines' mode, for its
+// metadata. We read what we need from the line ourselves: no parse, no metadata.
+const NOT_PARSED = Object.freeze({})
+const LINES = { parse: 'lines', metadata: false, parseLine: (): object => NOT_PARSED } as const
 
 interface SplitLine {
   level: number
@@ -140,9 +145,20 @@ function captured(capture: TransportCapture | undefined): Record<string, unknown
   return typeof c === 'object' && c !== null ? c : undefined
 }
 
+// Enricher output keys repeat line after line: their JSON is made once (bounded).
+const keyJson = new Map<string, string>()
+
 function fieldsJson(fields: Fields): string {
   let text = ''
-  for (const key of Object.keys(fields)) text += `,${JSON.stringify(key)}:${JSON.stringify(fields[key])}`
+  for (const key of Object.keys(fields)) {
+    let k = keyJson.get(key)
+    if (k === undefined) {
+      k = `,${JSON.stringify(key)}:`
+      if (keyJson.size < 1024) keyJson.set(key, k)
+    }
+    const v = fields[key]
+    text += k + (typeof v === 'string' ? quote(v) : JSON.stringify(v))
+  }
   return text
 }
 
@@ -282,7 +298,7 @@ export default async function enrichTransport(options: TransportOptions): Promis
         source = stream
         stream.on('data', onLine)
       },
-      { parse: 'lines', close: onClose },
+      { ...LINES, close: onClose },
     )
   }
   return build(
@@ -291,7 +307,7 @@ export default async function enrichTransport(options: TransportOptions): Promis
       stream.on('data', onLine)
       return out as PassThrough
     },
-    { parse: 'lines', enablePipelining: true, close: onClose },
+    { ...LINES, enablePipelining: true, close: onClose },
   )
 }
 
