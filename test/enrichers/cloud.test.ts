@@ -2,23 +2,18 @@ import type http from 'node:http'
 import pino from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
 import { CloudProvider, cloudEnricher, MetadataErrorCode } from '../../enrichers/index.js'
-import { createPipeline, type Pipeline, type PipelineEvent } from '../../src/index.js'
+import type { PipelineEvent } from '../../src/index.js'
 import { manualClock } from '../helpers/deferred.js'
 import { type Answer, closeModeServers, Mode, modeServer, refusedUrl } from '../helpers/mode-server.js'
+import { trackPipelines } from '../helpers/pipelines.js'
 import { sink } from '../helpers/sink.js'
 
 // Real HTTP on 127.0.0.1 stands in for each metadata service, so these tests use real timers.
 
-let pipelines: Pipeline[] = []
-function pipeline(...args: Parameters<typeof createPipeline>): Pipeline {
-  const p = createPipeline(...args)
-  pipelines.push(p)
-  return p
-}
+const { pipeline, closePipelines } = trackPipelines()
 
 afterEach(async () => {
-  await Promise.all(pipelines.map((p) => p.close()))
-  pipelines = []
+  await closePipelines()
   await closeModeServers()
 })
 

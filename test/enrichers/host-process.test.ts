@@ -2,7 +2,7 @@ import os from 'node:os'
 import pino from 'pino'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { hostEnricher, processEnricher } from '../../enrichers/index.js'
-import { createPipeline, type Pipeline } from '../../src/index.js'
+import { trackPipelines } from '../helpers/pipelines.js'
 import { sink } from '../helpers/sink.js'
 
 // A switch for os.userInfo, which throws for a uid without a passwd entry (common in containers).
@@ -16,22 +16,14 @@ vi.mock('node:os', async (importOriginal) => {
   return { ...real, default: { ...real, userInfo }, userInfo }
 })
 
-let pipelines: Pipeline[] = []
-function pipeline(...args: Parameters<typeof createPipeline>): Pipeline {
-  const p = createPipeline(...args)
-  pipelines.push(p)
-  return p
-}
+const { pipeline, closePipelines } = trackPipelines()
 
 beforeEach(() => {
   vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'] })
 })
 
 afterEach(async () => {
-  const closing = Promise.all(pipelines.map((p) => p.close()))
-  await vi.runAllTimersAsync()
-  await closing
-  pipelines = []
+  await closePipelines()
   vi.useRealTimers()
   osState.userInfoThrows = false
 })

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { runtimeEnricher } from '../../enrichers/index.js'
-import { createPipeline, type Pipeline } from '../../src/index.js'
+import { trackPipelines } from '../helpers/pipelines.js'
 
 /** A stand-in for monitorEventLoopDelay's histogram: values in ns, calls recorded. */
 interface FakeHistogram {
@@ -51,12 +51,7 @@ vi.mock('node:perf_hooks', async (importOriginal) => {
   return { ...real, monitorEventLoopDelay, default: { ...real, monitorEventLoopDelay } }
 })
 
-let pipelines: Pipeline[] = []
-function pipeline(...args: Parameters<typeof createPipeline>): Pipeline {
-  const p = createPipeline(...args)
-  pipelines.push(p)
-  return p
-}
+const { pipeline, closePipelines } = trackPipelines()
 
 beforeEach(() => {
   vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'] })
@@ -64,10 +59,7 @@ beforeEach(() => {
 })
 
 afterEach(async () => {
-  const closing = Promise.all(pipelines.map((p) => p.close()))
-  await vi.runAllTimersAsync()
-  await closing
-  pipelines = []
+  await closePipelines()
   vi.useRealTimers()
 })
 

@@ -1,24 +1,19 @@
 import type http from 'node:http'
 import { afterEach, describe, expect, it } from 'vitest'
 import { userEnricher } from '../../examples/user-lookup.js'
-import { createPipeline, type Fields, type Pipeline, type PipelineEvent } from '../../src/index.js'
+import type { Fields, Pipeline, PipelineEvent } from '../../src/index.js'
 import { runChild } from '../helpers/child.js'
 import { manualClock } from '../helpers/deferred.js'
 import { type Answer, closeModeServers, Mode, modeServer, refusedUrl } from '../helpers/mode-server.js'
+import { trackPipelines } from '../helpers/pipelines.js'
 
 // The keyed lookup of examples/user-lookup.ts against a real HTTP user service
 // on 127.0.0.1 in each of its modes; real timers, since real I/O is awaited.
 
-let pipelines: Pipeline[] = []
-function pipeline(...args: Parameters<typeof createPipeline>): Pipeline {
-  const p = createPipeline(...args)
-  pipelines.push(p)
-  return p
-}
+const { pipeline, closePipelines } = trackPipelines()
 
 afterEach(async () => {
-  await Promise.all(pipelines.map((p) => p.close()))
-  pipelines = []
+  await closePipelines()
   await closeModeServers()
 })
 

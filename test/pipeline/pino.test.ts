@@ -1,25 +1,18 @@
 import pino from 'pino'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { createPipeline, defineContextFields, defineEnricher, type Fields, type Pipeline } from '../../src/index.js'
+import { defineContextFields, defineEnricher, type Fields } from '../../src/index.js'
 import { deferred } from '../helpers/deferred.js'
+import { trackPipelines } from '../helpers/pipelines.js'
 import { sink } from '../helpers/sink.js'
 
-let pipelines: Pipeline[] = []
-function pipeline(...args: Parameters<typeof createPipeline>): Pipeline {
-  const p = createPipeline(...args)
-  pipelines.push(p)
-  return p
-}
+const { pipeline, closePipelines } = trackPipelines()
 
 beforeEach(() => {
   vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date', 'performance'] })
 })
 
 afterEach(async () => {
-  const closing = Promise.all(pipelines.map((p) => p.close()))
-  await vi.runAllTimersAsync()
-  await closing
-  pipelines = []
+  await closePipelines()
   vi.useRealTimers()
 })
 

@@ -4,28 +4,20 @@ import {
   defaultPipeline,
   defineEnricher,
   type Fields,
-  type Pipeline,
   type PipelineEvent,
   registerEnricher,
 } from '../../src/index.js'
 import { deferred } from '../helpers/deferred.js'
+import { trackPipelines } from '../helpers/pipelines.js'
 
-let pipelines: Pipeline[] = []
-function pipeline(...args: Parameters<typeof createPipeline>): Pipeline {
-  const p = createPipeline(...args)
-  pipelines.push(p)
-  return p
-}
+const { pipeline, closePipelines } = trackPipelines()
 
 beforeEach(() => {
   vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date', 'performance'] })
 })
 
 afterEach(async () => {
-  const closing = Promise.all(pipelines.map((p) => p.close()))
-  await vi.runAllTimersAsync()
-  await closing
-  pipelines = []
+  await closePipelines()
   vi.useRealTimers()
 })
 
