@@ -662,21 +662,8 @@ export class SmartCache<V> {
 
   /** Keeps a record read from the store, with the lifetimes the store gave. */
   #keep(k: string, record: StoreRecord): void {
-    const now = this.#clock.now()
-    const freshUntil = now + Math.max(0, record.freshMs)
-    const tags = record.tags ?? this.#lru.peek(k)?.tags
-    const entry: Entry<V> = {
-      value: record.value as V,
-      has: true,
-      freshUntil,
-      staleUntil: freshUntil + Math.max(0, record.staleMs),
-      error: undefined,
-      errorUntil: 0,
-      failures: 0,
-      tags,
-    }
-    this.#lru.set(k, entry)
-    if (tags !== undefined) this.#tag(k, tags)
+    const freshUntil = this.#clock.now() + Math.max(0, record.freshMs)
+    this.#put(k, record.value as V, freshUntil, freshUntil + Math.max(0, record.staleMs), record.tags)
   }
 
   /** Writes a value to the store with its remaining lifetimes, then releases the compute lock. Never rejects. */
@@ -737,19 +724,24 @@ export class SmartCache<V> {
     const now = this.#clock.now()
     const spread = this.#jitter === 0 ? ttl : Math.round(ttl * (1 + this.#jitter * (2 * Math.random() - 1)))
     const freshUntil = now + spread
-    const tags = options?.tags ?? this.#lru.peek(k)?.tags
+    return this.#put(k, value, freshUntil, freshUntil + this.#staleMs, options?.tags)
+  }
+
+  /** Stores a value as fresh until `freshUntil`, clearing any remembered failure; keeps the key's tags unless given. */
+  #put(k: string, value: V, freshUntil: number, staleUntil: number, tags: readonly string[] | undefined): Entry<V> {
+    const kept = tags ?? this.#lru.peek(k)?.tags
     const entry: Entry<V> = {
       value,
       has: true,
       freshUntil,
-      staleUntil: freshUntil + this.#staleMs,
+      staleUntil,
       error: undefined,
       errorUntil: 0,
       failures: 0,
-      tags,
+      tags: kept,
     }
     this.#lru.set(k, entry)
-    if (tags !== undefined) this.#tag(k, tags)
+    if (kept !== undefined) this.#tag(k, kept)
     return entry
   }
 
