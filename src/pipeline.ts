@@ -765,11 +765,10 @@ export class Pipeline {
       slot.invalid++
       return addProblem(problems, ProblemKind.Invalid, slot.name)
     }
-    if (isFlat(r as Record<string, unknown>, this.coreKeys)) {
-      for (const key in r) {
-        const v = (r as Record<string, unknown>)[key]
-        if (v !== undefined) out[key] = v
-      }
+    if (
+      Object.getPrototypeOf(r) === Object.prototype &&
+      copyFlat(r as Fields, out, this.coreKeys, slot, this.#maxFieldBytes)
+    ) {
       return problems
     }
     const s = sanitizeFields(r, this.#maxFieldBytes, this.coreKeys, undefined)
@@ -1131,14 +1130,12 @@ function touches(fields: Fields, keys: ReadonlySet<string>): boolean {
 }
 
 /**
- * Copies a flat object of primitives into `out` and returns true, or returns
- * false at the first key or value that needs sanitizing (keys copied until
- * then are primitives the sanitizer copies the same way).
+ * Copies a flat object of primitives into `out` and returns true; returns
+ * false, having written nothing, at the first key or value that needs the
+ * sanitizer, or when the output is over `maxBytes`. Each value is read once.
  */
 function copyFlat(r: Fields, out: Fields, drop: ReadonlySet<string>, slot: Slot, maxBytes: number): boolean {
   const keys = Object.keys(r)
-  // maxFieldBytes holds here too: a larger output goes to the sanitizer, which refuses it.
-  let budget = maxBytes
   // Keys are checked once per shape: a function returns the same keys line after line.
   const last = slot.flatKeys
   let known = last !== undefined && last.length === keys.length
@@ -1150,6 +1147,8 @@ function copyFlat(r: Fields, out: Fields, drop: ReadonlySet<string>, slot: Slot,
       }
     }
   }
+  let budget = maxBytes
+  const values: unknown[] = new Array(keys.length)
   for (let i = 0; i < keys.length; i++) {
     const key = keys[i] as string
     const v = r[key]
@@ -1157,34 +1156,20 @@ function copyFlat(r: Fields, out: Fields, drop: ReadonlySet<string>, slot: Slot,
     if (t === 'string') {
       if ((v as string).length > 1024) return false
       budget -= (v as string).length
-    } else if (t !== 'number' && t !== 'boolean') {
-      if (t === 'undefined') continue
+    } else if (t !== 'number' && t !== 'boolean' && t !== 'undefined') {
       return false
     }
     budget -= key.length + 8
     if (budget < 0) return false
     if (!known && (drop.has(key) || UNSAFE_FLAT_KEYS.has(key))) return false
-    out[key] = v
+    values[i] = v
   }
+  for (let i = 0; i < keys.length; i++) if (values[i] !== undefined) out[keys[i] as string] = values[i]
   if (!known) slot.flatKeys = keys
   return true
 }
 
 const UNSAFE_FLAT_KEYS: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype', 'then'])
-
-function isFlat(r: Record<string, unknown>, drop: ReadonlySet<string>): boolean {
-  if (Object.getPrototypeOf(r) !== Object.prototype) return false
-  let n = 0
-  for (const key in r) {
-    if (!Object.hasOwn(r, key) || drop.has(key) || key === '__proto__' || key === 'constructor' || key === 'prototype')
-      return false
-    const t = typeof r[key]
-    if (t !== 'string' && t !== 'number' && t !== 'boolean' && t !== 'undefined') return false
-    if (t === 'string' && (r[key] as string).length > 1024) return false
-    if (++n > 32) return false
-  }
-  return true
-}
 
 function isThenableValue(v: unknown): v is PromiseLike<unknown> {
   if (typeof v !== 'object' && typeof v !== 'function') return false

@@ -245,6 +245,20 @@ describe('snapshot mode', () => {
     expect(stats.fnThrow?.errors).toBe(2)
   })
 
+  for (const mode of ['snapshot', 'deferred'] as const) {
+    it(`refuses a function enricher's flat output over maxFieldBytes whole, writing none of it (${mode})`, async () => {
+      const p = pipeline({ maxFieldBytes: 4096 })
+      const big = Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`k${i}`, 'x'.repeat(1000)]))
+      p.register(Object.assign(() => ({ ...big }), { enricherName: 'big' }))
+      const out = sink()
+      const log = pino(p.pinoOptions({ mode }), out)
+      log.info('x')
+      const [line] = out.lines()
+      expect(line?.k0).toBeUndefined()
+      expect(line?.enrich).toEqual({ invalid: ['big'] })
+    })
+  }
+
   it('refuses enricher output larger than maxFieldBytes', async () => {
     const p = pipeline({ maxFieldBytes: 1024 })
     p.register(defineEnricher({ name: 'huge', key: () => 'k', compute: () => ({ big: 'x'.repeat(10_000) }) }))
