@@ -4,6 +4,7 @@
 // the reported figure is the median over rounds, after warm-up rounds.
 import { LRUCache } from 'lru-cache'
 import { SmartCache } from '../src/index.js'
+import { type Paired, paired as pairedRounds } from './measure.js'
 import type { Row } from './table.js'
 
 const WARMUP = 3
@@ -14,12 +15,6 @@ const HOUR = 3_600_000
 const HIT_OPS = 300_000
 const PEEK_OPS = 2_000_000
 const STAMPEDE_CALLERS = 10_000
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = Math.floor(s.length / 2)
-  return s.length % 2 === 1 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2
-}
 
 const elapsedNs = (t0: bigint): number => Number(process.hrtime.bigint() - t0)
 
@@ -40,34 +35,8 @@ function warmCaches(clock?: typeof FREE_CLOCK): { ours: SmartCache<string>; lru:
   return { ours, lru }
 }
 
-interface Paired {
-  a: number
-  b: number
-  /** Median of the per-round a / b: steadier than the ratio of the medians. */
-  ratio: number
-  /** Median of the per-round a - b. */
-  diff: number
-}
-
-/** Runs `a` and `b` once per round, alternating which goes first. */
-async function paired(a: () => Promise<number> | number, b: () => Promise<number> | number): Promise<Paired> {
-  const as: number[] = []
-  const bs: number[] = []
-  for (let r = 0; r < WARMUP + ROUNDS; r++) {
-    const first = r % 2 === 0
-    const x = first ? await a() : await b()
-    const y = first ? await b() : await a()
-    if (r < WARMUP) continue
-    as.push(first ? x : y)
-    bs.push(first ? y : x)
-  }
-  return {
-    a: median(as),
-    b: median(bs),
-    ratio: median(as.map((x, i) => x / (bs[i] as number))),
-    diff: median(as.map((x, i) => x - (bs[i] as number))),
-  }
-}
+const paired = (a: () => Promise<number> | number, b: () => Promise<number> | number) =>
+  pairedRounds(a, b, WARMUP, ROUNDS)
 
 async function hits(clock?: typeof FREE_CLOCK): Promise<Row> {
   const { ours, lru } = warmCaches(clock)

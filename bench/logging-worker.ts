@@ -59,23 +59,7 @@ async function main(): Promise<void> {
     const logger = pino(dest)
     log = () => logger.info({ a: 1 }, 'msg')
   } else if (scenario === 'reference') {
-    // Hand-written: the same 8 fields as bindings, 2 request fields copied from ALS by a mixin.
-    const als = new AsyncLocalStorage<typeof store>()
-    const logger = pino(
-      {
-        base: { pid: process.pid, hostname: 'bench', ...BASE },
-        mixin: () => {
-          const s = als.getStore()
-          return s === undefined ? {} : { requestId: s.requestId, userId: s.userId }
-        },
-      },
-      dest,
-    )
-    return run(
-      dest,
-      (i) => logger.info({ a: i & 1 }, 'msg'),
-      (fn) => als.run(store, fn),
-    )
+    return runHandWritten(dest, store, BASE)
   } else if (scenario === 'snapshot' || scenario === 'deferred' || scenario === 'deferred-failing') {
     enrich = createPipeline({ deadlineMs: 10, enrichers: staticEnrichers() })
     enrich.register(defineContextFields({ name: 'request', keys: { requestId: 'requestId', userId: 'userId' } }))
@@ -160,22 +144,7 @@ async function runBuiltins(dest: Destination, store: Record<string, string>): Pr
   delete fields.enrich
   if (scenario === 'builtins-reference') {
     await enrich.close()
-    const als = new AsyncLocalStorage<typeof store>()
-    const logger = pino(
-      {
-        base: { pid: process.pid, hostname: 'bench', ...fields },
-        mixin: () => {
-          const s = als.getStore()
-          return s === undefined ? {} : { requestId: s.requestId, userId: s.userId }
-        },
-      },
-      dest,
-    )
-    return run(
-      dest,
-      (i) => logger.info({ a: i & 1 }, 'msg'),
-      (fn) => als.run(store, fn),
-    )
+    return runHandWritten(dest, store, fields)
   }
   const logger = pino(enrich.pinoOptions({ base: { pid: process.pid, hostname: 'bench' } }), dest)
   return run(
@@ -221,6 +190,30 @@ async function runTransport(store: Record<string, string>): Promise<void> {
   await closed
   clearInterval(keepAlive)
   process.stdout.write(`${JSON.stringify({ ms, totalMs: performance.now() - started })}\n`)
+}
+
+/** Hand-written pino: `fields` as bindings, the 2 request fields copied from ALS by a mixin. */
+function runHandWritten(
+  dest: Destination,
+  store: Record<string, string>,
+  fields: Record<string, unknown>,
+): Promise<void> {
+  const als = new AsyncLocalStorage<Record<string, string>>()
+  const logger = pino(
+    {
+      base: { pid: process.pid, hostname: 'bench', ...fields },
+      mixin: () => {
+        const s = als.getStore()
+        return s === undefined ? {} : { requestId: s.requestId, userId: s.userId }
+      },
+    },
+    dest,
+  )
+  return run(
+    dest,
+    (i) => logger.info({ a: i & 1 }, 'msg'),
+    (fn) => als.run(store, fn),
+  )
 }
 
 type Destination = pino.DestinationStream & { end(): void; flushSync?: () => void }

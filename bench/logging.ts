@@ -3,6 +3,7 @@
 // ratios against the hand-written reference, then their median.
 import { execFileSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
+import { median } from './measure.js'
 import type { Row } from './table.js'
 
 const worker = fileURLToPath(new URL('./logging-worker.ts', import.meta.url))
@@ -17,12 +18,6 @@ interface Sample {
 function once(scenario: string, dest: string): Sample {
   const out = execFileSync(process.execPath, ['--import', 'tsx', worker, scenario, dest], { encoding: 'utf8' })
   return JSON.parse(out.trim().split('\n').pop() as string) as Sample
-}
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = Math.floor(s.length / 2)
-  return s.length % 2 === 1 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2
 }
 
 interface Target {

@@ -6,6 +6,7 @@ import { Redis } from 'ioredis'
 import { SmartCache } from '../src/index.js'
 import { RECOMMENDED_CLIENT_OPTIONS, type RedisStore, redisStore } from '../src/redis.js'
 import { startRedisServer } from '../test/helpers/redis-server.js'
+import { median, paired as pairedRounds } from './measure.js'
 import type { Row } from './table.js'
 
 const WARMUP = 3
@@ -19,35 +20,10 @@ const HOUR = 3_600_000
 // A typical enricher value: what the user enricher of the demo caches.
 const VALUE = { fields: { user: { id: 'u-1', name: 'Ada Lovelace', plan: 'pro', org: { id: 'o-7' } } }, invalid: false }
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = Math.floor(s.length / 2)
-  return s.length % 2 === 1 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2
-}
-
 let sink = 0
 
-async function paired(
-  a: () => Promise<number>,
-  b: () => Promise<number>,
-): Promise<{ a: number; b: number; ratio: number; diff: number }> {
-  const as: number[] = []
-  const bs: number[] = []
-  for (let r = 0; r < WARMUP + ROUNDS; r++) {
-    const first = r % 2 === 0
-    const x = first ? await a() : await b()
-    const y = first ? await b() : await a()
-    if (r < WARMUP) continue
-    as.push(first ? x : y)
-    bs.push(first ? y : x)
-  }
-  return {
-    a: median(as),
-    b: median(bs),
-    ratio: median(as.map((x, i) => x / (bs[i] as number))),
-    diff: median(as.map((x, i) => x - (bs[i] as number))),
-  }
-}
+const paired = (a: () => Promise<number> | number, b: () => Promise<number> | number) =>
+  pairedRounds(a, b, WARMUP, ROUNDS)
 
 async function connect(port: number): Promise<Redis> {
   const c = new Redis(port, '127.0.0.1', { ...RECOMMENDED_CLIENT_OPTIONS, lazyConnect: true })
