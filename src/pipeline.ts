@@ -238,6 +238,7 @@ export class Pipeline {
   /** @internal */ nextCheck = 0
   /** @internal */ closed = false
   /** @internal */ readonly views = new Set<View>()
+  readonly #viewsBySignature = new Map<string, View>()
   /** @internal */ readonly counters = { enriched: 0, timedOut: 0, dropped: 0, afterClose: 0, maxAddedDelayMs: 0 }
   /** @internal */ readonly closers: Array<() => Promise<void> | void> = []
   /** @internal */ pendingCount: () => number = () => 0
@@ -360,13 +361,19 @@ export class Pipeline {
     this.prepareGlobals()
   }
 
-  /** Adds a view (one per `pinoOptions()` call) and prepares it. @internal */
+  /** The view for these options, made and prepared on first use. @internal */
   addView(routed: ReadonlySet<string> | true, base?: Fields): View {
+    // A view is what its routed keys and base make it: loggers with the same options share one.
+    const signature = `${routed === true ? '*' : [...routed].sort().join('\u0000')}|${JSON.stringify(base ?? null)}`
+    const existing = this.#viewsBySignature.get(signature)
+    if (existing !== undefined) return existing
     const view: View = { routed, base, fragment: '', mixinGlobals: [] }
+    this.#viewsBySignature.set(signature, view)
     this.views.add(view)
     this.prepareGlobals()
     return view
   }
+
 
   /**
    * Starts a background compute of a global enricher; when one actually ran,

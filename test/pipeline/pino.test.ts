@@ -90,6 +90,18 @@ describe('snapshot mode', () => {
     expect(call).toMatchObject({ who: 'call', msg: 'call site' })
   })
 
+  it('shares what it prepares between loggers made with the same options', async () => {
+    const p = pipeline({ enrichers: [host()] })
+    await p.ready()
+    const before = p.views.size
+    for (let i = 0; i < 1000; i++) pino(p.pinoOptions({ redact: ['user.email'] }), sink())
+    pino(p.pinoOptions({ redact: ['other'] }), sink())
+    expect(p.views.size).toBe(before + 2)
+    const out = sink()
+    pino(p.pinoOptions({ redact: ['user.email'] }), out).info('x')
+    expect(out.lines()[0]).toMatchObject({ host: { name: 'box' } })
+  })
+
   it('ranks enrichers above base, keeping pid and hostname from pino', async () => {
     const p = pipeline({
       enrichers: [defineEnricher({ name: 'env', compute: () => ({ env: 'enriched', hostname: 'x' }) })],
