@@ -374,7 +374,6 @@ export class Pipeline {
     return view
   }
 
-
   /**
    * Starts a background compute of a global enricher; when one actually ran,
    * the prepared globals are rebuilt. `force` recomputes a fresh value too.
@@ -549,7 +548,7 @@ export class Pipeline {
           problems = addProblem(problems, ProblemKind.Pending, slot.name)
           continue
         }
-        problems = this.#assignFnResult(slot, r, out, problems)
+        problems = this.#assignFnResult(slot, r, out, problems, false)
       } catch (e) {
         problems = this.#fnFailed(slot, e, problems)
       }
@@ -645,7 +644,7 @@ export class Pipeline {
           continue
         }
         const out: Fields = {}
-        g.problems = this.#assignFnResult(slot, r, out, g.problems)
+        g.problems = this.#assignFnResult(slot, r, out, g.problems, true)
         g.parts[i] = out
       } catch (e) {
         g.problems = this.#fnFailed(slot, e, g.problems)
@@ -765,14 +764,22 @@ export class Pipeline {
 
   /**
    * Copies a function enricher's output. Flat objects of primitives (the usual
-   * request fields) are copied directly; anything else is sanitized.
+   * request fields) are copied directly, unless `tryFlat` is false because the
+   * caller just tried; anything else is sanitized.
    */
-  #assignFnResult(slot: Slot, r: unknown, out: Fields, problems: Problems | undefined): Problems | undefined {
+  #assignFnResult(
+    slot: Slot,
+    r: unknown,
+    out: Fields,
+    problems: Problems | undefined,
+    tryFlat: boolean,
+  ): Problems | undefined {
     if (typeof r !== 'object' || r === null || Array.isArray(r)) {
       slot.invalid++
       return addProblem(problems, ProblemKind.Invalid, slot.name)
     }
     if (
+      tryFlat &&
       Object.getPrototypeOf(r) === Object.prototype &&
       copyFlat(r as Fields, out, this.coreKeys, slot, this.#maxFieldBytes)
     ) {
