@@ -5,13 +5,8 @@ import pino from 'pino'
 import { type Options as PinoHttpOptions, pinoHttp } from 'pino-http'
 import { afterEach, describe, expect, it } from 'vitest'
 import { type ExpressContextOptions, expressContext, genReqId } from '../../src/context/express.js'
-import {
-  createPipeline,
-  defineEnricher,
-  type EnrichContext,
-  type Pipeline,
-  type RequestContext,
-} from '../../src/index.js'
+import { createPipeline, type Pipeline, type RequestContext } from '../../src/index.js'
+import { requestFields, userLookup } from '../helpers/context-enrichers.js'
 import { closeServer, type HttpClient, httpClient, listen, rawHeaders, rawRequest } from '../helpers/http.js'
 import { type Sink, sink } from '../helpers/sink.js'
 
@@ -29,28 +24,6 @@ afterEach(async () => {
   clients = []
   pipelines = []
 })
-
-/** The request context as plain line fields: the test's own tiny enricher. */
-const requestFields = Object.assign(
-  (ctx: EnrichContext<RequestContext>) =>
-    ctx.context === undefined
-      ? undefined
-      : { rid: ctx.context.requestId, uid: ctx.context.userId, route: ctx.context.route, method: ctx.context.method },
-  { enricherName: 'req' },
-)
-
-/** A user lookup keyed on the context's userId, against an in-process "user service". */
-function userLookup(lookups: string[] = []) {
-  return defineEnricher<string>({
-    name: 'user',
-    key: (ctx) => ctx.context?.userId as string | undefined,
-    compute: async (id) => {
-      lookups.push(id)
-      await sleep(1)
-      return { user: { id, name: `name-${id}` } }
-    },
-  })
-}
 
 interface Setup {
   p: Pipeline
