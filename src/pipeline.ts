@@ -4,6 +4,7 @@ import type { BreakerState } from './breaker/circuit-breaker.js'
 import { EntryState, SmartCache, type SmartCacheStats } from './cache/smart-cache.js'
 import { type Clock, systemClock } from './clock.js'
 import { type ContextHelpers, createContext, type RequestContext } from './context/als.js'
+import { type ContextWriter, compileContextWriter } from './context/writer.js'
 import {
   type AnyEnricher,
   contextFieldsOf,
@@ -233,6 +234,8 @@ export class Pipeline {
   /** @internal */ fns: Slot[] = []
   /** @internal */ contexts: Slot[] = []
   /** @internal */ globals: Slot[] = []
+  /** Writes every defineContextFields enricher's keys from the request context into `out`. @internal */
+  writeContexts: ContextWriter = compileContextWriter([])
   /** @internal */ globalProblems: Problems | undefined
   /** @internal */ globalTimeouts: string[] | undefined
   /** @internal */ nextCheck = 0
@@ -357,6 +360,7 @@ export class Pipeline {
     this.keyed = this.slots.filter((s) => s.def !== undefined && !s.global)
     this.fns = this.slots.filter((s) => s.fn !== undefined && s.from === undefined)
     this.contexts = this.slots.filter((s) => s.from !== undefined)
+    this.writeContexts = compileContextWriter(this.contexts)
     this.globals = this.slots.filter((s) => s.global)
     this.prepareGlobals()
   }
@@ -556,27 +560,6 @@ export class Pipeline {
     const c = ctx.context
     if (c !== undefined) this.writeContexts(c, level, out)
     return problems
-  }
-
-  /** Writes every defineContextFields enricher's keys from the request context into `out`. @internal */
-  writeContexts(c: Record<string, unknown>, level: number, out: Fields): void {
-    const contexts = this.contexts
-    for (let s = 0; s < contexts.length; s++) {
-      const slot = contexts[s] as Slot
-      if (level < slot.minLevel) continue
-      const from = slot.from as readonly string[]
-      const to = slot.to as readonly string[]
-      try {
-        for (let i = 0; i < from.length; i++) {
-          const v = c[from[i] as string]
-          const t = typeof v
-          if (t === 'string' || t === 'number' || t === 'boolean') out[to[i] as string] = v
-        }
-      } catch {
-        // A context getter that throws costs its own fields, never the line.
-        slot.errors++
-      }
-    }
   }
 
   /**

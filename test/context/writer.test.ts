@@ -1,0 +1,97 @@
+import { describe, expect, it } from 'vitest'
+import { type ContextSlot, compileContextWriter, loopWriter } from '../../src/context/writer.js'
+import { runChild } from '../helpers/child.js'
+
+// Keys that would break naive code generation: quotes, backslashes, line
+// separators, template and comment syntax, numeric-like names.
+const AWKWARD = ['a"b', "c'd", 'e\\f', 'g\nh', 'i\u2028j', '$' + '{k}', '*/l', '0', '1e3', 'µ']
+
+function slots(): ContextSlot[] {
+  return [
+    { from: AWKWARD, to: AWKWARD.map((k) => `out:${k}`), minLevel: Number.NEGATIVE_INFINITY, errors: 0 },
+    { from: ['warnOnly'], to: ['warnOnly'], minLevel: 40, errors: 0 },
+    { from: ['boom', 'after'], to: ['boom', 'after'], minLevel: Number.NEGATIVE_INFINITY, errors: 0 },
+    { from: ['last'], to: ['last'], minLevel: Number.NEGATIVE_INFINITY, errors: 0 },
+  ]
+}
+
+function context(): Record<string, unknown> {
+  const c: Record<string, unknown> = Object.fromEntries(AWKWARD.map((k, i) => [k, `v${i}`]))
+  c['1e3'] = 3
+  c.µ = false
+  c['0'] = { nested: true } // not a primitive: left out
+  c.warnOnly = 'w'
+  Object.defineProperty(c, 'boom', {
+    enumerable: true,
+    get() {
+      throw new Error('getter')
+    },
+  })
+  c.after = 'a'
+  c.last = 'l'
+  return c
+}
+
+describe.each([
+  ['compiled', compileContextWriter],
+  ['loop', loopWriter],
+])('context writer (%s)', (_name, make) => {
+  it('copies string, number and boolean values under awkward keys, renamed', () => {
+    const s = slots()
+    const out: Record<string, unknown> = {}
+    make(s)(context(), 30, out)
+    const expected: Record<string, unknown> = Object.fromEntries(AWKWARD.map((k, i) => [`out:${k}`, `v${i}`]))
+    expected['out:1e3'] = 3
+    expected['out:µ'] = false
+    delete expected['out:0']
+    expected.last = 'l'
+    expect(out).toEqual(expected)
+  })
+
+  it("honours a slot's minLevel and counts a throwing getter against its own slot only", () => {
+    const s = slots()
+    const write = make(s)
+    const info: Record<string, unknown> = {}
+    const warn: Record<string, unknown> = {}
+    write(context(), 30, info)
+    write(context(), 40, warn)
+    expect(info).not.toHaveProperty('warnOnly')
+    expect(warn.warnOnly).toBe('w')
+    expect(info).not.toHaveProperty('boom')
+    expect(info).not.toHaveProperty('after')
+    expect(s.map((x) => x.errors)).toEqual([0, 0, 2, 0])
+  })
+
+  it('is the generated function, not the fallback, when code generation is allowed', () => {
+    expect(compileContextWriter(slots()).name).toBe('writeContexts')
+    expect(loopWriter(slots()).name).not.toBe('writeContexts')
+  })
+
+  it('writes nothing for no slots', () => {
+    const out = {}
+    make([])({ a: 1 }, 30, out)
+    expect(out).toEqual({})
+  })
+})
+
+describe('context writer without code generation', () => {
+  it('falls back to the loop under --disallow-code-generation-from-strings, with the same lines', async () => {
+    const runs = await Promise.all([
+      runChild('context-fields.ts'),
+      runChild('context-fields.ts', [], { env: { NODE_OPTIONS: '--disallow-code-generation-from-strings' } }),
+    ])
+    const [withCodegen, without] = runs.map((r) => {
+      expect(r.code).toBe(0)
+      expect(r.stderr.trim()).toBe('1')
+      return r.stdout
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+    })
+    expect(withCodegen?.[0]).toMatchObject({ codegen: true, reqId: 'r1', 'user\\id': 7, msg: 'inside' })
+    expect(without?.[0]).toMatchObject({ codegen: false, reqId: 'r1', 'user\\id': 7, msg: 'inside' })
+    expect(without?.[0]).not.toHaveProperty('route')
+    const strip = (l: Record<string, unknown> | undefined) => ({ ...l, time: 0, pid: 0, codegen: 0 })
+    expect(without?.map(strip)).toEqual(withCodegen?.map(strip))
+  })
+})
