@@ -13,6 +13,7 @@ export const SCENARIOS = [
   'snapshot',
   'deferred',
   'deferred-failing',
+  'deferred-healthy',
   'winston',
   'builtins-reference',
   'builtins',
@@ -60,23 +61,34 @@ async function main(): Promise<void> {
     log = () => logger.info({ a: 1 }, 'msg')
   } else if (scenario === 'reference') {
     return runHandWritten(dest, store, BASE)
-  } else if (scenario === 'snapshot' || scenario === 'deferred' || scenario === 'deferred-failing') {
+  } else if (
+    scenario === 'snapshot' ||
+    scenario === 'deferred' ||
+    scenario === 'deferred-failing' ||
+    scenario === 'deferred-healthy'
+  ) {
     enrich = createPipeline({ deadlineMs: 10, enrichers: staticEnrichers() })
     enrich.register(defineContextFields({ name: 'request', keys: { requestId: 'requestId', userId: 'userId' } }))
-    if (scenario === 'deferred-failing') {
+    const failing = scenario === 'deferred-failing'
+    if (failing || scenario === 'deferred-healthy') {
+      // A keyed lookup by user: its backend always fails, or always answers.
       enrich.register(
         defineEnricher({
           name: 'tenant',
           key: (ctx) => ctx.context?.userId as string | undefined,
-          compute: () => Promise.reject(new Error('backend down')),
+          compute: failing
+            ? () => Promise.reject(new Error('backend down'))
+            : (userId) => ({ tenant: { id: `t-${userId}`, plan: 'pro' } }),
           breaker: { failureThreshold: 1, halfOpenAfterMs: 3_600_000 },
         }),
       )
     }
     await enrich.ready()
-    if (scenario === 'deferred-failing') {
-      // Open the breaker before timing: its backend always fails.
+    // Before timing: the failing backend has opened its breaker, the healthy one's value is cached.
+    if (failing || scenario === 'deferred-healthy') {
       await enrich.enrich({ context: store })
+      const tenant = enrich.stats().enrichers.find((e) => e.name === 'tenant')
+      if (tenant?.breaker !== (failing ? 'open' : 'closed')) throw new Error(`tenant breaker is ${tenant?.breaker}`)
     }
     const mode = scenario === 'snapshot' ? 'snapshot' : 'deferred'
     const logger = pino(enrich.pinoOptions({ mode, base: { pid: process.pid, hostname: 'bench' } }), dest)
