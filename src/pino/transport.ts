@@ -1,13 +1,12 @@
 import { createRequire } from 'node:module'
 import { isAbsolute, join, resolve } from 'node:path'
-import { PassThrough, type Readable } from 'node:stream'
+import { Transform, type TransformCallback, Writable } from 'node:stream'
+import { StringDecoder } from 'node:string_decoder'
 import { pathToFileURL } from 'node:url'
-import build from 'pino-abstract-transport'
-import { type AnyEnricher, type EnrichContext, type Fields, isEnricher, LEVELS } from '../enricher.js'
+import { type AnyEnricher, isEnricher } from '../enricher.js'
 import { EnrichError, ErrorCodes } from '../errors.js'
-import { Pipeline, type PipelineOptions, problemsJson, within } from '../pipeline.js'
-import { quote, TRANSPORT_KEY, type TransportCapture } from './options.js'
-import { OrderedQueue, type QueuedLine } from './ordered-queue.js'
+import { Pipeline, type PipelineOptions } from '../pipeline.js'
+import { LineEnricher } from './line-enricher.js'
 
 /**
  * Options of the `pino-enrich/transport` target. They are structured-cloned
@@ -36,132 +35,6 @@ export interface TransportOptions extends Omit<PipelineOptions, 'enrichers' | 'c
   mkdir?: boolean
 }
 
-interface Line extends QueuedLine {
-  /** Fast path: the line up to its time, and the rest without our capture. */
-  head: string | undefined
-  rest: string | undefined
-}
-
-/** A line's context whose `record` is parsed only if an enricher reads it. */
-class LineContext implements EnrichContext {
-  readonly level: number
-  readonly time: number
-  readonly context: Record<string, unknown> | undefined
-  readonly #raw: string
-  #record: Record<string, unknown> | undefined
-
-  constructor(level: number, time: number, context: Record<string, unknown> | undefined, raw: string) {
-    this.level = level
-    this.time = time
-    this.context = context
-    this.#raw = raw
-  }
-
-  get record(): Readonly<Record<string, unknown>> {
-    if (this.#record === undefined) {
-      const obj = JSON.parse(this.#raw) as Record<string, unknown>
-      delete obj[TRANSPORT_KEY]
-      this.#record = obj
-    }
-    return this.#record
-  }
-}
-
-const CAPTURE = `,${JSON.stringify(TRANSPORT_KEY)}:`
-
-// pino-abstract-transport JSON.parses every line, even in 'lines' mode, for its
-// metadata. We read what we need from the line ourselves: no parse, no metadata.
-const NOT_PARSED = Object.freeze({})
-const LINES = { parse: 'lines', metadata: false, parseLine: (): object => NOT_PARSED } as const
-
-interface SplitLine {
-  level: number
-  time: number
-  head: string
-  rest: string
-  capture: TransportCapture | undefined
-}
-
-/**
- * Splits a line pino wrote with its default keys, `{"level":N,"time":T...`,
- * around the time and our capture, without parsing the rest. Undefined for
- * any other shape, which takes the general path.
- */
-function splitLine(raw: string): SplitLine | undefined {
-  if (!raw.startsWith('{"level":')) return undefined
-  const levelEnd = digitsEnd(raw, 9)
-  if (levelEnd === 9 || !raw.startsWith(',"time":', levelEnd)) return undefined
-  const timeStart = levelEnd + 8
-  const timeEnd = digitsEnd(raw, timeStart)
-  if (timeEnd === timeStart) return undefined
-  const c = raw.charCodeAt(timeEnd)
-  if (c !== 44 && c !== 125) return undefined
-  const head = raw.slice(0, timeEnd)
-  let rest = raw.slice(timeEnd)
-  let capture: TransportCapture | undefined
-  const at = raw.indexOf(CAPTURE, timeEnd)
-  if (at !== -1) {
-    const valueStart = at + CAPTURE.length
-    const valueEnd = objectEnd(raw, valueStart)
-    if (valueEnd === -1) return undefined
-    try {
-      capture = JSON.parse(raw.slice(valueStart, valueEnd)) as TransportCapture
-    } catch {
-      return undefined
-    }
-    rest = raw.slice(timeEnd, at) + raw.slice(valueEnd)
-  }
-  return { level: Number(raw.slice(9, levelEnd)), time: Number(raw.slice(timeStart, timeEnd)), head, rest, capture }
-}
-
-function digitsEnd(s: string, i: number): number {
-  while (i < s.length) {
-    const c = s.charCodeAt(i)
-    if (c < 48 || c > 57) break
-    i++
-  }
-  return i
-}
-
-/** The index after the JSON object starting at `i`, or -1. */
-function objectEnd(s: string, i: number): number {
-  if (s.charCodeAt(i) !== 123) return -1
-  let depth = 0
-  let inString = false
-  for (; i < s.length; i++) {
-    const c = s.charCodeAt(i)
-    if (inString) {
-      if (c === 92) i++
-      else if (c === 34) inString = false
-    } else if (c === 34) inString = true
-    else if (c === 123) depth++
-    else if (c === 125 && --depth === 0) return i + 1
-  }
-  return -1
-}
-
-function captured(capture: TransportCapture | undefined): Record<string, unknown> | undefined {
-  const c = capture?.c
-  return typeof c === 'object' && c !== null ? c : undefined
-}
-
-// Enricher output keys repeat line after line: their JSON is made once (bounded).
-const keyJson = new Map<string, string>()
-
-function fieldsJson(fields: Fields): string {
-  let text = ''
-  for (const key of Object.keys(fields)) {
-    let k = keyJson.get(key)
-    if (k === undefined) {
-      k = `,${JSON.stringify(key)}:`
-      if (keyJson.size < 1024) keyJson.set(key, k)
-    }
-    const v = fields[key]
-    text += k + (typeof v === 'string' ? quote(v) : JSON.stringify(v))
-  }
-  return text
-}
-
 /**
  * A pino transport that enriches lines in the worker thread. Lines leave in
  * the order they arrived, each delayed at most `deadlineMs`; problems are
@@ -169,146 +42,99 @@ function fieldsJson(fields: Fields): string {
  * flush, `transport.end()`, process exit) pending lines are written within
  * `closeTimeoutMs`.
  *
+ * As a `pipeline` step it is a Transform of text: pino's chunks in, enriched
+ * chunks out, strings both ways. Alone, with `destination`, it is a Writable
+ * onto a SonicBoom destination, as `pino/file` writes.
+ *
  * @throws EnrichError (`ENRICH_TRANSPORT_LOAD`) at start when the enrichers module cannot be loaded or exports something else
  */
-export default async function enrichTransport(options: TransportOptions): Promise<unknown> {
+export default async function enrichTransport(options: TransportOptions): Promise<Writable> {
   const pipeline = await loadPipeline(options)
   await pipeline.ready({ timeoutMs: options.readyTimeoutMs ?? 1_000 })
-  const errorKey = pipeline.errorKey
-  const alone = options.destination !== undefined
-  const out: NodeJS.WritableStream & { end(): void } = alone
-    ? await openDestination(options.destination as string | number, options.mkdir === true)
-    : new PassThrough()
+  if (options.destination === undefined) return new EnrichStep(pipeline)
+  const dest = await openDestination(options.destination, options.mkdir === true)
+  return new EnrichToDestination(pipeline, dest)
+}
 
-  let source: Readable | undefined
-  let paused = false
-  // Lines go out in batches: one write per event-loop turn or per 64 KB.
-  let batch = ''
-  let scheduled = false
-  const flushBatch = (): void => {
-    scheduled = false
-    if (batch.length === 0) return
-    const chunk = batch
-    batch = ''
-    if (!out.write(chunk) && source !== undefined && !paused) {
-      paused = true
-      source.pause()
-      out.once('drain', () => {
-        paused = false
-        source?.resume()
-      })
-    }
-  }
-  const emit = (text: string): void => {
-    batch += text
-    if (batch.length >= 65_536) flushBatch()
-    else if (!scheduled) {
-      scheduled = true
-      setImmediate(flushBatch)
-    }
-  }
-  // Globals as pre-serialized JSON, rebuilt only when a value changes.
-  const view = pipeline.addView(new Set())
+/** The transport as a pipeline step. */
+class EnrichStep extends Transform {
+  readonly #lines: LineEnricher
+  readonly #decoder = new StringDecoder('utf8')
 
-  const write = (line: Line): void => {
-    const problems = pipeline.problemsFor(line.problems)
-    if (line.rest !== undefined) {
-      // Fast path: enrichment spliced in after level and time, the line's own
-      // fields after it, so they win, as pino's own bindings do.
-      let text = line.head + view.fragment
-      for (const g of view.mixinGlobals) if (line.ctx.level >= g.minLevel) text += fieldsJson(g.fields)
-      for (const part of line.parts) if (part !== undefined) text += fieldsJson(part)
-      if (problems !== undefined) text += `,${errorKeyJson}:${problemsJson(problems)}`
-      emit(`${text}${line.rest}\n`)
-      return
-    }
-    const obj = line.ctx.record as Record<string, unknown>
-    const merged: Fields = { level: obj.level, time: obj.time }
-    pipeline.assignGlobals(line.ctx.level, merged)
-    pipeline.mergeParts(line, merged)
-    if (problems !== undefined) merged[errorKey] = problems
-    Object.assign(merged, obj)
-    emit(`${JSON.stringify(merged)}\n`)
-  }
-  const errorKeyJson = JSON.stringify(errorKey)
-  const queue = new OrderedQueue<Line>(pipeline, write)
-
-  const onLine = (raw: string): void => {
-    const now = pipeline.clock.now()
-    if (now >= pipeline.nextCheck) pipeline.prepareGlobals()
-    const split = splitLine(raw)
-    let ctx: EnrichContext
-    let head: string | undefined
-    let rest: string | undefined
-    if (split !== undefined) {
-      head = split.head
-      rest = split.rest
-      ctx = new LineContext(split.level, split.capture?.t ?? split.time, captured(split.capture), raw)
-    } else {
-      let obj: Record<string, unknown>
-      try {
-        const parsed: unknown = JSON.parse(raw)
-        if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new TypeError('not an object')
-        obj = parsed as Record<string, unknown>
-      } catch {
-        // Not ours to judge: a line that is not a JSON object passes through untouched.
-        emit(`${raw}\n`)
-        return
-      }
-      const capture = obj[TRANSPORT_KEY] as TransportCapture | undefined
-      if (capture !== undefined) delete obj[TRANSPORT_KEY]
-      const time = typeof capture?.t === 'number' ? capture.t : typeof obj.time === 'number' ? obj.time : now
-      ctx = { level: levelOf(obj.level), time, record: obj, context: captured(capture) }
-    }
-    const line: Line = {
-      ctx,
-      now,
-      head,
-      rest,
-      parts: [],
-      problems: undefined,
-      waiting: undefined,
-      done: false,
-      onReady: undefined,
-      deadline: now + pipeline.deadlineMs,
-      start: now,
-    }
-    pipeline.gather(line)
-    queue.push(line)
-  }
-
-  const close = async (): Promise<void> => {
-    // In-flight enrichment gets at most closeTimeoutMs; then what is left goes out as it is.
-    await within(queue.whenEmpty(), pipeline.closeTimeoutMs)
-    queue.close()
-    await pipeline.close()
-    flushBatch()
-    await new Promise<void>((done) => {
-      out.once('close', done)
-      out.once('finish', done)
-      out.end()
+  constructor(pipeline: Pipeline) {
+    // Strings in and out: the next step (pino/file, pino-pretty) takes them as they are.
+    super({ decodeStrings: false, encoding: 'utf8' })
+    this.#lines = new LineEnricher(pipeline, (text) => {
+      this.push(text)
     })
   }
 
-  // pino-abstract-transport calls back when the returned promise settles.
-  const onClose = (): Promise<void> => close()
-  if (alone) {
-    return build(
-      (stream) => {
-        source = stream
-        stream.on('data', onLine)
-      },
-      { ...LINES, close: onClose },
-    )
+  override _transform(chunk: string | Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
+    this.#lines.write(typeof chunk === 'string' ? chunk : this.#decoder.write(chunk))
+    done()
   }
-  return build(
-    (stream) => {
-      source = stream
-      stream.on('data', onLine)
-      return out as PassThrough
-    },
-    { ...LINES, enablePipelining: true, close: onClose },
-  )
+
+  override _flush(done: TransformCallback): void {
+    const rest = this.#decoder.end()
+    if (rest.length !== 0) this.#lines.write(rest)
+    this.#lines.end().then(() => done(), done)
+  }
+
+  override _destroy(error: Error | null, done: (error?: Error | null) => void): void {
+    this.#lines.abort()
+    done(error)
+  }
+}
+
+/** A SonicBoom, as pino.destination() makes it. */
+type Destination = NodeJS.EventEmitter & {
+  write(text: string): boolean
+  end(): void
+  destroy(): void
+  readonly destroyed: boolean
+}
+
+/** The transport alone, writing to its own destination. */
+class EnrichToDestination extends Writable {
+  readonly #lines: LineEnricher
+  readonly #dest: Destination
+  readonly #decoder = new StringDecoder('utf8')
+  #full = false
+
+  constructor(pipeline: Pipeline, dest: Destination) {
+    super({ decodeStrings: false })
+    this.#dest = dest
+    this.#lines = new LineEnricher(pipeline, (text) => {
+      if (!dest.write(text)) this.#full = true
+    })
+    dest.on('error', (e) => this.destroy(e))
+  }
+
+  override _write(chunk: string | Buffer, _encoding: BufferEncoding, done: (error?: Error | null) => void): void {
+    this.#lines.write(typeof chunk === 'string' ? chunk : this.#decoder.write(chunk))
+    if (!this.#full) {
+      done()
+      return
+    }
+    // The destination is behind: take no more until it drains.
+    this.#full = false
+    this.#dest.once('drain', () => done())
+  }
+
+  override _final(done: (error?: Error | null) => void): void {
+    const rest = this.#decoder.end()
+    if (rest.length !== 0) this.#lines.write(rest)
+    this.#lines.end().then(() => {
+      this.#dest.once('close', () => done())
+      this.#dest.end()
+    }, done)
+  }
+
+  override _destroy(error: Error | null, done: (error?: Error | null) => void): void {
+    this.#lines.abort()
+    if (!this.#dest.destroyed) this.#dest.destroy()
+    done(error)
+  }
 }
 
 async function loadPipeline(options: TransportOptions): Promise<Pipeline> {
@@ -366,21 +192,12 @@ function toUrl(spec: string): string {
   return pathToFileURL(createRequire(join(process.cwd(), 'noop.js')).resolve(spec)).href
 }
 
-function levelOf(level: unknown): number {
-  if (typeof level === 'number') return level
-  if (typeof level === 'string' && Object.hasOwn(LEVELS, level)) return LEVELS[level as keyof typeof LEVELS]
-  return LEVELS.info
-}
-
-async function openDestination(
-  dest: string | number,
-  mkdir: boolean,
-): Promise<NodeJS.WritableStream & { end(): void }> {
+async function openDestination(dest: string | number, mkdir: boolean): Promise<Destination> {
   const { default: pino } = await import('pino')
   const stream = pino.destination({ dest, sync: false, mkdir })
   await new Promise<void>((ready, fail) => {
     stream.once('ready', ready)
     stream.once('error', fail)
   })
-  return stream as unknown as NodeJS.WritableStream & { end(): void }
+  return stream as unknown as Destination
 }

@@ -1,0 +1,173 @@
+import { Writable } from 'node:stream'
+import { fileURLToPath } from 'node:url'
+import { afterEach, describe, expect, it } from 'vitest'
+import { defineContextFields, defineEnricher } from '../../src/index.js'
+import { LineEnricher } from '../../src/pino/line-enricher.js'
+import enrichTransport from '../../src/pino/transport.js'
+import { deferred } from '../helpers/deferred.js'
+import { trackPipelines } from '../helpers/pipelines.js'
+
+const { pipeline, closePipelines } = trackPipelines()
+afterEach(closePipelines)
+
+const CAPTURE_KEY = '"@pino-enrich"'
+const ctx = (c: Record<string, unknown>): string => `,${CAPTURE_KEY}:${JSON.stringify({ c })}`
+const line = (time: number, capture: string, rest: string): string => `{"level":30,"time":${time}${capture}${rest}\n`
+const HOST = ',"host":{"name":"box"}'
+
+async function contextOnly(extra: Parameters<typeof pipeline>[0] = {}) {
+  const p = pipeline({
+    enrichers: [defineEnricher({ name: 'host', compute: () => ({ host: { name: 'box' } }) })],
+    ...extra,
+  })
+  p.register(defineContextFields({ name: 'req', keys: { requestId: 'reqId', route: 'route' } }))
+  await p.ready()
+  return p
+}
+
+function collect(p: Awaited<ReturnType<typeof contextOnly>>) {
+  const out: string[] = []
+  const lines = new LineEnricher(p, (text) => out.push(text))
+  return { lines, text: () => out.join('') }
+}
+
+describe('LineEnricher (the transport worker, in process)', () => {
+  it('splices globals and context fields in after the time, byte for byte, and drops the capture', async () => {
+    const p = await contextOnly()
+    const { lines, text } = collect(p)
+    const input =
+      line(1, ctx({ requestId: 'r1' }), ',"pid":1,"msg":"a"}') +
+      line(2, '', ',"pid":1,"msg":"no context"}') +
+      line(3, ctx({ requestId: 'r2', route: '/a}{"b\\' }), ',"msg":"awkward"}') +
+      line(4, ctx({ requestId: 'r2', route: '/a}{"b\\' }), ',"msg":"same again"}')
+    lines.write(input)
+    expect(text()).toBe(
+      `{"level":30,"time":1${HOST},"reqId":"r1","pid":1,"msg":"a"}\n` +
+        `{"level":30,"time":2${HOST},"pid":1,"msg":"no context"}\n` +
+        `{"level":30,"time":3${HOST},"reqId":"r2","route":${JSON.stringify('/a}{"b\\')},"msg":"awkward"}\n` +
+        `{"level":30,"time":4${HOST},"reqId":"r2","route":${JSON.stringify('/a}{"b\\')},"msg":"same again"}\n`,
+    )
+    for (const l of text().trim().split('\n')) expect(() => JSON.parse(l)).not.toThrow()
+  })
+
+  it('gives the same output however the input is cut into chunks', async () => {
+    const p = await contextOnly()
+    const input =
+      line(1, ctx({ requestId: 'r1' }), ',"msg":"a"}') +
+      'not json\n' +
+      '\n' +
+      line(2, ctx({ requestId: 'r2' }), ',"msg":"b"}') +
+      `{"level":30,"time":3,"a":1${ctx({ requestId: 'r3' })},"msg":"capture further on"}\n`
+    const whole = collect(p)
+    whole.lines.write(input)
+    const expected = whole.text()
+    expect(expected).toContain('not json\n\n')
+    expect(expected).toContain(`"time":3${HOST},"reqId":"r3","a":1,"msg":"capture further on"}`)
+    for (let cut = 1; cut < input.length; cut++) {
+      const split = collect(p)
+      split.lines.write(input.slice(0, cut))
+      split.lines.write(input.slice(cut))
+      expect(split.text(), `cut at ${cut}`).toBe(expected)
+    }
+  })
+
+  it('keeps a CRLF ending on a spliced line and ends a last line that has no newline', async () => {
+    const p = await contextOnly()
+    const { lines, text } = collect(p)
+    lines.write(`{"level":30,"time":1${ctx({ requestId: 'r1' })},"msg":"crlf"}\r\n{"level":30,"time":2,"msg":"last"}`)
+    expect(text()).toBe(`{"level":30,"time":1${HOST},"reqId":"r1","msg":"crlf"}\r\n`)
+    await lines.end()
+    expect(text()).toBe(
+      `{"level":30,"time":1${HOST},"reqId":"r1","msg":"crlf"}\r\n{"level":30,"time":2${HOST},"msg":"last"}\n`,
+    )
+  })
+
+  it('records global problems on spliced lines, and takes up new enrichers mid-stream', async () => {
+    const p = await contextOnly()
+    p.register(
+      defineEnricher({
+        name: 'region',
+        compute: () => Promise.reject(new Error('metadata service down')),
+        breaker: { failureThreshold: 1, halfOpenAfterMs: 3_600_000 },
+      }),
+    )
+    await p.ready({ timeoutMs: 100 })
+    const { lines, text } = collect(p)
+    lines.write(line(1, ctx({ requestId: 'r1', userId: 'u1' }), ',"msg":"a"}'))
+    p.register(defineContextFields({ name: 'user', keys: { userId: 'userId' } }))
+    lines.write(line(2, ctx({ requestId: 'r1', userId: 'u1' }), ',"msg":"b"}'))
+    const [a, b] = text()
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+    expect(a).toMatchObject({ reqId: 'r1', enrich: { error: ['region'] } })
+    expect(a).not.toHaveProperty('userId')
+    expect(b).toMatchObject({ reqId: 'r1', userId: 'u1', enrich: { error: ['region'] } })
+  })
+
+  it('holds lines behind one waiting on a keyed lookup, and lets them all out in order', async () => {
+    const p = await contextOnly({ deadlineMs: 60_000 })
+    const lookup = deferred<Record<string, unknown>>()
+    p.register(
+      defineEnricher({
+        name: 'user',
+        key: (c) => c.context?.userId as string | undefined,
+        compute: () => lookup.promise,
+        timeoutMs: 60_000,
+      }),
+    )
+    const { lines, text } = collect(p)
+    lines.write(line(1, ctx({ requestId: 'r1', userId: 'u1' }), ',"msg":"waits"}'))
+    lines.write(`${line(2, ctx({ requestId: 'r2' }), ',"msg":"behind"}')}not json\n`)
+    expect(text()).toBe('')
+    lookup.resolve({ user: { id: 'u1' } })
+    await lines.end()
+    const out = text().trim().split('\n')
+    expect(out[0] && JSON.parse(out[0])).toMatchObject({ reqId: 'r1', user: { id: 'u1' }, msg: 'waits' })
+    expect(out[1] && JSON.parse(out[1])).toMatchObject({ reqId: 'r2', msg: 'behind' })
+    expect(out[2]).toBe('not json')
+  })
+
+  it('passes a line whose capture is cut short through the general path, untouched when it is not JSON', async () => {
+    const p = await contextOnly()
+    const { lines, text } = collect(p)
+    const broken = `{"level":30,"time":1,${CAPTURE_KEY}:{"c":{"requestId":"r1"}`
+    lines.write(`${broken}\n`)
+    expect(text()).toBe(`${broken}\n`)
+  })
+})
+
+describe('pino-enrich/transport stream (in process)', () => {
+  const enrichers = fileURLToPath(new URL('../fixtures/transport-context-only.mjs', import.meta.url))
+
+  it('decodes Buffer chunks cut inside a multi-byte character, and ends with every line', async () => {
+    const step = (await enrichTransport({ enrichers })) as unknown as NodeJS.ReadWriteStream
+    const got: string[] = []
+    const sink = new Writable({
+      decodeStrings: false,
+      write(chunk: string, _e, done) {
+        got.push(chunk)
+        done()
+      },
+    })
+    step.pipe(sink)
+    const bytes = Buffer.from(
+      line(1, ctx({ requestId: 'ré-1' }), ',"msg":"héllo €"}') + line(2, ctx({ requestId: 'ré-1' }), ',"msg":"✓"}'),
+    )
+    const at = bytes.indexOf(Buffer.from('€')) + 1
+    step.write(bytes.subarray(0, at))
+    step.write(bytes.subarray(at))
+    step.end()
+    await new Promise((resolve) => sink.on('finish', resolve))
+    expect(got.every((c) => typeof c === 'string')).toBe(true)
+    const out = got
+      .join('')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+    expect(out).toEqual([
+      expect.objectContaining({ service: 'svc', requestId: 'ré-1', msg: 'héllo €' }),
+      expect.objectContaining({ service: 'svc', requestId: 'ré-1', msg: '✓' }),
+    ])
+  })
+})
