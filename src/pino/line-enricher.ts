@@ -85,8 +85,12 @@ function readShape(t: string, s: number, e: number, into: Shape, known: string |
   into.level = level
   into.time = time
   into.timeEnd = i
-  let at = t.slice(i, i + CAPTURE.length) === CAPTURE ? i : t.indexOf(CAPTURE, i)
-  if (at >= e) at = -1
+  let at = i
+  if (t.slice(i, i + CAPTURE.length) !== CAPTURE) {
+    // Searched within this line only: the chunk may hold thousands more.
+    const found = t.slice(i, e).indexOf(CAPTURE)
+    at = found === -1 ? -1 : i + found
+  }
   if (at === -1) {
     into.capture = undefined
     return true
