@@ -303,24 +303,45 @@ function transportOptions(p: Pipeline, user: LoggerOptions, contextKeys: readonl
     user.timestamp !== undefined && user.timestamp !== true && user.timestamp !== pino.stdTimeFunctions.epochTime
   const captureKey = `,${JSON.stringify(TRANSPORT_KEY)}:{`
   const storage = p.context.storage
+  // Lines of one request capture the same values: the capture's text is kept
+  // and made again only when a value differs from the last line's.
+  const last: unknown[] = new Array(keys.length).fill(undefined)
+  let capture = withTime ? `${captureKey}"t":` : ''
+  const build = (): string => {
+    let context = ''
+    for (let i = 0; i < keys.length; i++) {
+      const v = last[i]
+      const t = typeof v
+      if (t === 'string') context += `${context.length === 0 ? '' : ','}${keyJson[i]}${quote(v as string)}`
+      else if (t === 'number' || t === 'boolean') context += `${context.length === 0 ? '' : ','}${keyJson[i]}${String(v)}`
+    }
+    if (context.length === 0) return withTime ? `${captureKey}"t":` : ''
+    return withTime ? `${captureKey}"c":{${context}},"t":` : `${captureKey}"c":{${context}}}`
+  }
   const timestamp = (): string => {
     const now = p.clock.now()
     const c = storage.getStore() as Record<string, unknown> | undefined
-    let context = ''
-    if (c !== undefined) {
-      for (let i = 0; i < keys.length; i++) {
-        const v = c[keys[i] as string]
-        const t = typeof v
-        if (t === 'string') context += `${context.length === 0 ? '' : ','}${keyJson[i]}${quote(v as string)}`
-        else if (t === 'number' || t === 'boolean')
-          context += `${context.length === 0 ? '' : ','}${keyJson[i]}${String(v)}`
+    let changed = false
+    for (let i = 0; i < keys.length; i++) {
+      const v = c === undefined ? undefined : read(c, keys[i] as string)
+      if (v !== last[i]) {
+        last[i] = v
+        changed = true
       }
     }
-    if (context.length === 0 && !withTime) return timePart(now)
-    const parts = context.length === 0 ? `"t":${now}` : withTime ? `"c":{${context}},"t":${now}` : `"c":{${context}}`
-    return `${timePart(now)}${captureKey}${parts}}`
+    if (changed) capture = build()
+    return withTime ? `${timePart(now)}${capture}${now}}` : timePart(now) + capture
   }
   return { ...user, timestamp }
+}
+
+/** A context value; a getter that throws costs its own key, never the line. */
+function read(c: Record<string, unknown>, key: string): unknown {
+  try {
+    return c[key]
+  } catch {
+    return undefined
+  }
 }
 
 /** A JSON string: short plain strings by concatenation, the rest by JSON.stringify. @internal */

@@ -1,11 +1,13 @@
 import { Writable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
+import pino from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
 import { defineContextFields, defineEnricher } from '../../src/index.js'
 import { LineEnricher } from '../../src/pino/line-enricher.js'
 import enrichTransport from '../../src/pino/transport.js'
 import { deferred } from '../helpers/deferred.js'
 import { trackPipelines } from '../helpers/pipelines.js'
+import { sink } from '../helpers/sink.js'
 
 const { pipeline, closePipelines } = trackPipelines()
 afterEach(closePipelines)
@@ -180,5 +182,57 @@ describe('pino-enrich/transport stream (in process)', () => {
       expect.objectContaining({ service: 'svc', requestId: 'ré-1', msg: 'héllo €' }),
       expect.objectContaining({ service: 'svc', requestId: 'ré-1', msg: '✓' }),
     ])
+  })
+})
+
+describe("pinoOptions({ mode: 'transport' }): the main thread's capture", () => {
+  it('captures the values of each line as they are when it is logged, however the store changes', () => {
+    const p = pipeline()
+    const out = sink()
+    const log = pino(p.pinoOptions({ mode: 'transport', contextKeys: ['requestId', 'route', 'n'] }), out)
+    const store: Record<string, unknown> = { requestId: 'r1' }
+    log.info('outside')
+    p.context.run(store, () => {
+      log.info('a')
+      log.info('b')
+      store.route = '/users/:id'
+      store.n = 7
+      log.info('c')
+      delete store.route
+      log.info('d')
+    })
+    p.context.run({ requestId: 'r1', n: 7 }, () => log.info('another store, same values'))
+    const throwing = {
+      requestId: 'r2',
+      get route(): string {
+        throw new Error('getter')
+      },
+    }
+    p.context.run(throwing, () => expect(() => log.info('throwing getter')).not.toThrow())
+    log.info('outside again')
+    const captures = out.lines().map((l) => l['@pino-enrich'])
+    expect(captures).toEqual([
+      undefined,
+      { c: { requestId: 'r1' } },
+      { c: { requestId: 'r1' } },
+      { c: { requestId: 'r1', route: '/users/:id', n: 7 } },
+      { c: { requestId: 'r1', n: 7 } },
+      { c: { requestId: 'r1', n: 7 } },
+      { c: { requestId: 'r2' } },
+      undefined,
+    ])
+  })
+
+  it('adds the call time when pino writes a time of its own making', () => {
+    const p = pipeline()
+    const out = sink()
+    const log = pino(p.pinoOptions({ mode: 'transport', timestamp: pino.stdTimeFunctions.isoTime }), out)
+    const before = Date.now()
+    log.info('outside')
+    p.context.run({ requestId: 'r1' }, () => log.info('inside'))
+    const [outside, inside] = out.lines().map((l) => l['@pino-enrich'] as { t: number; c?: unknown })
+    expect(outside?.c).toBeUndefined()
+    expect(inside?.c).toEqual({ requestId: 'r1' })
+    for (const c of [outside, inside]) expect(c?.t).toBeGreaterThanOrEqual(before)
   })
 })
