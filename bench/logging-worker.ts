@@ -3,7 +3,7 @@
 // destination is closed. Prints one JSON object: { ms, maxAddedDelayMs? }.
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { once } from 'node:events'
-import { createWriteStream } from 'node:fs'
+import { createWriteStream, readFileSync } from 'node:fs'
 import pino from 'pino'
 import { createPipeline, defineContextFields, defineEnricher, type Pipeline } from '../src/index.js'
 
@@ -19,6 +19,8 @@ export const SCENARIOS = [
   'builtins',
   'transport-file',
   'transport-enrich',
+  'transport-step',
+  'transport-step-file',
 ] as const
 export type Scenario = (typeof SCENARIOS)[number]
 
@@ -55,6 +57,9 @@ async function main(): Promise<void> {
   }
   if (scenario === 'transport-file' || scenario === 'transport-enrich') {
     return runTransport(store)
+  }
+  if (scenario === 'transport-step' || scenario === 'transport-step-file') {
+    return runTransportStep(store)
   }
   if (scenario === 'bare') {
     const logger = pino(dest)
@@ -189,6 +194,7 @@ async function runTransport(store: Record<string, string>): Promise<void> {
       ? pino(enrich.pinoOptions({ mode: 'transport' }), transport)
       : pino({ base: { pid: process.pid, hostname: 'bench', ...BASE } }, transport)
   const keepAlive = setInterval(() => {}, 1_000)
+  const cpu0 = threadCpuMs()
   const started = performance.now()
   await enrich.context.run(store, async () => {
     for (let i = 0; i < LINES; i++) {
@@ -197,11 +203,79 @@ async function runTransport(store: Record<string, string>): Promise<void> {
     }
   })
   const ms = performance.now() - started
+  const cpu1 = threadCpuMs()
+  const cpuMs = cpu0 === undefined || cpu1 === undefined ? undefined : cpu1 - cpu0
   const closed = once(transport, 'close')
   transport.end()
   await closed
   clearInterval(keepAlive)
-  process.stdout.write(`${JSON.stringify({ ms, totalMs: performance.now() - started })}\n`)
+  process.stdout.write(`${JSON.stringify({ ms, totalMs: performance.now() - started, cpuMs })}\n`)
+}
+
+/**
+ * CPU time of the calling thread alone (Linux: /proc/thread-self/stat, in
+ * 10 ms ticks), or undefined elsewhere: process.cpuUsage() would count the
+ * worker thread too.
+ */
+function threadCpuMs(): number | undefined {
+  try {
+    const fields = readFileSync('/proc/thread-self/stat', 'utf8').split(') ')[1]?.split(' ') ?? []
+    const ticks = Number(fields[11]) + Number(fields[12])
+    return Number.isFinite(ticks) ? ticks * 10 : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * The worker's own capacity, with the main thread out of the way: the lines
+ * the main thread would send (captured by a real pino logger in transport
+ * mode, or the plain lines of the pino/file scenario) fed in 64 KB chunks,
+ * as fast as taken, through the pipeline pino's worker builds: a
+ * PassThrough, the enrichment step, then pino/file to /dev/null. Timed
+ * until pino/file has closed.
+ */
+async function runTransportStep(store: Record<string, string>): Promise<void> {
+  const { PassThrough, pipeline } = await import('node:stream')
+  const { createRequire } = await import('node:module')
+  const { fileURLToPath } = await import('node:url')
+  const require = createRequire(import.meta.url)
+  const openFile = require('pino/file') as (o: { destination: string }) => Promise<NodeJS.WritableStream>
+  let text = ''
+  const sink = {
+    write(s: string) {
+      text += s
+    },
+  }
+  const enrich = createPipeline()
+  const logger =
+    scenario === 'transport-step'
+      ? pino(enrich.pinoOptions({ mode: 'transport' }), sink)
+      : pino({ base: { pid: process.pid, hostname: 'bench', ...BASE } }, sink)
+  enrich.context.run(store, () => {
+    for (let i = 0; i < LINES; i++) logger.info({ a: i & 1 }, 'msg')
+  })
+  const chunks: string[] = []
+  for (let i = 0; i < text.length; i += 65_536) chunks.push(text.slice(i, i + 65_536))
+  const steps: NodeJS.ReadWriteStream[] = []
+  if (scenario === 'transport-step') {
+    const { default: enrichTransport } = await import('pino-enrich/transport')
+    const enrichers = fileURLToPath(new URL('./transport-enrichers.mjs', import.meta.url))
+    steps.push((await enrichTransport({ enrichers, deadlineMs: 10 })) as unknown as NodeJS.ReadWriteStream)
+  }
+  const file = await openFile({ destination: '/dev/null' })
+  const source = new PassThrough()
+  const started = performance.now()
+  const done = new Promise<void>((resolve, reject) =>
+    pipeline([source, ...steps, file], (err) => (err ? reject(err) : resolve())),
+  )
+  for (const chunk of chunks) {
+    if (!source.write(chunk)) await once(source, 'drain')
+    await yieldNow()
+  }
+  source.end()
+  await done
+  process.stdout.write(`${JSON.stringify({ ms: performance.now() - started })}\n`)
 }
 
 /** Hand-written pino: `fields` as bindings, the 2 request fields copied from ALS by a mixin. */
