@@ -86,16 +86,16 @@ class EnrichStep extends Transform {
   }
 }
 
-/** A SonicBoom, as pino.destination() makes it. */
-type Destination = NodeJS.EventEmitter & {
+/** A SonicBoom, as pino.destination() makes it. @internal */
+export type Destination = NodeJS.EventEmitter & {
   write(text: string): boolean
   end(): void
   destroy(): void
   readonly destroyed: boolean
 }
 
-/** The transport alone, writing to its own destination. */
-class EnrichToDestination extends Writable {
+/** The transport alone, writing to its own destination. @internal exported for tests */
+export class EnrichToDestination extends Writable {
   readonly #lines: LineEnricher
   readonly #dest: Destination
   readonly #decoder = new StringDecoder('utf8')
@@ -111,13 +111,14 @@ class EnrichToDestination extends Writable {
   }
 
   override _write(chunk: string | Buffer, _encoding: BufferEncoding, done: (error?: Error | null) => void): void {
+    // Only a write made now counts: one made by a deadline in between may have drained already.
+    this.#full = false
     this.#lines.write(typeof chunk === 'string' ? chunk : this.#decoder.write(chunk))
     if (!this.#full) {
       done()
       return
     }
     // The destination is behind: take no more until it drains.
-    this.#full = false
     this.#dest.once('drain', () => done())
   }
 

@@ -1,10 +1,11 @@
+import { EventEmitter } from 'node:events'
 import { Writable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 import pino from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
 import { defineContextFields, defineEnricher } from '../../src/index.js'
 import { LineEnricher } from '../../src/pino/line-enricher.js'
-import enrichTransport from '../../src/pino/transport.js'
+import enrichTransport, { EnrichToDestination } from '../../src/pino/transport.js'
 import { deferred } from '../helpers/deferred.js'
 import { trackPipelines } from '../helpers/pipelines.js'
 import { sink } from '../helpers/sink.js'
@@ -234,5 +235,48 @@ describe("pinoOptions({ mode: 'transport' }): the main thread's capture", () => 
     expect(outside?.c).toBeUndefined()
     expect(inside?.c).toEqual({ requestId: 'r1' })
     for (const c of [outside, inside]) expect(c?.t).toBeGreaterThanOrEqual(before)
+  })
+})
+
+describe('pino-enrich/transport alone, onto its destination', () => {
+  it('goes on taking input after a write made at a deadline found the destination full and it drained', async () => {
+    const p = await contextOnly({ deadlineMs: 60_000 })
+    const lookup = deferred<Record<string, unknown>>()
+    p.register(
+      defineEnricher({
+        name: 'user',
+        key: (c) => c.context?.userId as string | undefined,
+        compute: () => lookup.promise,
+        timeoutMs: 60_000,
+      }),
+    )
+    const written: string[] = []
+    let full = true
+    const dest = Object.assign(new EventEmitter(), {
+      destroyed: false,
+      write(text: string) {
+        written.push(text)
+        // Full once, then drained at once with nobody waiting yet.
+        if (!full) return true
+        full = false
+        process.nextTick(() => dest.emit('drain'))
+        return false
+      },
+      end() {
+        process.nextTick(() => dest.emit('close'))
+      },
+      destroy() {},
+    })
+    const stream = new EnrichToDestination(p, dest)
+    const wrote = (text: string) =>
+      new Promise<void>((resolve, reject) => stream.write(text, (e) => (e ? reject(e) : resolve())))
+    await wrote(line(1, ctx({ requestId: 'r1', userId: 'u1' }), ',"msg":"waits"}'))
+    lookup.resolve({ user: { id: 'u1' } })
+    await new Promise((resolve) => setImmediate(resolve))
+    await new Promise((resolve) => setImmediate(resolve))
+    expect(written.join('')).toContain('"msg":"waits"')
+    await wrote(line(2, ctx({ requestId: 'r2' }), ',"msg":"after"}'))
+    await new Promise<void>((resolve) => stream.end(resolve))
+    expect(written.join('')).toContain('"msg":"after"')
   })
 })
