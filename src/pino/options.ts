@@ -312,8 +312,10 @@ function transportOptions(p: Pipeline, user: LoggerOptions, contextKeys: readonl
     for (let i = 0; i < keys.length; i++) {
       const v = last[i]
       const t = typeof v
+      // NaN and Infinity have no JSON form: left out, as a non-primitive is.
       if (t === 'string') context += `${context.length === 0 ? '' : ','}${keyJson[i]}${quote(v as string)}`
-      else if (t === 'number' || t === 'boolean') context += `${context.length === 0 ? '' : ','}${keyJson[i]}${String(v)}`
+      else if ((t === 'number' && Number.isFinite(v)) || t === 'boolean')
+        context += `${context.length === 0 ? '' : ','}${keyJson[i]}${String(v)}`
     }
     if (context.length === 0) return withTime ? `${captureKey}"t":` : ''
     return withTime ? `${captureKey}"c":{${context}},"t":` : `${captureKey}"c":{${context}}}`

@@ -203,6 +203,7 @@ describe("pinoOptions({ mode: 'transport' }): the main thread's capture", () => 
       log.info('d')
     })
     p.context.run({ requestId: 'r1', n: 7 }, () => log.info('another store, same values'))
+    p.context.run({ requestId: 'r1', n: Number.NaN }, () => log.info('NaN has no JSON form'))
     const throwing = {
       requestId: 'r2',
       get route(): string {
@@ -219,6 +220,7 @@ describe("pinoOptions({ mode: 'transport' }): the main thread's capture", () => 
       { c: { requestId: 'r1', route: '/users/:id', n: 7 } },
       { c: { requestId: 'r1', n: 7 } },
       { c: { requestId: 'r1', n: 7 } },
+      { c: { requestId: 'r1' } },
       { c: { requestId: 'r2' } },
       undefined,
     ])
