@@ -8,6 +8,8 @@ import type { Row } from './table.js'
 
 const worker = fileURLToPath(new URL('./logging-worker.ts', import.meta.url))
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5)
+// Transport runs are short and share 2 cores with a worker thread: more rounds for a steadier median.
+const TRANSPORT_ROUNDS = Number(process.env.BENCH_ROUNDS ?? 9)
 
 interface Sample {
   ms: number
@@ -113,7 +115,7 @@ export async function runLoggingBench(): Promise<Row[]> {
     ['transport-step-file', []],
     ['bare', []],
   ])
-  for (let r = 0; r < ROUNDS; r++) for (const [s, list] of transport) list.push(once(s, 'async'))
+  for (let r = 0; r < TRANSPORT_ROUNDS; r++) for (const [s, list] of transport) list.push(once(s, 'async'))
   const tms = (s: string): number[] => (transport.get(s) ?? []).map((x) => x.ms)
   for (const t of TARGETS.filter((x) => x.scenario.startsWith('transport'))) {
     const a = tms(t.scenario)
