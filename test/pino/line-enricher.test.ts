@@ -28,6 +28,21 @@ async function contextOnly(extra: Parameters<typeof pipeline>[0] = {}) {
   return p
 }
 
+/** contextOnly plus a keyed `user` lookup that answers when the test says. */
+async function withUserLookup() {
+  const p = await contextOnly({ deadlineMs: 60_000 })
+  const lookup = deferred<Record<string, unknown>>()
+  p.register(
+    defineEnricher({
+      name: 'user',
+      key: (c) => c.context?.userId as string | undefined,
+      compute: () => lookup.promise,
+      timeoutMs: 60_000,
+    }),
+  )
+  return { p, lookup }
+}
+
 function collect(p: Awaited<ReturnType<typeof contextOnly>>) {
   const out: string[] = []
   const lines = new LineEnricher(p, (text) => out.push(text))
@@ -109,16 +124,7 @@ describe('LineEnricher (the transport worker, in process)', () => {
   })
 
   it('holds lines behind one waiting on a keyed lookup, and lets them all out in order', async () => {
-    const p = await contextOnly({ deadlineMs: 60_000 })
-    const lookup = deferred<Record<string, unknown>>()
-    p.register(
-      defineEnricher({
-        name: 'user',
-        key: (c) => c.context?.userId as string | undefined,
-        compute: () => lookup.promise,
-        timeoutMs: 60_000,
-      }),
-    )
+    const { p, lookup } = await withUserLookup()
     const { lines, text } = collect(p)
     lines.write(line(1, ctx({ requestId: 'r1', userId: 'u1' }), ',"msg":"waits"}'))
     lines.write(`${line(2, ctx({ requestId: 'r2' }), ',"msg":"behind"}')}not json\n`)
@@ -242,16 +248,7 @@ describe("pinoOptions({ mode: 'transport' }): the main thread's capture", () => 
 
 describe('pino-enrich/transport alone, onto its destination', () => {
   it('goes on taking input after a write made at a deadline found the destination full and it drained', async () => {
-    const p = await contextOnly({ deadlineMs: 60_000 })
-    const lookup = deferred<Record<string, unknown>>()
-    p.register(
-      defineEnricher({
-        name: 'user',
-        key: (c) => c.context?.userId as string | undefined,
-        compute: () => lookup.promise,
-        timeoutMs: 60_000,
-      }),
-    )
+    const { p, lookup } = await withUserLookup()
     const written: string[] = []
     let full = true
     const dest = Object.assign(new EventEmitter(), {
