@@ -2,6 +2,7 @@ import { once } from 'node:events'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import v8 from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import pino from 'pino'
@@ -91,6 +92,33 @@ describe('pino-enrich/transport (real worker threads)', () => {
     const lines = readLines(file)
     expect(lines.map((l) => l.msg)).toEqual(['hangs', 'after'])
     expect(lines[0]).toMatchObject({ requestId: 'r-h', enrich: { timeout: ['user'] } })
+  })
+
+  it('hands its lines to a following step built on pino-abstract-transport, as pino-pretty and shippers are', async () => {
+    const file = join(dir, `t${++n}.ndjson`)
+    const enrich = createPipeline()
+    const transport = pino.transport({
+      pipeline: [
+        { target: 'pino-enrich/transport', options: { enrichers: './test/fixtures/transport-context-only.mjs' } },
+        { target: fileURLToPath(new URL('../fixtures/shipper.mjs', import.meta.url)) },
+        { target: 'pino/file', options: { destination: file } },
+      ],
+    })
+    const log = pino(enrich.pinoOptions({ mode: 'transport' }), transport)
+    log.info('outside')
+    enrich.context.run({ requestId: 'r-ship' }, () => {
+      for (let i = 0; i < 1_000; i++) log.info({ i }, 'inside ✓')
+    })
+    await finish(transport)
+    const lines = readLines(file)
+    expect(lines).toHaveLength(1_001)
+    expect(lines[0]).toMatchObject({ shipped: true, service: 'svc', msg: 'outside' })
+    expect(lines[0]).not.toHaveProperty('requestId')
+    expect(lines.slice(1).map((l) => l.i)).toEqual(Array.from({ length: 1_000 }, (_, i) => i))
+    for (const line of lines.slice(1)) {
+      expect(line).toMatchObject({ shipped: true, service: 'svc', requestId: 'r-ship', msg: 'inside ✓' })
+      expect(line).not.toHaveProperty('@pino-enrich')
+    }
   })
 
   it('works alone with a destination', async () => {
