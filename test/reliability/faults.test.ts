@@ -71,6 +71,7 @@ describe('faults: a backend that hangs, fails or misbehaves (real loopback HTTP)
       maxDelayMs: res.maxDelayMs as number,
       overDeadlinePlus2: res.over2ms as number,
       loopDelayMaxMs: res.loopDelayMaxMs as number,
+      loopDelayP99Ms: res.loopDelayP99Ms as number,
       excessOverLoopStallMs: res.excessOverLoopStallMs as number,
       heapHeldMB: (res.heapAfterGcMB as number) - (res.heapBeforeMB as number),
       exitAfterCloseMs: res.exitAfterCloseMs as number,
@@ -94,10 +95,12 @@ describe('faults: a backend that hangs, fails or misbehaves (real loopback HTTP)
     // ends, and Date.now() and timers have 1 ms steps. The nearest robust
     // bounds: no line later than deadline + 2 ms + the longest stall of the
     // event loop measured over the same run (monitorEventLoopDelay, 1 ms
-    // resolution), and p99 within deadline + 3 ms. A pipeline that waited on
-    // the hung compute, or lost its deadline timer, misses them by seconds.
+    // resolution), and p99 within deadline + 2 ms + the loop's own p99 delay
+    // (1.5 ms on a quiet machine, 3 ms with two other busy processes, when
+    // the lines' p99 moved from 6 to 8 ms). A pipeline that waited on the
+    // hung compute, or lost its deadline timer, misses them by seconds.
     expect(res.excessOverLoopStallMs as number).toBeLessThanOrEqual(0)
-    expect(res.p99DelayMs as number).toBeLessThanOrEqual(5 + 3)
+    expect(res.p99DelayMs as number).toBeLessThanOrEqual(5 + 2 + (res.loopDelayP99Ms as number))
     expect(res.pipelineMaxAddedDelayMs as number).toBeLessThanOrEqual((res.maxDelayMs as number) + 1)
     // Lines written by their deadline are not kept alive by the compute that still hangs
     // (before the fix, every such line was: 120 MB for these 100,000).
