@@ -175,12 +175,13 @@ const BATCH = 65_536
  * The worker side of `pino-enrich/transport`: takes pino's output in chunks of
  * whole and partial lines, and hands on enriched text through `out`.
  *
- * A line whose enrichment is all ready (globals, context fields, cached
- * values) and that has no line waiting ahead of it goes out in the same call,
- * spliced in place: the line up to its time, the prepared globals and
- * context fields, then the rest of the line without the capture. No object is
- * made for it. Any other line is gathered and queued in arrival order, as in
- * process, and goes out when ready or at its deadline.
+ * While the pipeline has only global and context-fields enrichers, a line
+ * with no line waiting ahead of it goes out in the same call, spliced in
+ * place: the line up to its time, the prepared globals and context fields,
+ * then the rest of the line without the capture. No object is made for it.
+ * With keyed or function enrichers every line is gathered (cached values are
+ * taken at once) and queued in arrival order, as in process, and goes out
+ * when ready or at its deadline, spliced the same way.
  *
  * @internal
  */
@@ -191,12 +192,13 @@ export class LineEnricher {
   readonly #view: View
   readonly #errorKeyJson: string
   readonly #shape: Shape = { level: 0, time: 0, timeEnd: 0, capture: undefined, at: 0, end: 0 }
-  /** The start of a line the last chunk ended inside. */
-  #carry = ''
+  /** The start of a line the last chunk ended inside, in the pieces it came in. */
+  #carry: string[] = []
   #parts: string[] = []
   #length = 0
   #scheduled = false
   #inChunk = false
+  #aborted = false
   // Lines of one request carry the same capture text: it is parsed, and its
   // context-fields output serialized, once while it keeps recurring.
   readonly #captures = new Map<string, Captured>()
@@ -226,18 +228,29 @@ export class LineEnricher {
 
   /** Takes a chunk of pino's output: complete lines are enriched, a trailing partial line is kept. */
   write(chunk: string): void {
-    const text = this.#carry.length === 0 ? chunk : this.#carry + chunk
+    if (this.#aborted) return
+    const first = chunk.indexOf('\n')
+    if (first === -1) {
+      // Still inside one line: kept in pieces, so a long line arriving in
+      // many chunks is neither copied nor searched again each time.
+      if (chunk.length !== 0) this.#carry.push(chunk)
+      return
+    }
+    const carried = this.#carry.length === 0 ? '' : this.#carry.join('')
+    this.#carry = []
+    const text = carried.length === 0 ? chunk : carried + chunk
+    const from = carried.length + first
     const p = this.#p
     const now = p.clock.now()
     if (now >= p.nextCheck) p.prepareGlobals()
     this.#inChunk = true
     try {
       let start = 0
-      for (let nl = text.indexOf('\n'); nl !== -1; nl = text.indexOf('\n', start)) {
+      for (let nl = from; nl !== -1; nl = text.indexOf('\n', start)) {
         this.#line(text, start, nl > start && text.charCodeAt(nl - 1) === 13 ? nl - 1 : nl, nl + 1, now)
         start = nl + 1
       }
-      this.#carry = start === text.length ? '' : text.slice(start)
+      if (start !== text.length) this.#carry.push(text.slice(start))
     } finally {
       this.#inChunk = false
     }
@@ -251,8 +264,8 @@ export class LineEnricher {
    */
   async end(): Promise<void> {
     if (this.#carry.length !== 0) {
-      const text = this.#carry
-      this.#carry = ''
+      const text = this.#carry.join('')
+      this.#carry = []
       this.#line(text, 0, text.length, text.length, this.#p.clock.now())
     }
     await within(this.#queue.whenEmpty(), this.#p.closeTimeoutMs)
@@ -263,6 +276,12 @@ export class LineEnricher {
 
   /** Stops at once (the stream was destroyed): timers and caches closed, nothing more handed on. */
   abort(): void {
+    if (this.#aborted) return
+    this.#aborted = true
+    // Whatever is still waiting can go nowhere now.
+    this.#p.counters.dropped += this.#queue.size
+    this.#parts = []
+    this.#length = 0
     this.#queue.close()
     this.#p.close().catch(() => {})
   }
@@ -280,10 +299,11 @@ export class LineEnricher {
     if (readShape(t, s, e, shape, this.#lastText)) {
       const { level, timeEnd } = shape
       const cap = this.#understand(shape.capture)
-      const tail = next > e ? t.slice(shape.end, next) : `${t.slice(shape.end, e)}\n`
       if (shape.capture === undefined) rest = next > e ? t.slice(timeEnd, next) : `${t.slice(timeEnd, e)}\n`
-      else if (shape.at === timeEnd) rest = tail
-      else rest = t.slice(timeEnd, shape.at) + tail
+      else {
+        const tail = next > e ? t.slice(shape.end, next) : `${t.slice(shape.end, e)}\n`
+        rest = shape.at === timeEnd ? tail : t.slice(timeEnd, shape.at) + tail
+      }
       head = t.slice(s, timeEnd)
       if (p.keyed.length === 0 && p.fns.length === 0 && this.#queue.size === 0) {
         // Globals and context fields only, nothing queued ahead: out now.
@@ -418,7 +438,10 @@ export class LineEnricher {
       } catch {
         capture = undefined
       }
+      // One object for every line of this capture: frozen, so an enricher
+      // cannot change what later lines of the request see.
       const context = captured(capture)
+      if (context !== undefined) Object.freeze(context)
       let contextJson = ''
       if (context !== undefined && p.contexts.length !== 0) {
         // Context-fields enrichers have no minLevel: the level does not change their output.
@@ -437,6 +460,7 @@ export class LineEnricher {
 
   /** Hands on text now or soon: at the end of the chunk, or once the loop turns. */
   #emit(text: string): void {
+    if (this.#aborted) return
     this.#push(text)
     if (!this.#inChunk && !this.#scheduled) {
       // A line let go by the queue outside a chunk: batched until the loop turns.
@@ -456,7 +480,7 @@ export class LineEnricher {
   }
 
   #flush(): void {
-    if (this.#parts.length === 0) return
+    if (this.#parts.length === 0 || this.#aborted) return
     const text = this.#parts.length === 1 ? (this.#parts[0] as string) : this.#parts.join('')
     this.#parts = []
     this.#length = 0

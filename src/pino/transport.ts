@@ -105,7 +105,8 @@ export class EnrichToDestination extends Writable {
     super({ decodeStrings: false })
     this.#dest = dest
     this.#lines = new LineEnricher(pipeline, (text) => {
-      if (!dest.write(text)) this.#full = true
+      // A destination that failed has been reported through 'error'; writing to it would throw.
+      if (!dest.destroyed && !dest.write(text)) this.#full = true
     })
     dest.on('error', (e) => this.destroy(e))
   }
@@ -126,8 +127,16 @@ export class EnrichToDestination extends Writable {
     const rest = this.#decoder.end()
     if (rest.length !== 0) this.#lines.write(rest)
     this.#lines.end().then(() => {
+      if (this.#dest.destroyed) {
+        done()
+        return
+      }
       this.#dest.once('close', () => done())
-      this.#dest.end()
+      try {
+        this.#dest.end()
+      } catch (e) {
+        done(e as Error)
+      }
     }, done)
   }
 
