@@ -274,6 +274,15 @@ export class LineEnricher {
     this.#flush()
   }
 
+  /**
+   * Resolves once every line taken so far has been handed on: those waiting
+   * on enrichment go at their deadline at the latest.
+   */
+  async settled(): Promise<void> {
+    await this.#queue.whenEmpty()
+    this.#flush()
+  }
+
   /** Stops at once (the stream was destroyed): timers and caches closed, nothing more handed on. */
   abort(): void {
     if (this.#aborted) return

@@ -89,6 +89,7 @@ class EnrichStep extends Transform {
 /** A SonicBoom, as pino.destination() makes it. @internal */
 export type Destination = NodeJS.EventEmitter & {
   write(text: string): boolean
+  flush(done: (error?: Error | null) => void): void
   end(): void
   destroy(): void
   readonly destroyed: boolean
@@ -100,15 +101,23 @@ export class EnrichToDestination extends Writable {
   readonly #dest: Destination
   readonly #decoder = new StringDecoder('utf8')
   #full = false
+  /** Text handed to the destination that it has not finished writing. */
+  #writing = false
 
   constructor(pipeline: Pipeline, dest: Destination) {
     super({ decodeStrings: false })
     this.#dest = dest
     this.#lines = new LineEnricher(pipeline, (text) => {
       // A destination that failed has been reported through 'error'; writing to it would throw.
-      if (!dest.destroyed && !dest.write(text)) this.#full = true
+      if (dest.destroyed) return
+      this.#writing = true
+      if (!dest.write(text)) this.#full = true
     })
     dest.on('error', (e) => this.destroy(e))
+    // SonicBoom says 'drain' each time it has written everything it was given.
+    dest.on('drain', () => {
+      this.#writing = false
+    })
   }
 
   override _write(chunk: string | Buffer, _encoding: BufferEncoding, done: (error?: Error | null) => void): void {
@@ -121,6 +130,21 @@ export class EnrichToDestination extends Writable {
     }
     // The destination is behind: take no more until it drains.
     this.#dest.once('drain', () => done())
+  }
+
+  /**
+   * `logger.flush(cb)` reaches here through thread-stream once the worker has
+   * taken every line logged before it: each is enriched (or reaches its
+   * deadline), handed to the destination, and written by it.
+   */
+  flush(done: (error?: Error | null) => void): void {
+    this.#lines.settled().then(() => {
+      const dest = this.#dest
+      if (dest.destroyed) done(new Error('pino-enrich/transport: the destination has closed'))
+      // pino/file's flush does not wait for a write in progress: wait for it here.
+      else if (this.#writing) dest.once('drain', () => dest.flush(done))
+      else dest.flush(done)
+    }, done)
   }
 
   override _final(done: (error?: Error | null) => void): void {

@@ -289,6 +289,7 @@ describe('pino-enrich/transport alone, onto its destination', () => {
     const dest = Object.assign(new EventEmitter(), {
       destroyed: false,
       write: () => true,
+      flush: (done: () => void) => done(),
       end() {},
       destroy() {
         dest.destroyed = true
@@ -322,6 +323,7 @@ describe('pino-enrich/transport alone, onto its destination', () => {
         process.nextTick(() => dest.emit('drain'))
         return false
       },
+      flush: (done: () => void) => done(),
       end() {
         process.nextTick(() => dest.emit('close'))
       },

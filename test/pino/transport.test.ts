@@ -139,6 +139,28 @@ describe('pino-enrich/transport (real worker threads)', () => {
     })
   })
 
+  it('alone, logger.flush(cb) calls back once every line logged before it is enriched and at the destination', async () => {
+    const file = join(dir, `t${++n}.ndjson`)
+    const enrich = createPipeline()
+    // The worker reads the lookup's delay from its environment when it starts.
+    process.env.ENRICH_SLOW_MS = '300'
+    const transport = pino.transport({
+      target: 'pino-enrich/transport',
+      options: { enrichers: ENRICHERS, destination: file, deadlineMs: 2_000 },
+    })
+    delete process.env.ENRICH_SLOW_MS
+    await once(transport, 'ready')
+    const log = pino(enrich.pinoOptions({ mode: 'transport' }), transport)
+    enrich.context.run({ requestId: 'r-f', userId: 'slow' }, () => {
+      for (let i = 0; i < 100; i++) log.info({ i }, 'before flush')
+    })
+    await new Promise<void>((resolve, reject) => log.flush((e) => (e ? reject(e) : resolve())))
+    const lines = readLines(file)
+    expect(lines).toHaveLength(100)
+    for (const line of lines) expect(line).toMatchObject({ requestId: 'r-f', user: { id: 'slow' } })
+    await finish(transport)
+  })
+
   it('fails at start, naming the specifier, when the enrichers module is missing', async () => {
     const transport = pino.transport({
       target: 'pino-enrich/transport',
