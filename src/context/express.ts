@@ -1,7 +1,7 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express'
 import type { ContextHelpers, RequestContext } from './als.js'
 import { existingRequestId, type RequestIdOptions, requestIdOf, resolveRequestIdOptions } from './request-id.js'
-import { createRequestStore, pathOf } from './request-store.js'
+import { createRequestStore, pathOf, resolveStoreOptions } from './request-store.js'
 
 export { genReqId, isWellFormedRequestId, REQUEST_ID_DEFAULTS, type RequestIdOptions } from './request-id.js'
 
@@ -56,14 +56,7 @@ export function expressContext(enrich: ContextSource, options: ExpressContextOpt
     throw new TypeError(`expressContext expects a pipeline (createPipeline()), received ${String(enrich)}`)
   }
   const ids = resolveRequestIdOptions(options)
-  const user = options.user
-  if (user !== undefined && typeof user !== 'function') {
-    throw new TypeError(`user must be a function, received ${typeof user}`)
-  }
-  const echo = options.setResponseHeader ?? true
-  if (typeof echo !== 'boolean') {
-    throw new TypeError(`setResponseHeader must be a boolean, received ${JSON.stringify(echo)}`)
-  }
+  const { user, echo } = resolveStoreOptions(options)
   const context = enrich.context
 
   return function pinoEnrichContext(req: Request, res: Response, next: NextFunction): void {

@@ -2,7 +2,7 @@ import type { FastifyPluginCallback, FastifyReply, FastifyRequest, HookHandlerDo
 import fp from 'fastify-plugin'
 import type { ContextHelpers, RequestContext } from './als.js'
 import { REQUEST_ID_DEFAULTS, resolveRequestIdOptions } from './request-id.js'
-import { createRequestStore, pathOf } from './request-store.js'
+import { createRequestStore, pathOf, resolveStoreOptions } from './request-store.js'
 
 export { genReqId, isWellFormedRequestId, REQUEST_ID_DEFAULTS, type RequestIdOptions } from './request-id.js'
 
@@ -98,14 +98,7 @@ function settingsOf(options: FastifyContextOptions | undefined): Settings {
   const { header } = resolveRequestIdOptions({
     requestIdHeader: options.requestIdHeader ?? REQUEST_ID_DEFAULTS.requestIdHeader,
   })
-  const user = options.user
-  if (user !== undefined && typeof user !== 'function') {
-    throw new TypeError(`user must be a function, received ${typeof user}`)
-  }
-  const echo = options.setResponseHeader ?? true
-  if (typeof echo !== 'boolean') {
-    throw new TypeError(`setResponseHeader must be a boolean, received ${JSON.stringify(echo)}`)
-  }
+  const { user, echo } = resolveStoreOptions(options)
   return { context: enrich.context, header, user, echo }
 }
 

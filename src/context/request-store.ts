@@ -70,3 +70,23 @@ export function pathOf(url: string | undefined): string | undefined {
   const end = url.search(/[?#]/)
   return end === -1 ? url : url.slice(0, end)
 }
+
+/**
+ * The `user` and `setResponseHeader` options both integrations take, checked.
+ * @throws TypeError for a `user` that is not a function or a `setResponseHeader` that is not a boolean
+ * @internal
+ */
+export function resolveStoreOptions<U>(options: { user?: U; setResponseHeader?: boolean }): {
+  user: U | undefined
+  echo: boolean
+} {
+  const user = options.user
+  if (user !== undefined && typeof user !== 'function') {
+    throw new TypeError(`user must be a function, received ${typeof user}`)
+  }
+  const echo = options.setResponseHeader ?? true
+  if (typeof echo !== 'boolean') {
+    throw new TypeError(`setResponseHeader must be a boolean, received ${JSON.stringify(echo)}`)
+  }
+  return { user, echo }
+}
