@@ -7,7 +7,7 @@ import { createWriteStream, readFileSync } from 'node:fs'
 import pino from 'pino'
 import { createPipeline, defineContextFields, defineEnricher, type Pipeline } from '../src/index.js'
 
-export const SCENARIOS = [
+const SCENARIOS = [
   'bare',
   'reference',
   'snapshot',
@@ -22,10 +22,13 @@ export const SCENARIOS = [
   'transport-step',
   'transport-step-file',
 ] as const
-export type Scenario = (typeof SCENARIOS)[number]
+type Scenario = (typeof SCENARIOS)[number]
 
 const LINES = Number(process.env.BENCH_LINES ?? 200_000)
 const [scenario = 'bare', destKind = 'sync'] = process.argv.slice(2) as [Scenario, 'sync' | 'async']
+if (!(SCENARIOS as readonly string[]).includes(scenario)) {
+  throw new RangeError(`unknown scenario ${JSON.stringify(scenario)}; one of ${SCENARIOS.join(', ')}`)
+}
 
 /** The 8 static fields of the reference, as 4 enrichers of 2 fields each. */
 const STATIC = {
