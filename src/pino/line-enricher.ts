@@ -162,6 +162,11 @@ function fieldsJson(fields: Fields): string {
   return text
 }
 
+/** The line's own ending (`\n` or `\r\n`), or a newline for a last line without one. */
+function ending(t: string, e: number, next: number): string {
+  return next > e ? t.slice(e, next) : '\n'
+}
+
 function levelOf(level: unknown): number {
   if (typeof level === 'number') return level
   if (typeof level === 'string' && Object.hasOwn(LEVELS, level)) return LEVELS[level as keyof typeof LEVELS]
@@ -303,8 +308,6 @@ export class LineEnricher {
     let head: string | undefined
     let rest: string | undefined
     let verbatim: string | undefined
-    // The line keeps its own ending; a last line without one gets a newline.
-    const eol = next > e ? t.slice(e, next) : '\n'
     if (readShape(t, s, e, shape, this.#lastText)) {
       const { level, timeEnd } = shape
       const cap = this.#understand(shape.capture)
@@ -333,7 +336,7 @@ export class LineEnricher {
       if (obj === undefined) {
         // Not ours to judge: a line that is not a JSON object passes through
         // untouched, still behind any line waiting ahead of it.
-        verbatim = raw + eol
+        verbatim = raw + ending(t, e, next)
         if (this.#queue.size === 0) {
           this.#emit(verbatim)
           return
@@ -346,6 +349,7 @@ export class LineEnricher {
         ctx = { level: levelOf(obj.level), time, record: obj, context: captured(capture) }
       }
     }
+    const eol = ending(t, e, next)
     const line: Line = {
       ctx,
       now,
