@@ -6,7 +6,7 @@ import { type Options as PinoHttpOptions, pinoHttp } from 'pino-http'
 import { afterEach, describe, expect, it } from 'vitest'
 import { type ExpressContextOptions, expressContext, genReqId } from '../../src/context/express.js'
 import { createPipeline, type Pipeline, type RequestContext } from '../../src/index.js'
-import { requestFields, userLookup } from '../helpers/context-enrichers.js'
+import { expectRequestsKeptApart, requestFields, userLookup } from '../helpers/context-enrichers.js'
 import { closeServer, type HttpClient, httpClient, listen, rawHeaders, rawRequest } from '../helpers/http.js'
 import { type Sink, sink } from '../helpers/sink.js'
 
@@ -93,26 +93,8 @@ describe('expressContext', () => {
     log.info({ outside: 'after' }, 'load done')
     await p.flush()
 
-    responses.forEach((r, n) => {
-      expect(r.status).toBe(200)
-      expect(r.headers['x-request-id']).toBe(`id-${n}`)
-      expect(JSON.parse(r.body)).toEqual({ rid: `id-${n}` })
-    })
     const lines = out.lines()
-    const inRequest = lines.filter((l) => typeof l.n === 'number')
-    expect(inRequest).toHaveLength(3 * N)
-    const wrong = inRequest.filter((l) => {
-      const n = l.n as number
-      const user = `u${n % 37}`
-      return (
-        l.rid !== `id-${n}` ||
-        l.uid !== user ||
-        l.route !== '/orders/:orderId' ||
-        l.method !== 'POST' ||
-        (l.user as { id?: string } | undefined)?.id !== user
-      )
-    })
-    expect(wrong).toEqual([])
+    expectRequestsKeptApart(responses, lines, N)
     const outside = lines.filter((l) => l.outside !== undefined)
     expect(outside.length).toBeGreaterThanOrEqual(N + 3)
     for (const line of outside) for (const k of REQUEST_KEYS) expect(line).not.toHaveProperty(k)

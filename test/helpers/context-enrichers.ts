@@ -1,5 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
+import { expect } from 'vitest'
 import { defineEnricher, type EnrichContext, type RequestContext } from '../../src/index.js'
+import type { HttpResult } from './http.js'
 
 /** The request context as plain line fields: the test's own tiny enricher. */
 export const requestFields = Object.assign(
@@ -21,4 +23,38 @@ export function userLookup(lookups: string[] = []) {
       return { user: { id, name: `name-${id}` } }
     },
   })
+}
+
+/**
+ * The check both integrations make after 1,000 concurrent `POST
+ * /orders/:orderId` requests with `x-request-id: id-<n>` and user `u<n % 37>`:
+ * every response echoes its own id, and every line logged with `n` carries
+ * its own request's id, user, route and method (and whatever `also` adds).
+ */
+export function expectRequestsKeptApart(
+  responses: HttpResult[],
+  lines: Array<Record<string, unknown>>,
+  count: number,
+  also: (line: Record<string, unknown>, n: number) => boolean = () => true,
+): void {
+  responses.forEach((r, n) => {
+    expect(r.status).toBe(200)
+    expect(r.headers['x-request-id']).toBe(`id-${n}`)
+    expect(JSON.parse(r.body)).toEqual({ rid: `id-${n}` })
+  })
+  const inRequest = lines.filter((l) => typeof l.n === 'number')
+  expect(inRequest).toHaveLength(3 * count)
+  const wrong = inRequest.filter((l) => {
+    const n = l.n as number
+    const user = `u${n % 37}`
+    return (
+      l.rid !== `id-${n}` ||
+      l.uid !== user ||
+      l.route !== '/orders/:orderId' ||
+      l.method !== 'POST' ||
+      (l.user as { id?: string } | undefined)?.id !== user ||
+      !also(l, n)
+    )
+  })
+  expect(wrong).toEqual([])
 }
