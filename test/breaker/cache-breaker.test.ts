@@ -130,22 +130,12 @@ describe('SmartCache breaker half-open probe', () => {
     return { gate, callers, computes: () => computes }
   }
 
-  it('lets exactly one of 1,000 concurrent callers of distinct keys probe; the others fail fast without waiting', async () => {
+  it.each([
+    ['distinct keys', 'the others fail fast without waiting', (i: number) => `k${i}`],
+    ['one key', 'the others fail fast instead of joining it', () => 'k'],
+  ])('lets exactly one of 1,000 concurrent callers of %s probe; %s', async (_keys, _others, keyOf) => {
     const { cache } = await halfOpen()
-    const { gate, callers, computes } = probeAndCallers(cache, (i) => `k${i}`)
-    await flush()
-    expect(computes()).toBe(1)
-    const [probe, ...others] = callers
-    expect(probe?.status).toBe('pending')
-    expect(others.every((c) => c.status === 'rejected' && c.error instanceof BreakerOpenError)).toBe(true)
-    gate.resolve('v')
-    await flush()
-    expect(probe).toMatchObject({ status: 'fulfilled', value: 'v' })
-  })
-
-  it('lets exactly one of 1,000 concurrent callers of one key probe; the others fail fast instead of joining it', async () => {
-    const { cache } = await halfOpen()
-    const { gate, callers, computes } = probeAndCallers(cache, () => 'k')
+    const { gate, callers, computes } = probeAndCallers(cache, keyOf)
     await flush()
     expect(computes()).toBe(1)
     const [probe, ...others] = callers
