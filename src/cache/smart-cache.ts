@@ -11,6 +11,7 @@ import {
 import { type Clock, systemClock } from '../clock.js'
 import { BreakerOpenError, CachedError, ClosedError, InflightLimitError, TimeoutError } from '../errors.js'
 import type { Disposer } from '../events.js'
+import { compileGlob, MAX_PATTERN_LENGTH } from './glob.js'
 import type { CacheStore, Invalidation, StoreRecord } from './store.js'
 
 /** Options of {@link SmartCache}. Per-call options override these. */
@@ -713,8 +714,9 @@ export class SmartCache<V> {
       for (const k of inv.keys) this.#forget(k)
     } else if ('tags' in inv) {
       this.#dropTags(inv.tags)
-    } else {
-      this.#dropPattern(inv.pattern)
+    } else if (inv.pattern.length <= MAX_PATTERN_LENGTH) {
+      // A longer one cannot come from invalidatePattern(), which refuses it: ignored.
+      this.#dropPattern(compileGlob(inv.pattern))
     }
   }
 
@@ -814,21 +816,24 @@ export class SmartCache<V> {
 
   /**
    * Forgets every key matching a glob: `*` any run of characters, `?` one
-   * character. Keys longer than `maxKeyLength` are stored as digests and only
+   * character. Matching takes linear time in the key's length whatever the
+   * pattern (no RegExp is built from it). Keys longer than `maxKeyLength` are stored as digests and only
    * match a pattern of their digest. Returns how many were dropped here. With
    * a store, forgets them there and on every instance too.
+   *
+   * @throws RangeError for a pattern longer than {@link MAX_PATTERN_LENGTH} (1 024) characters
    */
   invalidatePattern(glob: string): number {
-    const re = globToRegExp(glob)
+    if (typeof glob !== 'string') throw new TypeError(`a pattern must be a string, received ${String(glob)}`)
+    const matches = compileGlob(glob)
     if (this.#shared !== undefined) this.#broadcast({ pattern: glob })
-    return this.#dropPattern(re)
+    return this.#dropPattern(matches)
   }
 
-  #dropPattern(pattern: RegExp | string): number {
-    const re = typeof pattern === 'string' ? globToRegExp(pattern) : pattern
+  #dropPattern(matches: (key: string) => boolean): number {
     let n = 0
-    for (const k of [...this.#lru.keys()]) if (re.test(k) && this.#forget(k)) n++
-    for (const k of [...this.#inflight.keys()]) if (re.test(k) && this.#inflight.delete(k)) n++
+    for (const k of [...this.#lru.keys()]) if (matches(k) && this.#forget(k)) n++
+    for (const k of [...this.#inflight.keys()]) if (matches(k) && this.#inflight.delete(k)) n++
     return n
   }
 
@@ -951,16 +956,6 @@ function isThenable(v: unknown): v is PromiseLike<unknown> {
     (typeof v === 'object' || typeof v === 'function') &&
     typeof (v as { then?: unknown }).then === 'function'
   )
-}
-
-function globToRegExp(glob: string): RegExp {
-  let src = ''
-  for (const ch of glob) {
-    if (ch === '*') src += '.*'
-    else if (ch === '?') src += '.'
-    else src += ch.replace(/[\\^$.*+?()[\]{}|/-]/g, '\\$&')
-  }
-  return new RegExp(`^${src}$`, 's')
 }
 
 function definedOnly<T extends object>(o: T): Partial<T> {

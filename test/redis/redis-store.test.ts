@@ -237,3 +237,36 @@ describe('redisStore behind SmartCache', () => {
     b.close()
   })
 })
+
+describe('redisStore: a pattern from pub/sub', () => {
+  it('drops 10 000 keys for a pathological glob received from Redis in about the time of a plain user:*', async () => {
+    const keys = 10_000
+    const sb = await store()
+    const b = new SmartCache<number>({ name: 'b', store: sb, max: keys, breaker: false })
+    await until(async () => (await admin.pubsub('NUMSUB', 'test:1:invalidate'))[1] === 1)
+    for (let i = 0; i < keys; i++) b.set(`user:${String(i).padStart(16, '0')}`, i)
+    await until(() => {
+      const s = b.stats().store
+      return s !== undefined && s.writes + s.errors === keys
+    }, 20_000)
+    // As another instance would send it: the store's channel, another origin.
+    const received = async (glob: string): Promise<number> => {
+      const before = b.stats().store?.invalidations ?? 0
+      const t0 = performance.now()
+      await admin.publish('test:1:invalidate', JSON.stringify({ o: 'elsewhere', p: glob }))
+      // The drop runs inside the message handler, before the poll can see the count move.
+      await until(() => (b.stats().store?.invalidations ?? 0) > before, 20_000)
+      return performance.now() - t0
+    }
+    let pathological = 0
+    for (const glob of ['*?*?*?*?*?*?*?*!', `${'*?'.repeat(200)}*!`]) {
+      pathological = Math.max(pathological, await received(glob))
+      expect(b.stats().totalEntries).toBe(keys)
+    }
+    const plain = await received('user:*')
+    expect(b.stats().totalEntries).toBe(0)
+    // Relative: both include the same round trip through Redis and the same polling.
+    expect(pathological).toBeLessThan(4 * plain + 10)
+    b.close()
+  })
+})
