@@ -15,7 +15,7 @@ import {
   isEnricher,
   levelNumber,
 } from './enricher.js'
-import { BreakerOpenError, CachedError, errorKind, isEnrichError, TimeoutError } from './errors.js'
+import { BreakerOpenError, CachedError, errorKind, InflightLimitError, isEnrichError, TimeoutError } from './errors.js'
 import { type Disposer, Emitter, type EventSource } from './events.js'
 import { LatencyWindow } from './latency.js'
 import { buildPinoOptions, type EnrichPinoOptions } from './pino/options.js'
@@ -51,6 +51,8 @@ export const ProblemKind = {
   Stale: 'stale',
   Pending: 'pending',
   Invalid: 'invalid',
+  /** The lookup was refused: the enricher's `maxInflight` computes were running. Nothing failed. */
+  Busy: 'busy',
 } as const
 export type ProblemKind = (typeof ProblemKind)[keyof typeof ProblemKind]
 
@@ -77,6 +79,8 @@ export interface EnricherStats {
   lineTimeouts: number
   /** Outputs with dropped or refused fields. */
   invalid: number
+  /** Lookups refused because `maxInflight` computes were running (problem kind `busy`; no compute ran, nothing failed). */
+  busy: number
   /** Compute latency over the last 1 024 computes, in ms. */
   latencyMs: { p50: number; p99: number }
 }
@@ -157,6 +161,7 @@ export class Slot {
   timeouts = 0
   lineTimeouts = 0
   invalid = 0
+  busy = 0
 
   constructor(
     name: string,
@@ -689,7 +694,9 @@ export class Pipeline {
         slot.errors++
         this.#emitError(slot, e)
       }
-      g.problems = addProblem(g.problems, problemOf(e), slot.name)
+      const kind = problemOf(e)
+      if (kind === ProblemKind.Busy) slot.busy++
+      g.problems = addProblem(g.problems, kind, slot.name)
     }
     g.waiting = g.waiting.filter((x) => x !== w)
     if (g.waiting.length === 0) {
@@ -972,6 +979,7 @@ export class Pipeline {
           timeouts: s.timeouts,
           lineTimeouts: s.lineTimeouts,
           invalid: s.invalid,
+          busy: s.busy,
           latencyMs: s.latency.quantiles(),
         }
       }),
@@ -1085,6 +1093,8 @@ export function problemOf(e: unknown): ProblemKind {
   if (e instanceof CachedError) return e.cause instanceof TimeoutError ? ProblemKind.Timeout : ProblemKind.Error
   if (e instanceof TimeoutError) return ProblemKind.Timeout
   if (e instanceof BreakerOpenError) return ProblemKind.Open
+  // Refused before any compute: the backend is not at fault.
+  if (e instanceof InflightLimitError) return ProblemKind.Busy
   if (isEnrichError(e) && e.code === 'ENRICH_TIMEOUT') return ProblemKind.Timeout
   return ProblemKind.Error
 }
@@ -1220,6 +1230,12 @@ function formatMetrics(s: PipelineStats): string {
     'counter',
     'Outputs with dropped or refused fields.',
     per((e) => e.invalid),
+  )
+  metric(
+    'enricher_busy_total',
+    'counter',
+    'Lookups refused because maxInflight computes were running.',
+    per((e) => e.busy),
   )
   metric(
     'breaker_open',

@@ -423,3 +423,42 @@ describe('deferred mode', () => {
     expect(p.stats().records.afterClose).toBe(1)
   })
 })
+
+describe('a cold start past maxInflight', () => {
+  it('records lookups refused a compute slot as busy, not error, and counts them apart', async () => {
+    const gate = deferred<void>()
+    let computes = 0
+    const p = pipeline({
+      deadlineMs: 50,
+      enrichers: [
+        defineEnricher({
+          name: 'user',
+          key: (ctx) => ctx.context?.userId as string | undefined,
+          compute: async (id: string) => {
+            computes++
+            await gate.promise
+            return { user: id }
+          },
+        }),
+      ],
+    })
+    const out = sink()
+    const log = pino(p.pinoOptions({ mode: 'deferred' }), out)
+    // 150 new users at once under the default maxInflight of 100.
+    for (let i = 0; i < 150; i++) p.context.run({ userId: `u${i}` }, () => log.info(`line ${i}`))
+    gate.resolve()
+    await vi.advanceTimersByTimeAsync(50)
+    const lines = out.lines()
+    expect(lines).toHaveLength(150)
+    expect(computes).toBe(100)
+    expect(lines.filter((l) => l.user !== undefined)).toHaveLength(100)
+    const busy = lines.filter((l) => l.user === undefined)
+    expect(busy).toHaveLength(50)
+    for (const l of busy) expect(l.enrich).toEqual({ busy: ['user'] })
+    const s = p.stats().enrichers[0]
+    expect(s).toMatchObject({ name: 'user', busy: 50, errors: 0 })
+    expect(s?.cache).toMatchObject({ computeErrors: 0, inflightRejections: 50 })
+    expect(p.metrics()).toContain('pino_enrich_enricher_busy_total{enricher="user"} 50')
+    expect(p.metrics()).toContain('pino_enrich_enricher_errors_total{enricher="user"} 0')
+  })
+})
