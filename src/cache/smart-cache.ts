@@ -22,12 +22,23 @@ export interface SmartCacheOptions {
   max?: number
   /**
    * Most computes running at once. When full, a lookup that would start a new
-   * compute serves its stale value if it has one and otherwise rejects with
+   * compute serves its stale value if it has one; otherwise a
+   * {@link SmartCache.getOrCompute} waits in a queue of `maxQueue` keys for a
+   * slot, and {@link SmartCache.load} (the log path) rejects at once with
    * {@link InflightLimitError} without calling the compute; a background
    * refresh is skipped. Lookups that join a running compute are not limited.
    * Default 100.
    */
   maxInflight?: number
+  /**
+   * Most keys whose {@link SmartCache.getOrCompute} callers wait for a compute
+   * slot while `maxInflight` computes run, served first come, first served;
+   * callers of a key already waiting share its place. Beyond it,
+   * `getOrCompute` rejects with {@link InflightLimitError}; `0` rejects at
+   * once. Default 1 000 (with `maxInflight` 100, a batch of 1 100 distinct
+   * keys at once is computed without a rejection).
+   */
+  maxQueue?: number
   /** Fast tier: how long a computed value is fresh, in ms. Default 60 000. */
   ttlMs?: number
   /**
@@ -127,8 +138,10 @@ export interface SmartCacheStats {
   evictions: number
   /** Lookups refused because the breaker was open. */
   breakerRejections: number
-  /** Computes not started because `maxInflight` were running. */
+  /** Computes not started because `maxInflight` were running (and, for `getOrCompute`, `maxQueue` keys waited). */
   inflightRejections: number
+  /** Keys whose `getOrCompute` callers wait for a compute slot now. */
+  queued: number
   /** `(hits + staleHits) / lookups`. 0 before the first lookup. */
   hitRate: number
   breaker: BreakerState | 'none'
@@ -176,6 +189,15 @@ const POLL_MAX_MS = 50
 /** A lock outlives its compute's deadline by this much: the read between taking it and computing. */
 const LOCK_MARGIN_MS = 250
 
+/** A key whose getOrCompute callers wait for a compute slot. */
+interface Queued<V> {
+  readonly promise: Promise<V>
+  readonly resolve: (v: V) => void
+  readonly reject: (e: unknown) => void
+  readonly compute: Compute<V>
+  readonly options: ComputeOptions | undefined
+}
+
 interface Flight<V> {
   readonly promise: Promise<V>
   /** Fires the compute's signal with `reason` and settles its callers with it. */
@@ -189,6 +211,7 @@ export const CACHE_DEFAULTS = {
   name: 'cache',
   max: 1000,
   maxInflight: 100,
+  maxQueue: 1_000,
   ttlMs: 60_000,
   staleMs: 300_000,
   jitter: 0.1,
@@ -218,6 +241,9 @@ export class SmartCache<V> {
   readonly #clock: Clock
   readonly #breaker: CircuitBreaker | undefined
   readonly #maxInflight: number
+  readonly #maxQueue: number
+  /** In arrival order: a Map keeps insertion order, and a key waits once. */
+  readonly #queue = new Map<string, Queued<V>>()
   readonly #ttlMs: number
   readonly #staleMs: number
   readonly #jitter: number
@@ -251,6 +277,7 @@ export class SmartCache<V> {
     for (const [k, min] of [
       ['max', 1],
       ['maxInflight', 1],
+      ['maxQueue', 0],
       ['ttlMs', 0],
       ['staleMs', 0],
       ['retryMs', 0],
@@ -266,6 +293,7 @@ export class SmartCache<V> {
     if (options.timeoutMs !== undefined) checkInteger('timeoutMs', options.timeoutMs, 1)
     this.#clock = options.clock ?? systemClock
     this.#maxInflight = o.maxInflight
+    this.#maxQueue = o.maxQueue
     this.#ttlMs = o.ttlMs
     this.#staleMs = o.staleMs
     this.#jitter = o.jitter
@@ -306,7 +334,7 @@ export class SmartCache<V> {
    * @throws the compute's own error to the callers of a failing compute
    * @throws {@link CachedError} while `key` is in the error tier with no stale value
    * @throws {@link BreakerOpenError} while the breaker is open with no stale value
-   * @throws {@link InflightLimitError} when `maxInflight` computes are running
+   * @throws {@link InflightLimitError} when `maxInflight` computes are running and `maxQueue` keys wait for a slot
    * @throws {@link TimeoutError} when the compute passes `timeoutMs`
    */
   async getOrCompute(key: string, compute: Compute<V>, options?: ComputeOptions): Promise<V> {
@@ -353,9 +381,67 @@ export class SmartCache<V> {
       this.#dedupes++
       return flight.promise
     }
+    if (this.#running >= this.#maxInflight) return this.#enqueue(k, compute, options)
     const started = this.#start(k, compute, options, false)
     if (started instanceof Error) throw started
     return started.promise
+  }
+
+  /** Waits for a compute slot, sharing the place of a key already waiting; rejects when `maxQueue` keys wait. */
+  #enqueue(k: string, compute: Compute<V>, options: ComputeOptions | undefined): Promise<V> {
+    const waiting = this.#queue.get(k)
+    if (waiting !== undefined) {
+      this.#dedupes++
+      return waiting.promise
+    }
+    // An open breaker refuses now: waiting would only delay the same answer.
+    if (this.#breaker !== undefined && this.#breaker.state === 'open') {
+      this.#breakerRejections++
+      throw new BreakerOpenError(this.name, this.#breaker.retryAt)
+    }
+    if (this.#queue.size >= this.#maxQueue) {
+      this.#inflightRejections++
+      throw new InflightLimitError(this.name, this.#maxInflight)
+    }
+    let resolve!: (v: V) => void
+    let reject!: (e: unknown) => void
+    const promise = new Promise<V>((res, rej) => {
+      resolve = res
+      reject = rej
+    })
+    this.#queue.set(k, { promise, resolve, reject, compute, options })
+    return promise
+  }
+
+  /** Gives free compute slots to waiting keys, oldest first. */
+  #pump(): void {
+    while (this.#running < this.#maxInflight && this.#queue.size > 0 && !this.#closed) {
+      const [k, q] = this.#queue.entries().next().value as [string, Queued<V>]
+      this.#queue.delete(k)
+      // The key may have been answered meanwhile: by set(), another caller's compute, a failure.
+      const entry = this.#lru.peek(k)
+      const now = this.#clock.now()
+      if (entry !== undefined && entry.has && now < entry.freshUntil) {
+        q.resolve(entry.value as V)
+        continue
+      }
+      if (entry !== undefined && now < entry.errorUntil) {
+        if (entry.has && now < entry.staleUntil) q.resolve(entry.value as V)
+        else q.reject(new CachedError(k, entry.error, entry.errorUntil))
+        continue
+      }
+      const flight = this.#inflight.get(k)
+      if (flight !== undefined && !flight.probe) {
+        flight.promise.then(q.resolve, q.reject)
+        continue
+      }
+      const started =
+        flight === undefined
+          ? this.#start(k, q.compute, q.options, false)
+          : new BreakerOpenError(this.name, this.#breaker?.retryAt ?? now)
+      if (started instanceof Error) q.reject(started)
+      else started.promise.then(q.resolve, q.reject)
+    }
   }
 
   /**
@@ -521,6 +607,7 @@ export class SmartCache<V> {
       }
       // Written values are unlocked after their write (#share); others here.
       if (lock !== undefined && !(ok && current)) this.#unlock(k, lock)
+      if (this.#queue.size > 0) this.#pump()
     }
     const run = (): void => {
       this.#computes++
@@ -580,6 +667,7 @@ export class SmartCache<V> {
         resolve(shared.record.value as V)
         // A stale value is served at once and refreshed behind it (the refresh will not serve stale).
         if (current && shared.record.freshMs <= 0 && !this.#closed) this.#start(k, compute, options, true)
+        if (this.#queue.size > 0) this.#pump()
       })
     return flight
   }
@@ -857,9 +945,12 @@ export class SmartCache<V> {
     this.#closed = true
     this.#unsubscribe?.()
     const flights = [...this.#inflight.values()]
+    const queued = [...this.#queue.values()]
+    this.#queue.clear()
     this.clear()
     const reason = new ClosedError(this.name)
     for (const f of flights) f.abort(reason)
+    for (const q of queued) q.reject(reason)
   }
 
   /** Counters since construction and gauges now. Walks the entries: not for a hot path. */
@@ -894,6 +985,7 @@ export class SmartCache<V> {
       evictions: this.#evictions,
       breakerRejections: this.#breakerRejections,
       inflightRejections: this.#inflightRejections,
+      queued: this.#queue.size,
       hitRate: lookups === 0 ? 0 : (this.#hits + this.#staleHits) / lookups,
       breaker: this.#breaker?.state ?? 'none',
     }

@@ -179,7 +179,7 @@ describe('SmartCache breaker half-open probe', () => {
   })
 
   it('gives the probe back when maxInflight stops it, so the next caller may probe', async () => {
-    const { clock, cache } = setup({ maxInflight: 1 })
+    const { clock, cache } = setup({ maxInflight: 1, maxQueue: 0 })
     const running = deferred<string>()
     const held = cache.getOrCompute('held', () => running.promise)
     for (let i = 0; i < 5; i++) cache.breaker?.failure()

@@ -18,8 +18,8 @@ describe('SmartCache bounds', () => {
     expect(stats).toMatchObject({ totalEntries: 10_000, computes: 1_000_000, evictions: 990_000, inflight: 0 })
   })
 
-  it('rejects a new-key lookup with InflightLimitError without calling its compute when maxInflight computes run', async () => {
-    const cache = new SmartCache<string>({ maxInflight: 2, breaker: false })
+  it('rejects a new-key lookup with InflightLimitError without calling its compute when maxInflight computes run and maxQueue is 0', async () => {
+    const cache = new SmartCache<string>({ maxInflight: 2, maxQueue: 0, breaker: false })
     void cache.getOrCompute('a', () => deferred<string>().promise)
     void cache.getOrCompute('b', () => deferred<string>().promise)
     let called = false
@@ -33,6 +33,85 @@ describe('SmartCache bounds', () => {
     expect((e as InflightLimitError).code).toBe('ENRICH_INFLIGHT_FULL')
     expect(called).toBe(false)
     expect(cache.stats()).toMatchObject({ inflight: 2, inflightRejections: 1 })
+  })
+
+  it('computes 500 distinct keys asked for at once under the defaults, never more than maxInflight at a time', async () => {
+    const cache = new SmartCache<string>({ breaker: false })
+    let running = 0
+    let most = 0
+    const compute = async (k: string): Promise<string> => {
+      running++
+      most = Math.max(most, running)
+      await Promise.resolve()
+      running--
+      return `v:${k}`
+    }
+    const keys = Array.from({ length: 500 }, (_, i) => `k${i}`)
+    const values = await Promise.all(keys.map((k) => cache.getOrCompute(k, compute)))
+    expect(values).toEqual(keys.map((k) => `v:${k}`))
+    expect(most).toBe(100)
+    expect(cache.stats()).toMatchObject({ computes: 500, inflightRejections: 0, queued: 0, inflight: 0 })
+  })
+
+  it('makes getOrCompute wait for a slot in arrival order, one place per key, and rejects only past maxQueue', async () => {
+    const cache = new SmartCache<string>({ maxInflight: 1, maxQueue: 2, breaker: false })
+    const order: string[] = []
+    const gate = deferred<string>()
+    const first = track(cache.getOrCompute('a', () => gate.promise))
+    const compute = (k: string): string => {
+      order.push(k)
+      return k.toUpperCase()
+    }
+    const b = track(cache.getOrCompute('b', compute))
+    const c = track(cache.getOrCompute('c', compute))
+    const b2 = track(cache.getOrCompute('b', () => 'not called'))
+    const d = await cache.getOrCompute('d', compute).catch((e: unknown) => e)
+    expect(d).toBeInstanceOf(InflightLimitError)
+    expect(cache.stats()).toMatchObject({ queued: 2, inflight: 1, inflightRejections: 1, dedupes: 1 })
+    await flush()
+    expect([b.status, c.status]).toEqual(['pending', 'pending'])
+    gate.resolve('A')
+    await flush()
+    expect(order).toEqual(['b', 'c'])
+    expect([first.value, b.value, b2.value, c.value]).toEqual(['A', 'B', 'B', 'C'])
+    expect(cache.stats()).toMatchObject({ queued: 0, inflight: 0, computes: 3 })
+  })
+
+  it('answers a waiting key from a value set() meanwhile, without computing it', async () => {
+    const cache = new SmartCache<string>({ maxInflight: 1, breaker: false })
+    const gate = deferred<string>()
+    void cache.getOrCompute('a', () => gate.promise)
+    const b = track(cache.getOrCompute('b', () => 'computed'))
+    cache.set('b', 'set')
+    gate.resolve('A')
+    await flush()
+    expect(b.value).toBe('set')
+    expect(cache.stats().computes).toBe(1)
+  })
+
+  it('never makes load() or refresh() wait for a slot: load rejects at once, refresh is skipped', async () => {
+    const cache = new SmartCache<string>({ maxInflight: 1, breaker: false })
+    const gate = deferred<string>()
+    void cache.getOrCompute('a', () => gate.promise)
+    let called = false
+    const compute = (): string => {
+      called = true
+      return 'x'
+    }
+    await expect(cache.load('b', compute)).rejects.toBeInstanceOf(InflightLimitError)
+    await cache.refresh('c', compute)
+    gate.resolve('A')
+    await flush()
+    expect(called).toBe(false)
+    expect(cache.stats()).toMatchObject({ queued: 0, computes: 1 })
+  })
+
+  it('rejects waiting callers with ClosedError on close()', async () => {
+    const cache = new SmartCache<string>({ maxInflight: 1, breaker: false })
+    void cache.getOrCompute('a', () => new Promise<string>(() => {})).catch(() => {})
+    const waiting = cache.getOrCompute('b', () => 'B')
+    cache.close()
+    await expect(waiting).rejects.toMatchObject({ code: 'ENRICH_CLOSED' })
   })
 
   it('serves a stale value instead of refreshing it when maxInflight computes run', async () => {

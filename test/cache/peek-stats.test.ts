@@ -97,6 +97,7 @@ describe('SmartCache stats()', () => {
       name: 'scripted',
       max: 4,
       maxInflight: 1,
+      maxQueue: 0,
       ttlMs: 100,
       staleMs: 1_000,
       retryMs: 1_000,
@@ -140,6 +141,7 @@ describe('SmartCache stats()', () => {
       evictions: 1,
       breakerRejections: 1,
       inflightRejections: 1,
+      queued: 0,
       hitRate: 3 / 12,
       breaker: 'open',
     })
