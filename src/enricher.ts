@@ -28,8 +28,12 @@ export const LEVELS = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fat
 /** One of pino's default level labels, a key of {@link LEVELS}. */
 export type LevelLabel = keyof typeof LEVELS
 
-/** Cache options an enricher may set; name, clock, breaker and timeout come from the enricher. */
-export type EnricherCacheOptions = Omit<SmartCacheOptions, 'name' | 'clock' | 'breaker' | 'timeoutMs'>
+/**
+ * Cache options an enricher may set; name, clock, breaker and timeout come
+ * from the enricher, and values read from a `store` are checked as computed
+ * output is (the pipeline's own `fromStore`).
+ */
+export type EnricherCacheOptions = Omit<SmartCacheOptions, 'name' | 'clock' | 'breaker' | 'timeoutMs' | 'fromStore'>
 
 /** The definition given to {@link defineEnricher}. */
 export interface EnricherDefinition<K = unknown, C = RequestContext> {

@@ -124,6 +124,8 @@ export const PIPELINE_DEFAULTS = {
 const GLOBAL_KEY = 'global'
 const KEY_FAILED = Symbol('key failed')
 const EMPTY: Readonly<Record<string, unknown>> = Object.freeze({})
+/** What a line gets in place of a store value that was refused: no fields, the `invalid` problem. */
+const REFUSED_FROM_STORE: Prepared = Object.freeze({ fields: undefined, invalid: true })
 const noop = (): void => {}
 
 /** pino's own keys: enricher output never overrides them. */
@@ -313,6 +315,8 @@ export class Pipeline {
         breaker: enricher.breaker ?? {},
         timeoutMs: enricher.timeoutMs ?? this.#timeoutMs,
         maxKeyLength: enricher.cache?.maxKeyLength ?? this.#maxKeyLength,
+        // Only with a store: anyone who can write to it can plant a value.
+        ...(enricher.cache?.store === undefined ? {} : { fromStore: (v: unknown) => this.#fromStore(slot, v) }),
       })
       const fallback =
         enricher.fallback === undefined
@@ -457,6 +461,38 @@ export class Pipeline {
       view.fragment = fragment
       view.mixinGlobals = mixinGlobals
     }
+  }
+
+  /**
+   * Checks a value read from a shared store as a computed one is checked. A
+   * peer only writes what it sanitized, so anything the sanitizer would
+   * change (a core or `errorKey` key, a key outside `fields`, an unsafe key, a
+   * field over `maxFieldBytes`, another shape) was not written by a peer: it
+   * is refused whole, counted as invalid and served as no fields with the
+   * `invalid` problem, while the key is recomputed here.
+   */
+  #fromStore(slot: Slot, v: unknown): { value: Prepared | undefined; refused?: boolean } {
+    if (v === undefined || v === null) return { value: undefined }
+    if (typeof v === 'object' && !Array.isArray(v)) {
+      const { fields, invalid } = v as { fields?: unknown; invalid?: unknown }
+      let shaped = typeof invalid === 'boolean' && Object.keys(v).length === (fields === undefined ? 1 : 2)
+      if (shaped && fields !== undefined) {
+        shaped = typeof fields === 'object' && fields !== null && !Array.isArray(fields)
+        for (const key of shaped ? Object.keys(fields as object) : []) {
+          if (this.coreKeys.has(key) || (slot.allow !== undefined && !slot.allow.has(key))) shaped = false
+        }
+      }
+      if (shaped) {
+        const s = sanitizeFields(fields, this.#maxFieldBytes, this.coreKeys, slot.allow)
+        if (s.problem === undefined) return { value: Object.freeze({ fields: s.fields, invalid: invalid === true }) }
+      }
+    }
+    slot.invalid++
+    if (this.#events.hasListeners) {
+      const error = new TypeError('a value read from the shared store was refused')
+      this.#events.emit({ type: 'error', enricher: slot.name, code: 'ENRICH_BAD_RESULT', error })
+    }
+    return { value: REFUSED_FROM_STORE, refused: true }
   }
 
   /** Runs an enricher's compute and sanitizes its output. @internal */

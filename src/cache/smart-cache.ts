@@ -74,6 +74,17 @@ export interface SmartCacheOptions {
    * Default: none.
    */
   store?: CacheStore
+  /**
+   * Checks each value read from the {@link store} before it is kept or
+   * served: the store is shared, and anyone who can write to it can plant a
+   * value. Return `{ value }` to take it (or a checked copy of it). Return
+   * `{ value, refused: true }` to refuse it: `value` is served in its place
+   * to the lookups waiting, kept as stale, and the key is recomputed here in
+   * the background, overwriting the store's copy; a refused value is counted
+   * in `stats().store.refused` and never answers a refresh. The value given
+   * back is taken to be of the cache's type. Default: values are taken as read.
+   */
+  fromStore?: (value: unknown) => { value: unknown; refused?: boolean }
 }
 
 /** Options of {@link SmartCache.set}. */
@@ -163,6 +174,8 @@ export interface StoreStats {
   errors: number
   /** Invalidations received from other instances. */
   invalidations: number
+  /** Values read from the store that `fromStore` refused. */
+  refused: number
 }
 
 interface Entry<V> {
@@ -183,6 +196,8 @@ type Shared =
   | { readonly record?: undefined; readonly token: string | undefined }
 
 const LOCAL: Shared = { token: undefined }
+/** What {@link SmartCache} reads for a store value its `fromStore` refused. */
+const REFUSED = Symbol('refused')
 /** First and longest pause between two looks at another instance's compute, in ms. */
 const POLL_FIRST_MS = 5
 const POLL_MAX_MS = 50
@@ -256,7 +271,10 @@ export class SmartCache<V> {
   readonly #shared: CacheStore | undefined
   readonly #sharedStats: StoreStats | undefined
   readonly #unsubscribe: Disposer | undefined
+  readonly #fromStore: SmartCacheOptions['fromStore']
   #running = 0
+  /** The replacement of the value `fromStore` refused last; read right after it is set. */
+  #refused: StoreRecord | undefined
   #closed = false
   #hits = 0
   #staleHits = 0
@@ -317,7 +335,8 @@ export class SmartCache<V> {
     })
     if (options.store !== undefined) {
       this.#shared = options.store
-      this.#sharedStats = { hits: 0, misses: 0, waits: 0, writes: 0, errors: 0, invalidations: 0 }
+      this.#sharedStats = { hits: 0, misses: 0, waits: 0, writes: 0, errors: 0, invalidations: 0, refused: 0 }
+      this.#fromStore = options.fromStore
       this.#unsubscribe = options.store.subscribe((inv) => this.#onInvalidation(inv))
     }
   }
@@ -539,8 +558,15 @@ export class SmartCache<V> {
   /**
    * Starts a compute, or returns why it could not start. `background` starts
    * are not counted as rejections when refused: the caller was served already.
+   * `local` skips the store: it just gave a value that was refused.
    */
-  #start(k: string, compute: Compute<V>, options: ComputeOptions | undefined, background: boolean): Flight<V> | Error {
+  #start(
+    k: string,
+    compute: Compute<V>,
+    options: ComputeOptions | undefined,
+    background: boolean,
+    local = false,
+  ): Flight<V> | Error {
     let permit: Permit = Permit.Call
     if (this.#breaker !== undefined) {
       permit = this.#breaker.acquire()
@@ -629,7 +655,7 @@ export class SmartCache<V> {
         done(false, e)
       }
     }
-    if (this.#shared === undefined) {
+    if (this.#shared === undefined || local) {
       // Nobody waits on a background compute: it starts after the caller (a log
       // call's snapshot) has returned, not inside it, up to its first await.
       if (background) queueMicrotask(() => settled || run())
@@ -666,7 +692,9 @@ export class SmartCache<V> {
         if (probe) this.#breaker?.releaseProbe()
         resolve(shared.record.value as V)
         // A stale value is served at once and refreshed behind it (the refresh will not serve stale).
-        if (current && shared.record.freshMs <= 0 && !this.#closed) this.#start(k, compute, options, true)
+        if (current && shared.record.freshMs <= 0 && !this.#closed) {
+          this.#start(k, compute, options, true, shared.record === this.#refused)
+        }
         if (this.#queue.size > 0) this.#pump()
       })
     return flight
@@ -683,13 +711,18 @@ export class SmartCache<V> {
   async #fromShared(k: string, signal: AbortSignal, background: boolean, waitMs: number): Promise<Shared> {
     const store = this.#shared as CacheStore
     const stats = this.#sharedStats as StoreStats
-    let record: StoreRecord | undefined
+    let record: StoreRecord | typeof REFUSED | undefined
     try {
-      record = await attempt(() => store.get(k))
+      record = await this.#read(k)
     } catch {
       stats.errors++
       stats.misses++
       return LOCAL
+    }
+    if (record === REFUSED) {
+      // The waiting lookups get the replacement, as stale, so a background compute follows.
+      if (!background && this.#refused !== undefined) return { record: this.#refused }
+      record = undefined
     }
     if (record !== undefined && (record.freshMs > 0 || !background)) {
       stats.hits++
@@ -710,11 +743,11 @@ export class SmartCache<V> {
       }
       if (token !== undefined) {
         // The holder may have written and unlocked between the last look and the lock.
-        record = await attempt(() => store.get(k)).catch(() => {
+        record = await this.#read(k).catch(() => {
           stats.errors++
           return undefined
         })
-        if (record !== undefined && record.freshMs > 0) {
+        if (record !== undefined && record !== REFUSED && record.freshMs > 0) {
           this.#unlock(k, token)
           stats.hits++
           return { record }
@@ -731,17 +764,35 @@ export class SmartCache<V> {
       waited += pause
       pause = Math.min(pause * 2, POLL_MAX_MS)
       try {
-        record = await attempt(() => store.get(k))
+        record = await this.#read(k)
       } catch {
         stats.errors++
         stats.misses++
         return LOCAL
       }
-      if (record !== undefined && record.freshMs > 0) {
+      if (record !== undefined && record !== REFUSED && record.freshMs > 0) {
         stats.hits++
         return { record }
       }
     }
+  }
+
+  /**
+   * Reads `k` from the store through `fromStore`. A refused value comes back
+   * as {@link REFUSED}, its replacement left in `#refused` as a stale record.
+   */
+  async #read(k: string): Promise<StoreRecord | typeof REFUSED | undefined> {
+    const record = await attempt(() => (this.#shared as CacheStore).get(k))
+    const check = this.#fromStore
+    if (record === undefined || check === undefined) return record
+    const checked = check(record.value)
+    if (checked.refused === true) {
+      ;(this.#sharedStats as StoreStats).refused++
+      // Stale at once, on this cache's own lifetimes, not the planted record's: the recompute replaces it.
+      this.#refused = { value: checked.value, freshMs: 0, staleMs: this.#staleMs }
+      return REFUSED
+    }
+    return checked.value === record.value ? record : { ...record, value: checked.value }
   }
 
   #usable(k: string): boolean {

@@ -271,3 +271,42 @@ describe('SmartCache with a shared store: invalidation across the fleet', () => 
     expect(server.listeners.size).toBe(1)
   })
 })
+
+describe('SmartCache with a shared store: values planted in it', () => {
+  const plant = (server: MemoryServer, clock: { now(): number }, key: string, value: unknown): void => {
+    server.values.set(key, {
+      text: JSON.stringify({ v: value }),
+      staleMs: 0,
+      expiresAt: clock.now() + 60_000,
+      tags: undefined,
+    })
+  }
+  const check = (v: unknown): { value: unknown; refused?: boolean } =>
+    typeof v === 'string' ? { value: v } : { value: 'replacement', refused: true }
+
+  it('serves the replacement of a value fromStore refuses, counts it and recomputes the key, overwriting the store', async () => {
+    const { clock, server, caches } = fleet(1, { fromStore: check })
+    const cache = caches[0] as SmartCache<unknown>
+    plant(server, clock, 'k', { planted: true })
+    let computes = 0
+    const compute = (): string => {
+      computes++
+      return 'computed'
+    }
+    expect(await cache.getOrCompute('k', compute)).toBe('replacement')
+    await flush()
+    await flush()
+    expect(computes).toBe(1)
+    expect(cache.peek('k')).toMatchObject({ state: 'fresh', value: 'computed' })
+    expect(JSON.parse(server.values.get('k')?.text ?? 'null')).toEqual({ v: 'computed' })
+    expect(cache.stats().store).toMatchObject({ refused: 1 })
+  })
+
+  it('takes a value fromStore accepts as read, without computing', async () => {
+    const { clock, server, caches } = fleet(1, { fromStore: check })
+    const cache = caches[0] as SmartCache<unknown>
+    plant(server, clock, 'k', 'shared')
+    expect(await cache.getOrCompute('k', notCalled)).toBe('shared')
+    expect(cache.stats().store).toMatchObject({ refused: 0, hits: 1 })
+  })
+})
