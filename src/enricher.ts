@@ -1,6 +1,7 @@
 import type { BreakerOptions } from './breaker/circuit-breaker.js'
 import type { SmartCacheOptions } from './cache/smart-cache.js'
 import type { RequestContext } from './context/als.js'
+import { MAX_TIMER_MS } from './util/validate.js'
 
 /** Fields an enricher adds to a line: top-level keys of the JSON record. */
 export type Fields = Record<string, unknown>
@@ -113,8 +114,10 @@ export function defineEnricher<K = unknown, C = RequestContext>(definition: Enri
   if (definition.minLevel !== undefined) levelNumber(definition.minLevel)
   for (const opt of ['timeoutMs', 'refreshMs'] as const) {
     const v = definition[opt]
-    if (v !== undefined && !(typeof v === 'number' && Number.isInteger(v) && v > 0)) {
-      throw new RangeError(`enricher ${definition.name}: ${opt} must be a positive integer, received ${String(v)}`)
+    if (v !== undefined && !(typeof v === 'number' && Number.isInteger(v) && v > 0 && v <= MAX_TIMER_MS)) {
+      throw new RangeError(
+        `enricher ${definition.name}: ${opt} must be a positive integer of at most ${MAX_TIMER_MS}, received ${String(v)}`,
+      )
     }
   }
   if (definition.refreshMs !== undefined && definition.key !== undefined) {

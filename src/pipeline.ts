@@ -20,6 +20,7 @@ import { type Disposer, Emitter, type EventSource } from './events.js'
 import { LatencyWindow } from './latency.js'
 import { buildPinoOptions, type EnrichPinoOptions } from './pino/options.js'
 import { sanitizeFields } from './sanitize.js'
+import { checkMs } from './util/validate.js'
 
 /** Options of {@link createPipeline}. */
 export interface PipelineOptions {
@@ -266,14 +267,8 @@ export class Pipeline {
   /** @throws RangeError or TypeError for bad options, quoting the value. */
   constructor(options: PipelineOptions = {}) {
     const o = { ...PIPELINE_DEFAULTS, ...options }
-    for (const k of [
-      'deadlineMs',
-      'timeoutMs',
-      'closeTimeoutMs',
-      'maxFieldBytes',
-      'maxKeyLength',
-      'maxPending',
-    ] as const) {
+    for (const k of ['deadlineMs', 'timeoutMs', 'closeTimeoutMs'] as const) checkMs(k, o[k], 1)
+    for (const k of ['maxFieldBytes', 'maxKeyLength', 'maxPending'] as const) {
       const v = o[k]
       if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) {
         throw new RangeError(`${k} must be a positive integer, received ${String(v)}`)
@@ -892,10 +887,13 @@ export class Pipeline {
 
   /**
    * Computes every global enricher now, so the first lines carry their values.
-   * Resolves when all have settled or after `timeoutMs` (default 1 000), never rejects.
+   * Resolves when all have settled or after `timeoutMs` (default 1 000); rejects only for a bad `timeoutMs`.
+   *
+   * @throws RangeError (as a rejection) for a `timeoutMs` that is not an integer from 0 to 2^31 - 1
    */
   async ready(options: { timeoutMs?: number } = {}): Promise<ReadyResult> {
     const timeoutMs = options.timeoutMs ?? 1_000
+    checkMs('timeoutMs', timeoutMs)
     const ctx: EnrichContext = { level: 30, time: this.clock.now(), record: EMPTY, context: undefined }
     const outcome = new Map<string, 'ready' | 'failed'>()
     const all = Promise.all(

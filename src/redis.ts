@@ -7,6 +7,7 @@ import { type BreakerOptions, CircuitBreaker, checkInteger, Permit } from './bre
 import type { CacheStore, Invalidation, StoreRecord } from './cache/store.js'
 import { StoreUnavailableError, TimeoutError } from './errors.js'
 import type { Disposer } from './events.js'
+import { checkMs } from './util/validate.js'
 
 export type { CacheStore, Invalidation, StoreRecord } from './cache/store.js'
 
@@ -200,9 +201,9 @@ class RedisCacheStore implements RedisStore {
     }
     const version = String(options.version ?? REDIS_STORE_DEFAULTS.version)
     this.#timeoutMs = options.commandTimeoutMs ?? REDIS_STORE_DEFAULTS.commandTimeoutMs
-    checkInteger('commandTimeoutMs', this.#timeoutMs, 1)
+    checkMs('commandTimeoutMs', this.#timeoutMs, 1)
     this.lockTtlMs = options.lockTtlMs ?? REDIS_STORE_DEFAULTS.lockTtlMs
-    checkInteger('lockTtlMs', this.lockTtlMs, 1)
+    checkMs('lockTtlMs', this.lockTtlMs, 1)
     this.#maxKeyLength = options.maxKeyLength ?? REDIS_STORE_DEFAULTS.maxKeyLength
     checkInteger('maxKeyLength', this.#maxKeyLength, 16)
     this.#maxValueBytes = options.maxValueBytes ?? REDIS_STORE_DEFAULTS.maxValueBytes

@@ -1,5 +1,6 @@
 import { type Clock, systemClock } from '../clock.js'
 import { Emitter, type EventSource } from '../events.js'
+import { checkInteger, checkMs } from '../util/validate.js'
 import { ConsecutiveFailures } from './consecutive.js'
 import { FailureRate } from './failure-rate.js'
 
@@ -89,7 +90,7 @@ export class CircuitBreaker {
     const threshold = options.failureThreshold ?? BREAKER_DEFAULTS.failureThreshold
     checkInteger('failureThreshold', threshold, 0)
     const halfOpenAfterMs = options.halfOpenAfterMs ?? BREAKER_DEFAULTS.halfOpenAfterMs
-    checkInteger('halfOpenAfterMs', halfOpenAfterMs, 0)
+    checkMs('halfOpenAfterMs', halfOpenAfterMs, 0)
     this.halfOpenAfterMs = halfOpenAfterMs
     this.#clock = options.clock ?? systemClock
     this.#consecutive = threshold > 0 ? new ConsecutiveFailures(threshold) : undefined
@@ -99,7 +100,7 @@ export class CircuitBreaker {
         throw new RangeError(`failureRate must be between 0 and 1 exclusive, received ${String(failureRate)}`)
       }
       const windowMs = options.windowMs ?? BREAKER_DEFAULTS.windowMs
-      checkInteger('windowMs', windowMs, 10)
+      checkMs('windowMs', windowMs, 10)
       const minimumCalls = options.minimumCalls ?? BREAKER_DEFAULTS.minimumCalls
       checkInteger('minimumCalls', minimumCalls, 1)
       this.#rate = new FailureRate(failureRate, windowMs, minimumCalls, this.#clock)
@@ -202,8 +203,4 @@ export class CircuitBreaker {
 }
 
 /** @internal */
-export function checkInteger(name: string, value: unknown, min: number): void {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < min || Math.floor(value) !== value) {
-    throw new RangeError(`${name} must be an integer >= ${min}, received ${String(value)}`)
-  }
-}
+export { checkInteger }

@@ -5,12 +5,12 @@ import {
   type BreakerOptions,
   type BreakerState,
   CircuitBreaker,
-  checkInteger,
   Permit,
 } from '../breaker/circuit-breaker.js'
 import { type Clock, systemClock } from '../clock.js'
 import { BreakerOpenError, CachedError, ClosedError, InflightLimitError, TimeoutError } from '../errors.js'
 import type { Disposer } from '../events.js'
+import { checkInteger, checkMs } from '../util/validate.js'
 import { compileGlob, MAX_PATTERN_LENGTH } from './glob.js'
 import type { CacheStore, Invalidation, StoreRecord } from './store.js'
 
@@ -296,19 +296,16 @@ export class SmartCache<V> {
       ['max', 1],
       ['maxInflight', 1],
       ['maxQueue', 0],
-      ['ttlMs', 0],
-      ['staleMs', 0],
-      ['retryMs', 0],
-      ['maxRetryMs', 0],
       ['maxKeyLength', 16],
     ] as const) {
       checkInteger(k, o[k], min)
     }
+    for (const k of ['ttlMs', 'staleMs', 'retryMs', 'maxRetryMs'] as const) checkMs(k, o[k])
     if (typeof o.jitter !== 'number' || !(o.jitter >= 0 && o.jitter <= 1)) {
       throw new RangeError(`jitter must be between 0 and 1, received ${String(o.jitter)}`)
     }
-    if (options.negativeTtlMs !== undefined) checkInteger('negativeTtlMs', options.negativeTtlMs, 0)
-    if (options.timeoutMs !== undefined) checkInteger('timeoutMs', options.timeoutMs, 1)
+    if (options.negativeTtlMs !== undefined) checkMs('negativeTtlMs', options.negativeTtlMs)
+    if (options.timeoutMs !== undefined) checkMs('timeoutMs', options.timeoutMs, 1)
     this.#clock = options.clock ?? systemClock
     this.#maxInflight = o.maxInflight
     this.#maxQueue = o.maxQueue
@@ -357,6 +354,7 @@ export class SmartCache<V> {
    * @throws {@link TimeoutError} when the compute passes `timeoutMs`
    */
   async getOrCompute(key: string, compute: Compute<V>, options?: ComputeOptions): Promise<V> {
+    if (options !== undefined) checkCallOptions(options)
     const k = key.length > this.#maxKeyLength ? digest(key) : key
     const entry = this.#lru.get(k)
     const now = this.#clock.now()
@@ -525,6 +523,7 @@ export class SmartCache<V> {
    */
   load(key: string, compute: Compute<V>, options?: ComputeOptions): Promise<V> {
     if (this.#closed) return Promise.reject(new ClosedError(this.name))
+    if (options !== undefined) checkCallOptions(options)
     const k = key.length > this.#maxKeyLength ? digest(key) : key
     const flight = this.#inflight.get(k)
     if (flight !== undefined) {
@@ -543,9 +542,12 @@ export class SmartCache<V> {
    * Starts a background compute of `key` unless one is running, the key is in
    * its error tier, the breaker denies it or `maxInflight` is reached.
    * Resolves when that compute (or the one already running) settles; never rejects.
+   *
+   * @throws RangeError at once for a per-call `ttlMs` or `timeoutMs` past 2^31 - 1 ms
    */
   refresh(key: string, compute: Compute<V>, options?: ComputeOptions): Promise<void> {
     if (this.#closed) return Promise.resolve()
+    if (options !== undefined) checkCallOptions(options)
     const k = key.length > this.#maxKeyLength ? digest(key) : key
     const running = this.#inflight.get(k)
     if (running !== undefined) return running.promise.then(noop, noop)
@@ -910,7 +912,7 @@ export class SmartCache<V> {
    * copy, to read this one on their next lookup.
    */
   set(key: string, value: V, options?: SetOptions): void {
-    if (options?.ttlMs !== undefined) checkInteger('ttlMs', options.ttlMs, 0)
+    if (options !== undefined) checkCallOptions(options)
     const k = key.length > this.#maxKeyLength ? digest(key) : key
     this.#inflight.delete(k)
     const entry = this.#store(k, value, options)
@@ -1060,6 +1062,12 @@ export class SmartCache<V> {
       if (keys.size === 0) this.#tagIndex.delete(tag)
     }
   }
+}
+
+/** Per-call options are checked as the cache's own are. */
+function checkCallOptions(options: ComputeOptions): void {
+  if (options.ttlMs !== undefined) checkMs('ttlMs', options.ttlMs)
+  if (options.timeoutMs !== undefined) checkMs('timeoutMs', options.timeoutMs, 1)
 }
 
 function digest(key: string): string {
