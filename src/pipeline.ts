@@ -2,7 +2,7 @@ import { constants as osConstants } from 'node:os'
 import type { LoggerOptions } from 'pino'
 import type { BreakerState } from './breaker/circuit-breaker.js'
 import { EntryState, SmartCache, type SmartCacheStats } from './cache/smart-cache.js'
-import { type Clock, systemClock } from './clock.js'
+import { type Clock, monotonicClock, systemClock } from './clock.js'
 import { type ContextHelpers, createContext, type RequestContext } from './context/als.js'
 import { type ContextWriter, compileContextWriter } from './context/writer.js'
 import {
@@ -40,7 +40,12 @@ export interface PipelineOptions {
   maxKeyLength?: number
   /** Most deferred lines waiting at once; beyond it the oldest is written with what is ready. Default 10 000. */
   maxPending?: number
-  /** Time source. Default {@link systemClock}. */
+  /**
+   * Time source, for tests. Default: {@link systemClock} for line times and
+   * cache lifetimes, {@link monotonicClock} for deadlines and the added delay,
+   * so a step of the system time never holds a line. An injected clock is
+   * used for both.
+   */
   clock?: Clock
 }
 
@@ -236,6 +241,8 @@ export class Pipeline {
   /** AsyncLocalStorage helpers: the request context that `ctx.context` holds. */
   readonly context: ContextHelpers<RequestContext>
   /** @internal */ readonly clock: Clock
+  /** Deadlines and added delays are measured on this: the injected clock, else a monotonic one. @internal */
+  readonly ticks: Clock
   /** @internal */ readonly coreKeys = new Set<string>(CORE_KEYS)
   /** @internal */ slots: Slot[] = []
   /** @internal */ keyed: Slot[] = []
@@ -285,6 +292,7 @@ export class Pipeline {
     this.#maxFieldBytes = o.maxFieldBytes
     this.#maxKeyLength = o.maxKeyLength
     this.clock = options.clock ?? systemClock
+    this.ticks = options.clock ?? monotonicClock
     this.coreKeys.add(this.errorKey)
     this.context = createContext<RequestContext>()
     this.views.add(this.#allView)

@@ -2,9 +2,13 @@ import type { Gathering, Pipeline } from '../pipeline.js'
 
 /** A line waiting for its enrichment. */
 export interface QueuedLine extends Gathering {
-  /** Clock time after which the line is written with what is ready. */
+  /**
+   * Time after which the line is written with what is ready. Set again by
+   * {@link OrderedQueue.push} on the pipeline's monotonic `ticks`: a step of
+   * the system time must neither hold the line nor cut its wait short.
+   */
   deadline: number
-  /** Clock time from which the delay added to the line is measured. */
+  /** Time from which the delay added to the line is measured; set with `deadline`. */
   start: number
 }
 
@@ -38,9 +42,13 @@ export class OrderedQueue<T extends QueuedLine> {
    */
   push(item: T): void {
     if (item.waiting === undefined && this.size === 0) {
-      this.#emit(item)
+      // Written in the call: no delay added, none to measure.
+      this.#write1(item)
       return
     }
+    const start = this.#p.ticks.now()
+    item.start = start
+    item.deadline = start + this.#p.deadlineMs
     if (this.size >= this.#p.maxPending) {
       const oldest = this.#items[this.#head] as T
       if (oldest.waiting !== undefined) this.#p.timeOut(oldest)
@@ -54,7 +62,7 @@ export class OrderedQueue<T extends QueuedLine> {
 
   /** Writes every line from the head that is ready or past its deadline; `force` writes all. */
   drain(force: boolean): void {
-    const now = this.#p.clock.now()
+    const now = this.#p.ticks.now()
     const items = this.#items
     while (this.#head < items.length) {
       const item = items[this.#head] as T
@@ -98,14 +106,18 @@ export class OrderedQueue<T extends QueuedLine> {
   }
 
   #emit(item: T): void {
+    this.#write1(item)
+    const delay = this.#p.ticks.now() - item.start
+    if (delay > this.#p.counters.maxAddedDelayMs) this.#p.counters.maxAddedDelayMs = delay
+  }
+
+  #write1(item: T): void {
     item.done = true
     try {
       this.#write(item)
     } catch {
       this.#p.counters.dropped++
     }
-    const delay = this.#p.clock.now() - item.start
-    if (delay > this.#p.counters.maxAddedDelayMs) this.#p.counters.maxAddedDelayMs = delay
   }
 
   #arm(): void {
@@ -119,7 +131,7 @@ export class OrderedQueue<T extends QueuedLine> {
         this.#timerFor = undefined
         this.drain(false)
       },
-      Math.max(0, first.deadline - this.#p.clock.now()),
+      Math.max(0, first.deadline - this.#p.ticks.now()),
     )
     this.#timer.unref()
   }

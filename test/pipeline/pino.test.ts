@@ -462,3 +462,50 @@ describe('a cold start past maxInflight', () => {
     expect(p.metrics()).toContain('pino_enrich_enricher_errors_total{enricher="user"} 0')
   })
 })
+
+describe('a system time that steps', () => {
+  const hung = () =>
+    defineEnricher({
+      name: 'user',
+      key: (ctx) => ctx.context?.userId as string | undefined,
+      compute: () => new Promise<Fields>(() => {}),
+    })
+
+  it('writes a deferred line at its deadline when the system time steps 5 s back meanwhile', async () => {
+    const p = pipeline({ deadlineMs: 10, enrichers: [hung()] })
+    const out = sink()
+    const log = pino(p.pinoOptions({ mode: 'deferred' }), out)
+    p.context.run({ userId: 'u' }, () => log.info('held'))
+    vi.setSystemTime(Date.now() - 5_000)
+    await vi.advanceTimersByTimeAsync(10)
+    expect(out.lines()).toHaveLength(1)
+    expect(out.lines()[0]).toMatchObject({ msg: 'held', enrich: { timeout: ['user'] } })
+    expect(p.stats().records.maxAddedDelayMs).toBe(10)
+  })
+
+  it('keeps a deferred line waiting its whole deadline when the system time steps 5 s forward', async () => {
+    const gate = deferred<Fields>()
+    const p = pipeline({
+      deadlineMs: 10,
+      enrichers: [
+        defineEnricher({
+          name: 'user',
+          key: (ctx) => ctx.context?.userId as string | undefined,
+          compute: () => gate.promise,
+        }),
+      ],
+    })
+    const out = sink()
+    const log = pino(p.pinoOptions({ mode: 'deferred' }), out)
+    p.context.run({ userId: 'u' }, () => log.info('first'))
+    vi.setSystemTime(Date.now() + 5_000)
+    // Another line makes the queue look at the head's deadline.
+    p.context.run({ userId: 'v' }, () => log.info('second'))
+    await vi.advanceTimersByTimeAsync(5)
+    expect(out.lines()).toHaveLength(0)
+    gate.resolve({ user: 'U' })
+    await vi.advanceTimersByTimeAsync(0)
+    expect(out.lines()[0]).toMatchObject({ msg: 'first', user: 'U' })
+    expect(out.lines()[0]?.enrich).toBeUndefined()
+  })
+})
