@@ -192,12 +192,14 @@ interface Entry<V> {
 
 /** What the store phase of a flight decided. */
 type Shared =
-  | { readonly record: StoreRecord; readonly token?: undefined }
+  | { readonly record: StoreRecord; readonly token?: undefined; readonly refused?: boolean }
   | { readonly record?: undefined; readonly token: string | undefined }
 
 const LOCAL: Shared = { token: undefined }
-/** What {@link SmartCache} reads for a store value its `fromStore` refused. */
-const REFUSED = Symbol('refused')
+/** A store value its `fromStore` refused, with the stale record to serve in its place. */
+class Refused {
+  constructor(readonly replacement: StoreRecord) {}
+}
 /** First and longest pause between two looks at another instance's compute, in ms. */
 const POLL_FIRST_MS = 5
 const POLL_MAX_MS = 50
@@ -273,8 +275,6 @@ export class SmartCache<V> {
   readonly #unsubscribe: Disposer | undefined
   readonly #fromStore: SmartCacheOptions['fromStore']
   #running = 0
-  /** The replacement of the value `fromStore` refused last; read right after it is set. */
-  #refused: StoreRecord | undefined
   #closed = false
   #hits = 0
   #staleHits = 0
@@ -695,7 +695,7 @@ export class SmartCache<V> {
         resolve(shared.record.value as V)
         // A stale value is served at once and refreshed behind it (the refresh will not serve stale).
         if (current && shared.record.freshMs <= 0 && !this.#closed) {
-          this.#start(k, compute, options, true, shared.record === this.#refused)
+          this.#start(k, compute, options, true, shared.refused === true)
         }
         if (this.#queue.size > 0) this.#pump()
       })
@@ -713,7 +713,7 @@ export class SmartCache<V> {
   async #fromShared(k: string, signal: AbortSignal, background: boolean, waitMs: number): Promise<Shared> {
     const store = this.#shared as CacheStore
     const stats = this.#sharedStats as StoreStats
-    let record: StoreRecord | typeof REFUSED | undefined
+    let record: StoreRecord | Refused | undefined
     try {
       record = await this.#read(k)
     } catch {
@@ -721,9 +721,9 @@ export class SmartCache<V> {
       stats.misses++
       return LOCAL
     }
-    if (record === REFUSED) {
+    if (record instanceof Refused) {
       // The waiting lookups get the replacement, as stale, so a background compute follows.
-      if (!background && this.#refused !== undefined) return { record: this.#refused }
+      if (!background) return { record: record.replacement, refused: true }
       record = undefined
     }
     if (record !== undefined && (record.freshMs > 0 || !background)) {
@@ -749,7 +749,7 @@ export class SmartCache<V> {
           stats.errors++
           return undefined
         })
-        if (record !== undefined && record !== REFUSED && record.freshMs > 0) {
+        if (record !== undefined && !(record instanceof Refused) && record.freshMs > 0) {
           this.#unlock(k, token)
           stats.hits++
           return { record }
@@ -772,7 +772,7 @@ export class SmartCache<V> {
         stats.misses++
         return LOCAL
       }
-      if (record !== undefined && record !== REFUSED && record.freshMs > 0) {
+      if (record !== undefined && !(record instanceof Refused) && record.freshMs > 0) {
         stats.hits++
         return { record }
       }
@@ -781,9 +781,9 @@ export class SmartCache<V> {
 
   /**
    * Reads `k` from the store through `fromStore`. A refused value comes back
-   * as {@link REFUSED}, its replacement left in `#refused` as a stale record.
+   * as a {@link Refused} holding the stale record to serve in its place.
    */
-  async #read(k: string): Promise<StoreRecord | typeof REFUSED | undefined> {
+  async #read(k: string): Promise<StoreRecord | Refused | undefined> {
     const record = await attempt(() => (this.#shared as CacheStore).get(k))
     const check = this.#fromStore
     if (record === undefined || check === undefined) return record
@@ -791,8 +791,7 @@ export class SmartCache<V> {
     if (checked.refused === true) {
       ;(this.#sharedStats as StoreStats).refused++
       // Stale at once, on this cache's own lifetimes, not the planted record's: the recompute replaces it.
-      this.#refused = { value: checked.value, freshMs: 0, staleMs: this.#staleMs }
-      return REFUSED
+      return new Refused({ value: checked.value, freshMs: 0, staleMs: this.#staleMs })
     }
     return checked.value === record.value ? record : { ...record, value: checked.value }
   }
