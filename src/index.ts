@@ -47,6 +47,7 @@ export type { EnrichPinoOptions } from './pino/options.js'
 export { PinoMode } from './pino/options.js'
 export type {
   EnricherStats,
+  HandleSignalsOptions,
   PipelineEvent,
   PipelineOptions,
   PipelineStats,

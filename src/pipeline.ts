@@ -43,6 +43,22 @@ export interface PipelineOptions {
   clock?: Clock
 }
 
+/** Options of {@link Pipeline.handleSignals}. */
+export interface HandleSignalsOptions {
+  /**
+   * Exit with 128 + the signal number once the close is done. Default: only
+   * when no other listener for the signal is installed; beside the
+   * application's own handler, the exit is left to it.
+   */
+  exit?: boolean
+}
+
+/**
+ * How long past `closeTimeoutMs` a signal's close may take (closing caches and
+ * enrichers once the pending lines are written) before handleSignals goes on, in ms.
+ */
+const SIGNAL_CLOSE_GRACE_MS = 1_000
+
 /** Problem kinds recorded under `errorKey`. */
 export const ProblemKind = {
   Timeout: 'timeout',
@@ -921,19 +937,49 @@ export class Pipeline {
   }
 
   /**
-   * Opt-in shutdown: on SIGTERM or SIGINT, close (writing pending lines), flush
-   * pino's destinations, then exit with 128 + the signal number (143 for SIGTERM).
+   * Opt-in shutdown: on SIGTERM or SIGINT, close (writing pending lines) and
+   * flush pino's destinations. Further signals while that close runs are
+   * absorbed: Node's default action would kill the process with its lines
+   * unwritten. Once the close has finished, or `closeTimeoutMs` plus 1 s has
+   * passed:
    *
+   * - with no other listener for the signal, it exits with 128 + the signal
+   *   number (143 for SIGTERM, 130 for SIGINT);
+   * - beside the application's own listener for it (an HTTP server draining on
+   *   SIGTERM), it leaves the exit to that listener, whose drain and exit code
+   *   stand. Lines logged after the close are written at once, with what is ready.
+   *
+   * `options.exit` overrides that choice: `true` always exits, `false` never does.
+   *
+   * @param signals the signals handled. Default `['SIGTERM', 'SIGINT']`.
    * @returns a disposer that removes the handlers
+   * @throws TypeError for a signal Node does not know or an `exit` that is not a boolean, quoting the value
    */
-  handleSignals(signals: readonly NodeJS.Signals[] = ['SIGTERM', 'SIGINT']): Disposer {
-    const handler = (signal: NodeJS.Signals): void => {
-      dispose()
-      const code = 128 + (osConstants.signals[signal] ?? 15)
-      // process.exit runs pino's own exit flush of its destinations.
-      this.close().finally(() => process.exit(code))
+  handleSignals(
+    signals: readonly NodeJS.Signals[] = ['SIGTERM', 'SIGINT'],
+    options: HandleSignalsOptions = {},
+  ): Disposer {
+    if (!Array.isArray(signals) || signals.some((s) => osConstants.signals[s as NodeJS.Signals] === undefined)) {
+      throw new TypeError(`signals must be an array of signal names such as 'SIGTERM', received ${String(signals)}`)
     }
-    for (const s of signals) process.once(s, handler)
+    const exit = options.exit
+    if (exit !== undefined && typeof exit !== 'boolean') {
+      throw new TypeError(`exit must be a boolean, received ${JSON.stringify(exit)}`)
+    }
+    let closing = false
+    const handler = (signal: NodeJS.Signals): void => {
+      // Kept, not once(): while a listener remains, a second signal cannot take Node's default action.
+      if (closing) return
+      closing = true
+      const others = process.listenerCount(signal) > 1
+      const code = 128 + (osConstants.signals[signal] ?? 15)
+      within(this.close(), this.closeTimeoutMs + SIGNAL_CLOSE_GRACE_MS, true).then(() => {
+        dispose()
+        // process.exit runs pino's own exit flush of its destinations.
+        if (exit ?? !others) process.exit(code)
+      })
+    }
+    for (const s of signals) process.on(s, handler)
     const dispose = (): void => {
       for (const s of signals) process.removeListener(s, handler)
     }

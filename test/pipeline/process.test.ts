@@ -1,4 +1,5 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import http from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
@@ -45,6 +46,62 @@ describe('process exit and signals (real child processes)', () => {
     expect(r.code).toBe(143)
     const lines = readLines(file)
     expectAllOnce(lines, 1000)
+  })
+
+  it('handleSignals(): a second SIGTERM during the close is absorbed; every line is written and the exit is 143', async () => {
+    const file = join(dir, 'sigterm-twice.ndjson')
+    // The lines wait on a hung enricher with a 5 s deadline: the close holds them for closeTimeoutMs (2 s).
+    const r = await runChild('sigterm.ts', [file, '5000'], {
+      onStdout: (chunk, pid) => {
+        if (!chunk.includes('ready')) return
+        process.kill(pid, 'SIGTERM')
+        setTimeout(() => process.kill(pid, 'SIGTERM'), 200)
+      },
+    })
+    expect(r.stderr).toBe('')
+    expect(r.signal).toBeNull()
+    expect(r.code).toBe(143)
+    const lines = readLines(file)
+    expectAllOnce(lines, 1000)
+    expect(lines[0]?.enrich).toEqual({ timeout: ['user'] })
+  })
+
+  it("handleSignals() beside the app's own SIGTERM handler: the in-flight request completes, the app's drain logs, and the exit code is the app's", async () => {
+    const file = join(dir, 'http-drain.ndjson')
+    let response: Promise<{ status: number; body: string }> | undefined
+    const r = await runChild('http-drain.ts', [file], {
+      onStdout: (chunk, pid) => {
+        const port = /port (\d+)/.exec(chunk)?.[1]
+        if (port !== undefined) {
+          response = new Promise((resolve, reject) => {
+            http
+              .get(`http://127.0.0.1:${port}/slow`, (res) => {
+                let body = ''
+                res.setEncoding('utf8').on('data', (c: string) => {
+                  body += c
+                })
+                res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
+              })
+              .on('error', reject)
+          })
+        }
+        if (chunk.includes('in-flight')) process.kill(pid, 'SIGTERM')
+      },
+    })
+    expect(r.stderr).toBe('')
+    expect(r.signal).toBeNull()
+    expect(r.code).toBe(0)
+    await expect(response).resolves.toEqual({ status: 200, body: 'done' })
+    expect(readLines(file).map((l) => l.msg)).toEqual(['request start', 'draining', 'request done', 'drained'])
+  })
+
+  it('handleSignals() refuses an unknown signal name and a non-boolean exit, quoting the value', async () => {
+    const { createPipeline } = await import('../../src/index.js')
+    const p = createPipeline()
+    expect(() => p.handleSignals(['SIGNOPE' as NodeJS.Signals])).toThrow(/SIGNOPE/)
+    expect(() => p.handleSignals(undefined, { exit: 'yes' as unknown as boolean })).toThrow(TypeError)
+    expect(process.listenerCount('SIGTERM')).toBe(0)
+    await p.close()
   })
 
   it('after close() the process exits by itself, promptly', async () => {
