@@ -4,7 +4,8 @@ import type { BreakerState } from './breaker/circuit-breaker.js'
 import { EntryState, SmartCache, type SmartCacheStats } from './cache/smart-cache.js'
 import { type Clock, systemClock } from './clock.js'
 import { type ContextHelpers, createContext, type RequestContext } from './context/als.js'
-import { type ContextWriter, compileContextWriter } from './context/writer.js'
+import { beginLine, endLine } from './context/line-scope.js'
+import { type ContextSlot, type ContextWriter, compileContextWriter } from './context/writer.js'
 import {
   type AnyEnricher,
   contextFieldsOf,
@@ -250,8 +251,11 @@ export class Pipeline {
   /** @internal */ fns: Slot[] = []
   /** @internal */ contexts: Slot[] = []
   /** @internal */ globals: Slot[] = []
-  /** Writes every defineContextFields enricher's keys from the request context into `out`. @internal */
-  writeContexts: ContextWriter = compileContextWriter([])
+  /**
+   * Writes every defineContextFields enricher's keys from the request context
+   * into `out`; returns the problems of values it refused, or undefined. @internal
+   */
+  writeContexts: ContextWriter<Problems> = compileContextWriter([], refusedContext)
   /** @internal */ globalProblems: Problems | undefined
   /** @internal */ globalTimeouts: string[] | undefined
   /** @internal */ nextCheck = 0
@@ -376,7 +380,7 @@ export class Pipeline {
     this.keyed = this.slots.filter((s) => s.def !== undefined && !s.global)
     this.fns = this.slots.filter((s) => s.fn !== undefined && s.from === undefined)
     this.contexts = this.slots.filter((s) => s.from !== undefined)
-    this.writeContexts = compileContextWriter(this.contexts)
+    this.writeContexts = compileContextWriter(this.contexts, refusedContext)
     this.globals = this.slots.filter((s) => s.global)
     this.prepareGlobals()
   }
@@ -514,6 +518,15 @@ export class Pipeline {
    * @internal
    */
   collectNow(ctx: EnrichContext, out: Fields, into: Problems | undefined, now: number): Problems | undefined {
+    const outer = beginLine()
+    try {
+      return this.#collectNow(ctx, out, into, now)
+    } finally {
+      endLine(outer)
+    }
+  }
+
+  #collectNow(ctx: EnrichContext, out: Fields, into: Problems | undefined, now: number): Problems | undefined {
     let problems = into
     const level = ctx.level
     for (const slot of this.keyed) {
@@ -574,7 +587,10 @@ export class Pipeline {
       }
     }
     const c = ctx.context
-    if (c !== undefined) this.writeContexts(c, level, out)
+    if (c !== undefined) {
+      const refused = this.writeContexts(c, level, out)
+      if (refused !== undefined) problems = mergeProblems(problems, refused)
+    }
     return problems
   }
 
@@ -584,6 +600,15 @@ export class Pipeline {
    * @internal
    */
   gather(g: Gathering): void {
+    const outer = beginLine()
+    try {
+      this.#gather(g)
+    } finally {
+      endLine(outer)
+    }
+  }
+
+  #gather(g: Gathering): void {
     const ctx = g.ctx
     const keyed = this.keyed
     const fns = this.fns
@@ -652,7 +677,8 @@ export class Pipeline {
     const c = ctx.context
     if (c !== undefined && this.contexts.length !== 0) {
       const out: Fields = {}
-      this.writeContexts(c, ctx.level, out)
+      const refused = this.writeContexts(c, ctx.level, out)
+      if (refused !== undefined) g.problems = mergeProblems(g.problems, refused)
       g.parts[keyed.length + fns.length] = out
     }
   }
@@ -1104,6 +1130,23 @@ function slotProblem(problems: Problems | undefined, kind: ProblemKind, slot: Sl
     slot.memo[kind] = memo
   }
   return memo
+}
+
+/** A context value refused by the writer (too long): counted, and the enricher recorded as invalid. */
+function refusedContext(slot: ContextSlot, so: Problems | undefined): Problems {
+  const s = slot as Slot
+  s.invalid++
+  return slotProblem(so, ProblemKind.Invalid, s)
+}
+
+/** `extra`'s problems added to `problems`. */
+function mergeProblems(problems: Problems | undefined, extra: Problems): Problems {
+  if (problems === undefined) return extra
+  let p = problems
+  for (const [kind, names] of Object.entries(extra) as Array<[ProblemKind, string[]]>) {
+    for (const name of names) p = addProblem(p, kind, name)
+  }
+  return p
 }
 
 const serialized = new WeakMap<Problems, string>()

@@ -1,6 +1,7 @@
 import pino, { type LoggerOptions } from 'pino'
 import type { EnrichContext, Fields } from '../enricher.js'
 import { type Gathering, type Pipeline, problemsJson, type View } from '../pipeline.js'
+import { destinationWatch } from './destination.js'
 import { OrderedQueue, type QueuedLine } from './ordered-queue.js'
 
 /** How enrichment reaches pino's lines. */
@@ -111,8 +112,11 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
 
   const storage = p.context.storage
   const counters = p.counters
+  const refused = destinationWatch(counters)
   const mixin = (mergeObject: object, level: number, logger: pino.Logger): object => {
     counters.enriched++
+    // The line is still written: to a destination that failed, where it is counted as dropped.
+    refused(logger)
     // A deferred line is counted when logged: one logged before close() may be written by it.
     if (p.closed && current === undefined) counters.afterClose++
     // A fresh object every line: pino assigns the call's fields into it.
@@ -138,7 +142,7 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
       } else if (p.contexts.length !== 0) {
         // Only request-context fields: written straight in, no context object for the line.
         const c = storage.getStore()
-        if (c !== undefined) p.writeContexts(c, level, out)
+        if (c !== undefined) problems = p.writeContexts(c, level, out)
       }
       const all = problems === undefined ? p.globalProblems : p.problemsFor(problems)
       if (all !== undefined) out[errorKey] = all
