@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url'
 import pino from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
 import { defineEnricher } from '../../src/index.js'
+import { figures } from '../helpers/figures.js'
 import { trackPipelines } from '../helpers/pipelines.js'
 
 const { pipeline, closePipelines } = trackPipelines()
@@ -53,8 +54,9 @@ function droppedMetric(text: string): number | undefined {
 describe('lines a destination refuses are counted as dropped', () => {
   it.for(['sync', 'async'] as const)(
     'node app | head -1 (pino.destination(1), %s): every line after the reader left is counted in stats and metrics',
-    async (mode) => {
+    async (mode, ctx) => {
       const r = await headOne(mode)
+      figures(ctx, { linesAfterReaderLeft: 100, dropped: r.stats?.dropped, enriched: r.stats?.enriched, code: r.code })
       expect(r.code).toBe(0)
       expect(JSON.parse(r.first)).toMatchObject({ msg: 'first', host: { name: 'box' } })
       expect(r.stats?.enriched).toBe(101)
@@ -63,7 +65,7 @@ describe('lines a destination refuses are counted as dropped', () => {
     },
   )
 
-  it("a stream that fails (its own 'error' listener keeps the app up): lines given to it after the failure are counted", async () => {
+  it("a stream that fails (its own 'error' listener keeps the app up): lines given to it after the failure are counted", async (ctx) => {
     const p = pipeline()
     p.register(defineEnricher({ name: 'host', compute: () => ({ host: { name: 'box' } }) }))
     await p.ready()
@@ -84,6 +86,7 @@ describe('lines a destination refuses are counted as dropped', () => {
       log.info({ i }, 'line')
       await turn()
     }
+    figures(ctx, { lines: 20, accepted, dropped: p.stats().records.dropped })
     expect(accepted).toBe(5)
     expect(errors).toHaveLength(1)
     // Line 6 failed inside the stream, where a generic Writable's buffer cannot be read: not counted.

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { runChild } from '../helpers/child.js'
+import { figures } from '../helpers/figures.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'pino-enrich-'))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
@@ -48,7 +49,7 @@ describe('process exit and signals (real child processes)', () => {
     expectAllOnce(lines, 1000)
   })
 
-  it('handleSignals(): a second SIGTERM during the close is absorbed; every line is written and the exit is 143', async () => {
+  it('handleSignals(): a second SIGTERM during the close is absorbed; every line is written and the exit is 143', async (ctx) => {
     const file = join(dir, 'sigterm-twice.ndjson')
     // The lines wait on a hung enricher with a 5 s deadline: the close holds them for closeTimeoutMs (2 s).
     const r = await runChild('sigterm.ts', [file, '5000'], {
@@ -58,15 +59,16 @@ describe('process exit and signals (real child processes)', () => {
         setTimeout(() => process.kill(pid, 'SIGTERM'), 200)
       },
     })
+    const lines = readLines(file)
+    figures(ctx, { signals: 2, written: lines.length, code: r.code, signal: r.signal })
     expect(r.stderr).toBe('')
     expect(r.signal).toBeNull()
     expect(r.code).toBe(143)
-    const lines = readLines(file)
     expectAllOnce(lines, 1000)
     expect(lines[0]?.enrich).toEqual({ timeout: ['user'] })
   })
 
-  it("handleSignals() beside the app's own SIGTERM handler: the in-flight request completes, the app's drain logs, and the exit code is the app's", async () => {
+  it("handleSignals() beside the app's own SIGTERM handler: the in-flight request completes, the app's drain logs, and the exit code is the app's", async (ctx) => {
     const file = join(dir, 'http-drain.ndjson')
     let response: Promise<{ status: number; body: string }> | undefined
     const r = await runChild('http-drain.ts', [file], {
@@ -88,6 +90,8 @@ describe('process exit and signals (real child processes)', () => {
         if (chunk.includes('in-flight')) process.kill(pid, 'SIGTERM')
       },
     })
+    const settled = await response?.catch((e: unknown) => String(e))
+    figures(ctx, { code: r.code, response: JSON.stringify(settled), lines: readLines(file).length })
     expect(r.stderr).toBe('')
     expect(r.signal).toBeNull()
     expect(r.code).toBe(0)

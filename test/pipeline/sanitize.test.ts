@@ -2,6 +2,7 @@ import pino from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
 import { defineEnricher, type Fields } from '../../src/index.js'
 import { sanitizeFields } from '../../src/sanitize.js'
+import { figures } from '../helpers/figures.js'
 import { trackPipelines } from '../helpers/pipelines.js'
 import { sink } from '../helpers/sink.js'
 
@@ -34,11 +35,12 @@ async function lineWith(value: unknown, mode: 'snapshot' | 'deferred'): Promise<
 }
 
 describe('enricher output that is not plain data', () => {
-  it('an 8 MB Buffer is refused without being walked: faster than copying it once, recorded as invalid', () => {
+  it('an 8 MB Buffer is refused without being walked: faster than copying it once, recorded as invalid', (ctx) => {
     const big = Buffer.alloc(8 * 1024 * 1024, 1)
     const copyMs = fastest(3, () => Buffer.from(big))
     const sanitizeMs = fastest(3, () => sanitizeFields({ big }, 16_384, NONE, undefined))
     const s = sanitizeFields({ big, ok: 1 }, 16_384, NONE, undefined)
+    figures(ctx, { sanitizeMs, copyMs })
     expect(s).toEqual({ fields: { ok: 1 }, problem: 'invalid' })
     // Walking it (Object.keys of 8 million indices) took 1.4 s to 11 s here; one memcpy takes about 1 ms.
     expect(sanitizeMs).toBeLessThan(copyMs)

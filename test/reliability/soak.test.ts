@@ -41,7 +41,9 @@ describe('soak (real child process, real loopback backend)', () => {
       exitAfterCloseMs: r.exitAfterCloseMs,
     })
     expect(r.failures).toEqual([])
-    expect(r.lines).toBeGreaterThan(30_000)
+    // Enough lines for the heap check to see a leak (10,000 lines leaking 500 B each are 5 MB),
+    // whatever rate a loaded machine allows: a rate bound (30,000 lines in the 20 s) failed under load.
+    expect(r.lines).toBeGreaterThan(10_000)
     expect(r.heapGrowthMB).toBeLessThan(5)
     expect(r.handlesLateMedian).toBeLessThanOrEqual(r.handlesEarlyMedian + HANDLE_SLACK)
     expect(r.handlesMax).toBeLessThanOrEqual(HANDLE_CEILING)
