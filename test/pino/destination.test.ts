@@ -38,7 +38,7 @@ function headOne(
     child.send('closed')
   })
   return new Promise((resolve) => {
-    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000)
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000)
     child.on('close', (code) => {
       clearTimeout(timer)
       resolve({ first, stats, code })
@@ -51,7 +51,7 @@ function droppedMetric(text: string): number | undefined {
   return m?.[1] === undefined ? undefined : Number(m[1])
 }
 
-describe('lines a destination refuses are counted as dropped', () => {
+describe('lines a destination refuses are counted as dropped', { timeout: 120_000 }, () => {
   it.for(['sync', 'async'] as const)(
     'node app | head -1 (pino.destination(1), %s): every line after the reader left is counted in stats and metrics',
     async (mode, ctx) => {

@@ -22,11 +22,14 @@ function expectAllOnce(lines: Array<Record<string, unknown>>, count: number): vo
   expect(seen.size).toBe(count)
 }
 
-describe('process exit and signals (real child processes)', () => {
+// Starting a TypeScript child takes 10-20 s on a loaded machine (measured at load 25 on 2 cores):
+// each child gets 60 s before it is killed, and each test twice that.
+const CHILD_MS = 60_000
+describe('process exit and signals (real child processes)', { timeout: 2 * CHILD_MS }, () => {
   for (const mode of ['sync', 'async']) {
     it(`process.exit() writes every pending deferred line once (${mode} destination)`, async () => {
       const file = join(dir, `exit-${mode}.ndjson`)
-      const r = await runChild('deferred-exit.ts', [file, mode, '20000'])
+      const r = await runChild('deferred-exit.ts', [file, mode, '20000'], { timeoutMs: CHILD_MS })
       expect(r.stderr).toBe('')
       expect(r.code).toBe(0)
       const lines = readLines(file)
@@ -39,6 +42,7 @@ describe('process exit and signals (real child processes)', () => {
   it('handleSignals(): SIGTERM writes every line and exits with 143', async () => {
     const file = join(dir, 'sigterm.ndjson')
     const r = await runChild('sigterm.ts', [file], {
+      timeoutMs: CHILD_MS,
       onStdout: (chunk, pid) => {
         if (chunk.includes('ready')) process.kill(pid, 'SIGTERM')
       },
@@ -53,6 +57,7 @@ describe('process exit and signals (real child processes)', () => {
     const file = join(dir, 'sigterm-twice.ndjson')
     // The lines wait on a hung enricher with a 5 s deadline: the close holds them for closeTimeoutMs (2 s).
     const r = await runChild('sigterm.ts', [file, '5000'], {
+      timeoutMs: CHILD_MS,
       onStdout: (chunk, pid) => {
         if (!chunk.includes('ready')) return
         process.kill(pid, 'SIGTERM')
@@ -72,6 +77,7 @@ describe('process exit and signals (real child processes)', () => {
     const file = join(dir, 'http-drain.ndjson')
     let response: Promise<{ status: number; body: string }> | undefined
     const r = await runChild('http-drain.ts', [file], {
+      timeoutMs: CHILD_MS,
       onStdout: (chunk, pid) => {
         const port = /port (\d+)/.exec(chunk)?.[1]
         if (port !== undefined) {
@@ -109,7 +115,7 @@ describe('process exit and signals (real child processes)', () => {
   })
 
   it('after close() the process exits by itself, promptly', async () => {
-    const r = await runChild('close-exits.ts', [], { timeoutMs: 10_000 })
+    const r = await runChild('close-exits.ts', [], { timeoutMs: CHILD_MS })
     expect(r.code).toBe(0)
     expect(r.signal).toBeNull()
     const closedAt = Number(/closed ([\d.]+)/.exec(r.stderr)?.[1])

@@ -53,7 +53,7 @@ function userLookup(url: string, options: { timeoutMs?: number; breaker?: false 
   })
 }
 
-describe('faults: a backend that hangs, fails or misbehaves (real loopback HTTP)', () => {
+describe('faults: a backend that hangs, fails or misbehaves (real loopback HTTP)', { timeout: 120_000 }, () => {
   it('a hanging enricher with a 5 ms deadline: 100,000 lines all written, each by the deadline, the field recorded as a timeout, and the process exits by itself soon after close()', async (ctx) => {
     const backend = await server({ mode: Fault.NeverRespond })
     const file = join(dir, 'hang.ndjson')

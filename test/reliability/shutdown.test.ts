@@ -117,7 +117,13 @@ function expectComplete(o: Outcome, count: number, dest: Dest): void {
   if (dest !== 'async') expect(o.outOfOrder).toBe(0)
 }
 
-describe.concurrent('shutdown and data loss (real child processes, every destination kind and mode)', () => {
+// Every row starts at once and waits its turn in `limited`: vitest's per-test
+// timeout would count that wait, which on a loaded machine (load 25 on these two
+// cores, measured) passes 30 s for rows far down the queue. Each child has its
+// own 60 s bound (runChild); the test's bound is only the whole queue's.
+describe.concurrent('shutdown and data loss (real child processes, every destination kind and mode)', {
+  timeout: 15 * 60_000,
+}, () => {
   it.for(ROWS)(
     'process.exit(0) after 100,000 lines (%s, %s): 100,000 written, none twice, none torn',
     async ([dest, mode], ctx) => {
