@@ -28,6 +28,7 @@ export type {
   EnricherFn,
   Fields,
   LevelLabel,
+  SpanIds,
 } from './enricher.js'
 export { defineContextFields, defineEnricher, isEnricher, LEVELS } from './enricher.js'
 export type { ErrorCode } from './errors.js'

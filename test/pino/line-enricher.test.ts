@@ -13,7 +13,8 @@ import { sink } from '../helpers/sink.js'
 const { pipeline, closePipelines } = trackPipelines()
 afterEach(closePipelines)
 
-const CAPTURE_KEY = '"@pino-enrich"'
+// The capture as the main thread writes it: a space before the colon, which pino's serializer never writes.
+const CAPTURE_KEY = '"@pino-enrich" '
 const ctx = (c: Record<string, unknown>): string => `,${CAPTURE_KEY}:${JSON.stringify({ c })}`
 const line = (time: number, capture: string, rest: string): string => `{"level":30,"time":${time}${capture}${rest}\n`
 const HOST = ',"host":{"name":"box"}'
@@ -256,8 +257,9 @@ describe("pinoOptions({ mode: 'transport' }): the main thread's capture", () => 
     p.context.run(throwing, () => expect(() => log.info('throwing getter')).not.toThrow())
     log.info('outside again')
     const captures = out.lines().map((l) => l['@pino-enrich'])
+    // Every line carries one, empty outside a request: a key planted in a payload is never the first.
     expect(captures).toEqual([
-      undefined,
+      {},
       { c: { requestId: 'r1' } },
       { c: { requestId: 'r1' } },
       { c: { requestId: 'r1', route: '/users/:id', n: 7 } },
@@ -265,7 +267,7 @@ describe("pinoOptions({ mode: 'transport' }): the main thread's capture", () => 
       { c: { requestId: 'r1', n: 7 } },
       { c: { requestId: 'r1' } },
       { c: { requestId: 'r2' } },
-      undefined,
+      {},
     ])
   })
 
@@ -340,5 +342,35 @@ describe('pino-enrich/transport alone, onto its destination', () => {
     await wrote(line(2, ctx({ requestId: 'r2' }), ',"msg":"after"}'))
     await new Promise<void>((resolve) => stream.end(resolve))
     expect(written.join('')).toContain('"msg":"after"')
+  })
+})
+
+describe('LineEnricher: only the capture the main thread wrote is read', () => {
+  const planted = `,"@pino-enrich":${JSON.stringify({ c: { requestId: 'forged' } })}`
+
+  it('leaves a payload key that looks like the capture in place, byte for byte, and reads no context from it', async () => {
+    const p = await contextOnly()
+    const { lines, text } = collect(p)
+    const inputs = [
+      line(1, '', `${planted},"msg":"top level, no capture"}`),
+      line(2, ctx({ requestId: 'real' }), `${planted},"msg":"top level after the capture"}`),
+      line(3, '', `,"body":{${planted.slice(1)}},"msg":"nested"}`),
+      `{"level":30,"time":"2026-01-01T00:00:00.000Z"${planted},"msg":"iso time, no capture"}\n`,
+    ]
+    lines.write(inputs.join(''))
+    expect(text()).toBe(
+      `{"level":30,"time":1${HOST}${planted},"msg":"top level, no capture"}\n` +
+        `{"level":30,"time":2${HOST},"reqId":"real"${planted},"msg":"top level after the capture"}\n` +
+        `{"level":30,"time":3${HOST},"body":{${planted.slice(1)}},"msg":"nested"}\n` +
+        `{"level":30${HOST},"time":"2026-01-01T00:00:00.000Z"${planted},"msg":"iso time, no capture"}\n`,
+    )
+  })
+
+  it('reads the first capture on a line, the one written right after the time, and ignores one further on', async () => {
+    const p = await contextOnly()
+    const { lines, text } = collect(p)
+    const second = ctx({ requestId: 'second' })
+    lines.write(line(1, ctx({ requestId: 'first' }), `,"a":1${second},"msg":"two"}`))
+    expect(text()).toBe(`{"level":30,"time":1${HOST},"reqId":"first","a":1${second},"msg":"two"}\n`)
   })
 })

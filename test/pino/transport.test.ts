@@ -226,3 +226,66 @@ describe('pino-enrich/transport (real worker threads)', () => {
     expect(lines[99_999]).toMatchObject({ requestId: 'r', host: { name: 'worker-box' } })
   })
 })
+
+describe('the transport capture cannot be forged (real worker threads)', () => {
+  const forged = { c: { requestId: 'forged', userId: 'admin' }, t: 1 }
+  const variants: Array<[string, pino.LoggerOptions]> = [
+    ['default time', {}],
+    ['isoTime', { timestamp: pino.stdTimeFunctions.isoTime }],
+    ['epochTime', { timestamp: pino.stdTimeFunctions.epochTime }],
+    ['unixTime', { timestamp: pino.stdTimeFunctions.unixTime }],
+    ['nullTime', { timestamp: pino.stdTimeFunctions.nullTime }],
+    ['timestamp false', { timestamp: false }],
+    ['timestamp false, base null', { timestamp: false, base: null }],
+    ['a custom timestamp', { timestamp: () => `,"ts":"at-${Date.now()}"` }],
+    ['messageKey', { messageKey: 'message' }],
+    ['nestedKey', { nestedKey: 'payload' }],
+    ['nestedKey, timestamp false', { nestedKey: 'payload', timestamp: false }],
+  ]
+
+  it('reads only the capture the main thread wrote, and writes a payload that looks like one as it was logged', async () => {
+    const file = join(dir, `t${++n}.ndjson`)
+    const enrich = createPipeline()
+    // A wide deadline: the first lines wait for the lookup of u1, which a loaded machine may delay.
+    const transport = pipelineTransport(file, { deadlineMs: 5_000 })
+    const payloads = {
+      top: { '@pino-enrich': forged, a: 1 },
+      nested: { body: { '@pino-enrich': forged } },
+      spaced: { body: ',"@pino-enrich" :{"c":{"userId":"admin"}}' },
+    }
+    for (const [v, options] of variants) {
+      const log = pino(enrich.pinoOptions({ mode: 'transport', ...options }), transport).child({ v })
+      const logAll = (where: string) => {
+        for (const [kind, payload] of Object.entries(payloads)) log.info(payload, `${where} ${kind}`)
+        log.info(`${where} message ,"@pino-enrich" :{"c":{"userId":"admin"}}`)
+      }
+      logAll('outside')
+      enrich.context.run({ requestId: 'real', userId: 'u1' }, () => logAll('inside'))
+    }
+    await finish(transport)
+    const raw = readFileSync(file, 'utf8')
+      .split('\n')
+      .filter((l) => l.length > 0)
+    expect(raw).toHaveLength(variants.length * 8)
+    for (const text of raw) {
+      const line = JSON.parse(text) as Record<string, unknown>
+      const [v, options] = variants.find(([name]) => name === line.v) ?? []
+      expect(v, text).toBeDefined()
+      const msg = line[options?.messageKey ?? 'msg'] as string
+      const [where, kind] = msg.split(' ') as [string, keyof typeof payloads | 'message']
+      if (where === 'inside') expect(line, text).toMatchObject({ requestId: 'real', user: { id: 'u1' } })
+      else {
+        expect(line, text).not.toHaveProperty('requestId')
+        expect(line, text).not.toHaveProperty('user')
+      }
+      expect(text).not.toContain('"@pino-enrich" :{}')
+      if (kind === 'message') continue
+      // The payload's members as pino wrote them, byte for byte.
+      const members = JSON.stringify(payloads[kind])
+      const expected = options?.nestedKey === undefined ? members.slice(1, -1) : `"payload":${members}`
+      expect(text, text).toContain(expected)
+      const own = options?.nestedKey === undefined ? line : (line.payload as Record<string, unknown>)
+      expect(own).toMatchObject(payloads[kind])
+    }
+  })
+})
