@@ -13,7 +13,7 @@ interface Line extends QueuedLine {
   verbatim: string | undefined
   /** The line's own ending, `\n` or `\r\n`. */
   eol: string
-  /** The redaction of the logger that wrote it. */
+  /** Its capture's writer for serializers and redaction, if any. */
   redact: RedactWriter | undefined
 }
 
@@ -174,7 +174,7 @@ interface Captured {
   context: Record<string, unknown> | undefined
   trace: SpanIds | undefined
   time: number | undefined
-  /** The logger's redaction, applied to every enriched field of the line. */
+  /** Writes the line's enriched fields through the transport's serializers and the logger's redaction; undefined for neither. */
   redact: RedactWriter | undefined
   /** The context-fields enrichers' output for this context, as JSON members. */
   contextJson: string
@@ -250,6 +250,9 @@ function levelOf(level: unknown): number {
   return LEVELS.info
 }
 
+/** pino serializers by top-level key, as `serializers` takes them. */
+export type Serializers = Readonly<Record<string, (value: unknown) => unknown>>
+
 /** Output is handed on in pieces of about this many characters, or once per chunk. */
 const BATCH = 65_536
 
@@ -299,9 +302,15 @@ export class LineEnricher {
       }
     | undefined
 
-  constructor(p: Pipeline, out: (text: string) => void) {
+  readonly #serializers: Serializers | undefined
+  /** Lines with no capture, when serializers apply to every line. */
+  readonly #none: Captured
+
+  constructor(p: Pipeline, out: (text: string) => void, serializers?: Serializers) {
     this.#p = p
     this.#out = out
+    this.#serializers = serializers
+    this.#none = serializers === undefined ? NONE : { ...NONE, redact: this.#objectWriter(undefined) }
     this.#errorKeyJson = JSON.stringify(p.errorKey)
     this.#writer = p.writeContexts
     // Globals as pre-serialized JSON, rebuilt only when a value changes.
@@ -549,7 +558,7 @@ export class LineEnricher {
   }
 
   #understand(text: string | undefined): Captured {
-    if (text === undefined) return NONE
+    if (text === undefined) return this.#none
     const p = this.#p
     if (this.#writer !== p.writeContexts) {
       // Enrichers were added or removed: what was worked out may differ now.
@@ -582,7 +591,7 @@ export class LineEnricher {
         context,
         trace: spanOf(capture?.s),
         time: typeof capture?.t === 'number' ? capture.t : undefined,
-        redact: capture?.r === undefined ? undefined : this.#redactor(capture.r),
+        redact: this.#objectWriter(capture?.r === undefined ? undefined : this.#redactor(capture.r)),
         contextJson,
       }
       if (this.#captures.size >= 1024) this.#captures.clear()
@@ -592,6 +601,32 @@ export class LineEnricher {
     this.#lastText = value.text
     this.#last = value
     return value
+  }
+
+  /**
+   * How the line's enriched fields are written when they must be seen as
+   * objects: through the transport's serializers, then the logger's
+   * redaction, as pino orders them. Undefined when neither applies.
+   */
+  #objectWriter(redact: RedactWriter | undefined): RedactWriter | undefined {
+    const s = this.#serializers
+    if (s === undefined) return redact
+    const write = redact ?? fieldsJson
+    return (fields) => {
+      const out: Fields = {}
+      for (const key of Object.keys(fields)) {
+        const f = Object.hasOwn(s, key) ? s[key] : undefined
+        if (f === undefined) out[key] = fields[key]
+        else {
+          try {
+            out[key] = f(fields[key])
+          } catch {
+            // A serializer that throws costs its own key, never the line (left out: its input may be what it hides).
+          }
+        }
+      }
+      return write(out)
+    }
   }
 
   /** The writer for a logger's `redact`, made once per distinct option. */

@@ -12,8 +12,9 @@ export const PinoMode = {
   Deferred: 'deferred',
   /**
    * The main-thread half of `pino-enrich/transport`: no enrichment here, only
-   * the request context (and the call time when `timestamp` is customised)
-   * captured into each line for the worker, under {@link TRANSPORT_KEY}.
+   * what the worker needs captured into each line, under {@link TRANSPORT_KEY}:
+   * the request context, the active span, the `redact` option, and the call
+   * time when `timestamp` is customised.
    */
   Transport: 'transport',
 } as const
@@ -385,6 +386,7 @@ function transportOptions(p: Pipeline, user: LoggerOptions, contextKeys: readonl
   let traceId = ''
   let spanId = ''
   let flags = -1
+  let lastSpan: object | undefined
   const build = (): string => {
     let context = ''
     for (let i = 0; i < keys.length; i++) {
@@ -415,16 +417,20 @@ function transportOptions(p: Pipeline, user: LoggerOptions, contextKeys: readonl
     }
     if (api !== undefined) {
       const sc = api.trace.getSpanContext(api.context.active() as never)
-      if (sc === undefined || !api.isSpanContextValid(sc)) {
-        if (flags !== -1) {
-          flags = -1
+      // A span hands out the same span context object on every call: checked (two regular expressions) once.
+      if (sc !== lastSpan) {
+        lastSpan = sc
+        if (sc === undefined || !api.isSpanContextValid(sc)) {
+          if (flags !== -1) {
+            flags = -1
+            changed = true
+          }
+        } else if (sc.traceId !== traceId || sc.spanId !== spanId || sc.traceFlags !== flags) {
+          traceId = sc.traceId
+          spanId = sc.spanId
+          flags = sc.traceFlags
           changed = true
         }
-      } else if (sc.traceId !== traceId || sc.spanId !== spanId || sc.traceFlags !== flags) {
-        traceId = sc.traceId
-        spanId = sc.spanId
-        flags = sc.traceFlags
-        changed = true
       }
     }
     if (changed) capture = build()

@@ -286,6 +286,39 @@ describe("pinoOptions({ mode: 'transport' }): the main thread's capture", () => 
   })
 })
 
+describe("pinoOptions({ mode: 'transport' }): redact", () => {
+  it('carries the redact option in the capture, and the worker censors enriched fields with it on the in-place path', async () => {
+    const main = pipeline()
+    const out = sink()
+    const log = pino(main.pinoOptions({ mode: 'transport', redact: { paths: ['reqId', 'host.name'] } }), out)
+    main.context.run({ requestId: 'r1', route: '/a' }, () => log.info('a'))
+    log.info('outside')
+    const written = out.chunks.join('')
+    expect(out.lines().map((l) => l['@pino-enrich'])).toEqual([
+      { c: { requestId: 'r1', route: '/a' }, r: { paths: ['reqId', 'host.name'] } },
+      { r: { paths: ['reqId', 'host.name'] } },
+    ])
+    const p = await contextOnly()
+    const { lines, text } = collect(p)
+    lines.write(written)
+    const [a, outside] = text()
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+    expect(a).toMatchObject({ msg: 'a', reqId: '[Redacted]', host: { name: '[Redacted]' } })
+    expect(outside).toMatchObject({ msg: 'outside', host: { name: '[Redacted]' } })
+    expect(outside).not.toHaveProperty('reqId')
+  })
+
+  it('refuses a censor function at once: it cannot reach the worker thread', () => {
+    const p = pipeline()
+    expect(() => p.pinoOptions({ mode: 'transport', redact: { paths: ['a'], censor: () => 'x' } })).toThrow(
+      /redact\.censor cannot be a function with mode 'transport'/,
+    )
+    expect(() => p.pinoOptions({ mode: 'transport', redact: { paths: 'a' } as never })).toThrow(TypeError)
+  })
+})
+
 describe('pino-enrich/transport alone, onto its destination', () => {
   it('drops what still waits, without throwing, when its destination fails', async () => {
     const { p } = await withUserLookup()
