@@ -50,17 +50,27 @@ let loaded: { api: OtelTraceApi | undefined } | undefined
  * trace enricher is created (so the first line already has the ids); without
  * it, or outside a span, the enricher writes nothing and never fails. A plain
  * per-record enricher: a context lookup per line, no allocation outside spans.
+ * In the `pino-enrich/transport` worker it writes the span that
+ * `pinoOptions({ mode: 'transport' })` captured at the call on the main
+ * thread ({@link EnrichContext.trace}).
  */
 export function traceEnricher(options: TraceEnricherOptions = {}): NamedEnricherFn {
   const api = options.api === undefined ? defaultApi() : (options.api ?? undefined)
-  const fn =
-    api === undefined
-      ? (): undefined => undefined
-      : (_ctx: EnrichContext): Fields | undefined => {
-          const sc = api.trace.getSpanContext(api.context.active() as never)
-          if (sc === undefined || !api.isSpanContextValid(sc)) return undefined
-          return { trace_id: sc.traceId, span_id: sc.spanId, trace_flags: FLAGS[sc.traceFlags & 0xff] as string }
-        }
+  const fn = (ctx: EnrichContext): Fields | undefined => {
+    // In the transport worker the span was captured on the main thread, with the request context.
+    const captured = ctx.trace
+    if (captured !== undefined) {
+      return {
+        trace_id: captured.traceId,
+        span_id: captured.spanId,
+        trace_flags: FLAGS[captured.traceFlags & 0xff] as string,
+      }
+    }
+    if (api === undefined) return undefined
+    const sc = api.trace.getSpanContext(api.context.active() as never)
+    if (sc === undefined || !api.isSpanContextValid(sc)) return undefined
+    return { trace_id: sc.traceId, span_id: sc.spanId, trace_flags: FLAGS[sc.traceFlags & 0xff] as string }
+  }
   return Object.assign(fn, { enricherName: options.name ?? 'trace' })
 }
 

@@ -16,6 +16,22 @@ export interface EnrichContext<C = RequestContext> {
   record: Readonly<Record<string, unknown>>
   /** The request context active at the call ({@link Pipeline.context}), if any. */
   context: C | undefined
+  /**
+   * In the transport worker: the span that was active at the call on the
+   * main thread, captured with the request context (lowercase hex ids, W3C
+   * trace flags). Absent in process, where the active context is at hand.
+   */
+  trace?: SpanIds | undefined
+}
+
+/** A span's ids, as `@opentelemetry/api`'s `SpanContext` has them. */
+export interface SpanIds {
+  /** 32 lowercase hex digits. */
+  traceId: string
+  /** 16 lowercase hex digits. */
+  spanId: string
+  /** W3C trace flags, a byte (1: sampled). */
+  traceFlags: number
 }
 
 /** What a compute receives beside its key and context. */

@@ -28,6 +28,7 @@ export type {
   EnricherFn,
   Fields,
   LevelLabel,
+  SpanIds,
 } from './enricher.js'
 export { defineContextFields, defineEnricher, isEnricher, LEVELS } from './enricher.js'
 export type { ErrorCode } from './errors.js'
@@ -47,6 +48,7 @@ export type { EnrichPinoOptions } from './pino/options.js'
 export { PinoMode } from './pino/options.js'
 export type {
   EnricherStats,
+  HandleSignalsOptions,
   PipelineEvent,
   PipelineOptions,
   PipelineStats,

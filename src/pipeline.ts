@@ -4,7 +4,8 @@ import type { BreakerState } from './breaker/circuit-breaker.js'
 import { EntryState, SmartCache, type SmartCacheStats } from './cache/smart-cache.js'
 import { type Clock, monotonicClock, systemClock } from './clock.js'
 import { type ContextHelpers, createContext, type RequestContext } from './context/als.js'
-import { type ContextWriter, compileContextWriter } from './context/writer.js'
+import { beginLine, endLine } from './context/line-scope.js'
+import { type ContextSlot, type ContextWriter, compileContextWriter } from './context/writer.js'
 import {
   type AnyEnricher,
   contextFieldsOf,
@@ -48,6 +49,22 @@ export interface PipelineOptions {
    */
   clock?: Clock
 }
+
+/** Options of {@link Pipeline.handleSignals}. */
+export interface HandleSignalsOptions {
+  /**
+   * Exit with 128 + the signal number once the close is done. Default: only
+   * when no other listener for the signal is installed; beside the
+   * application's own handler, the exit is left to it.
+   */
+  exit?: boolean
+}
+
+/**
+ * How long past `closeTimeoutMs` a signal's close may take (closing caches and
+ * enrichers once the pending lines are written) before handleSignals goes on, in ms.
+ */
+const SIGNAL_CLOSE_GRACE_MS = 1_000
 
 /** Problem kinds recorded under `errorKey`. */
 export const ProblemKind = {
@@ -249,8 +266,11 @@ export class Pipeline {
   /** @internal */ fns: Slot[] = []
   /** @internal */ contexts: Slot[] = []
   /** @internal */ globals: Slot[] = []
-  /** Writes every defineContextFields enricher's keys from the request context into `out`. @internal */
-  writeContexts: ContextWriter = compileContextWriter([])
+  /**
+   * Writes every defineContextFields enricher's keys from the request context
+   * into `out`; returns the problems of values it refused, or undefined. @internal
+   */
+  writeContexts: ContextWriter<Problems> = compileContextWriter([], refusedContext)
   /** @internal */ globalProblems: Problems | undefined
   /** @internal */ globalTimeouts: string[] | undefined
   /** @internal */ nextCheck = 0
@@ -372,7 +392,7 @@ export class Pipeline {
     this.keyed = this.slots.filter((s) => s.def !== undefined && !s.global)
     this.fns = this.slots.filter((s) => s.fn !== undefined && s.from === undefined)
     this.contexts = this.slots.filter((s) => s.from !== undefined)
-    this.writeContexts = compileContextWriter(this.contexts)
+    this.writeContexts = compileContextWriter(this.contexts, refusedContext)
     this.globals = this.slots.filter((s) => s.global)
     this.prepareGlobals()
   }
@@ -542,6 +562,15 @@ export class Pipeline {
    * @internal
    */
   collectNow(ctx: EnrichContext, out: Fields, into: Problems | undefined, now: number): Problems | undefined {
+    const outer = beginLine()
+    try {
+      return this.#collectNow(ctx, out, into, now)
+    } finally {
+      endLine(outer)
+    }
+  }
+
+  #collectNow(ctx: EnrichContext, out: Fields, into: Problems | undefined, now: number): Problems | undefined {
     let problems = into
     const level = ctx.level
     for (const slot of this.keyed) {
@@ -602,7 +631,10 @@ export class Pipeline {
       }
     }
     const c = ctx.context
-    if (c !== undefined) this.writeContexts(c, level, out)
+    if (c !== undefined) {
+      const refused = this.writeContexts(c, level, out)
+      if (refused !== undefined) problems = mergeProblems(problems, refused)
+    }
     return problems
   }
 
@@ -612,6 +644,15 @@ export class Pipeline {
    * @internal
    */
   gather(g: Gathering): void {
+    const outer = beginLine()
+    try {
+      this.#gather(g)
+    } finally {
+      endLine(outer)
+    }
+  }
+
+  #gather(g: Gathering): void {
     const ctx = g.ctx
     const keyed = this.keyed
     const fns = this.fns
@@ -680,7 +721,8 @@ export class Pipeline {
     const c = ctx.context
     if (c !== undefined && this.contexts.length !== 0) {
       const out: Fields = {}
-      this.writeContexts(c, ctx.level, out)
+      const refused = this.writeContexts(c, ctx.level, out)
+      if (refused !== undefined) g.problems = mergeProblems(g.problems, refused)
       g.parts[keyed.length + fns.length] = out
     }
   }
@@ -970,19 +1012,49 @@ export class Pipeline {
   }
 
   /**
-   * Opt-in shutdown: on SIGTERM or SIGINT, close (writing pending lines), flush
-   * pino's destinations, then exit with 128 + the signal number (143 for SIGTERM).
+   * Opt-in shutdown: on SIGTERM or SIGINT, close (writing pending lines) and
+   * flush pino's destinations. Further signals while that close runs are
+   * absorbed: Node's default action would kill the process with its lines
+   * unwritten. Once the close has finished, or `closeTimeoutMs` plus 1 s has
+   * passed:
    *
+   * - with no other listener for the signal, it exits with 128 + the signal
+   *   number (143 for SIGTERM, 130 for SIGINT);
+   * - beside the application's own listener for it (an HTTP server draining on
+   *   SIGTERM), it leaves the exit to that listener, whose drain and exit code
+   *   stand. Lines logged after the close are written at once, with what is ready.
+   *
+   * `options.exit` overrides that choice: `true` always exits, `false` never does.
+   *
+   * @param signals the signals handled. Default `['SIGTERM', 'SIGINT']`.
    * @returns a disposer that removes the handlers
+   * @throws TypeError for a signal Node does not know or an `exit` that is not a boolean, quoting the value
    */
-  handleSignals(signals: readonly NodeJS.Signals[] = ['SIGTERM', 'SIGINT']): Disposer {
-    const handler = (signal: NodeJS.Signals): void => {
-      dispose()
-      const code = 128 + (osConstants.signals[signal] ?? 15)
-      // process.exit runs pino's own exit flush of its destinations.
-      this.close().finally(() => process.exit(code))
+  handleSignals(
+    signals: readonly NodeJS.Signals[] = ['SIGTERM', 'SIGINT'],
+    options: HandleSignalsOptions = {},
+  ): Disposer {
+    if (!Array.isArray(signals) || signals.some((s) => osConstants.signals[s as NodeJS.Signals] === undefined)) {
+      throw new TypeError(`signals must be an array of signal names such as 'SIGTERM', received ${String(signals)}`)
     }
-    for (const s of signals) process.once(s, handler)
+    const exit = options.exit
+    if (exit !== undefined && typeof exit !== 'boolean') {
+      throw new TypeError(`exit must be a boolean, received ${JSON.stringify(exit)}`)
+    }
+    let closing = false
+    const handler = (signal: NodeJS.Signals): void => {
+      // Kept, not once(): while a listener remains, a second signal cannot take Node's default action.
+      if (closing) return
+      closing = true
+      const others = process.listenerCount(signal) > 1
+      const code = 128 + (osConstants.signals[signal] ?? 15)
+      within(this.close(), this.closeTimeoutMs + SIGNAL_CLOSE_GRACE_MS, true).then(() => {
+        dispose()
+        // process.exit runs pino's own exit flush of its destinations.
+        if (exit ?? !others) process.exit(code)
+      })
+    }
+    for (const s of signals) process.on(s, handler)
     const dispose = (): void => {
       for (const s of signals) process.removeListener(s, handler)
     }
@@ -1108,6 +1180,23 @@ function slotProblem(problems: Problems | undefined, kind: ProblemKind, slot: Sl
     slot.memo[kind] = memo
   }
   return memo
+}
+
+/** A context value refused by the writer (too long): counted, and the enricher recorded as invalid. */
+function refusedContext(slot: ContextSlot, so: Problems | undefined): Problems {
+  const s = slot as Slot
+  s.invalid++
+  return slotProblem(so, ProblemKind.Invalid, s)
+}
+
+/** `extra`'s problems added to `problems`. */
+function mergeProblems(problems: Problems | undefined, extra: Problems): Problems {
+  if (problems === undefined) return extra
+  let p = problems
+  for (const [kind, names] of Object.entries(extra) as Array<[ProblemKind, string[]]>) {
+    for (const name of names) p = addProblem(p, kind, name)
+  }
+  return p
 }
 
 const serialized = new WeakMap<Problems, string>()

@@ -56,7 +56,7 @@ export function expressContext(enrich: ContextSource, options: ExpressContextOpt
     throw new TypeError(`expressContext expects a pipeline (createPipeline()), received ${String(enrich)}`)
   }
   const ids = resolveRequestIdOptions(options)
-  const { user, echo } = resolveStoreOptions(options)
+  const { user, echo } = resolveStoreOptions(options, 'expressContext')
   const context = enrich.context
 
   return function pinoEnrichContext(req: Request, res: Response, next: NextFunction): void {

@@ -86,7 +86,7 @@ const plugin: FastifyPluginCallback<FastifyContextOptions> = (fastify, options, 
 interface Settings {
   context: ContextHelpers<RequestContext>
   header: string
-  user: FastifyContextOptions['user']
+  user: ((request: FastifyRequest) => unknown) | undefined
   echo: boolean
 }
 
@@ -98,7 +98,7 @@ function settingsOf(options: FastifyContextOptions | undefined): Settings {
   const { header } = resolveRequestIdOptions({
     requestIdHeader: options.requestIdHeader ?? REQUEST_ID_DEFAULTS.requestIdHeader,
   })
-  const { user, echo } = resolveStoreOptions(options)
+  const { user, echo } = resolveStoreOptions(options, 'fastifyContext')
   return { context: enrich.context, header, user, echo }
 }
 

@@ -7,8 +7,29 @@ export interface ContextSlot {
   errors: number
 }
 
-/** Writes every context-fields enricher's keys from the request context `c` into `out`. */
-export type ContextWriter = (c: Record<string, unknown>, level: number, out: Record<string, unknown>) => void
+/**
+ * Longest request-context string written onto a line, in characters. A longer
+ * one (a 15 KB user id, an 8 KB unmatched path) is refused, not cut: a cut id
+ * would name someone else. Its enricher is recorded as `invalid` instead.
+ */
+export const MAX_CONTEXT_VALUE_LENGTH = 1_024
+
+/**
+ * Called for a slot that refused a value, with what the line's writer has
+ * refused so far (undefined for the first); returns the new record of it.
+ */
+export type RefusedValue<P> = (slot: ContextSlot, so: P | undefined) => P
+
+/**
+ * Writes every context-fields enricher's keys from the request context `c`
+ * into `out`. Returns what `refused` made of the values left out for being
+ * longer than {@link MAX_CONTEXT_VALUE_LENGTH}, or undefined when none was.
+ */
+export type ContextWriter<P = unknown> = (
+  c: Record<string, unknown>,
+  level: number,
+  out: Record<string, unknown>,
+) => P | undefined
 
 /**
  * Makes the writer of a set of context-fields enrichers. It is compiled to
@@ -19,7 +40,7 @@ export type ContextWriter = (c: Record<string, unknown>, level: number, out: Rec
  * generation is disallowed (`--disallow-code-generation-from-strings`) the
  * same writer runs as a loop.
  */
-export function compileContextWriter(slots: readonly ContextSlot[]): ContextWriter {
+export function compileContextWriter<P>(slots: readonly ContextSlot[], refused: RefusedValue<P>): ContextWriter<P> {
   if (slots.length === 0) return noop
   let body = ''
   slots.forEach((slot, s) => {
@@ -27,28 +48,33 @@ export function compileContextWriter(slots: readonly ContextSlot[]): ContextWrit
     const to = slot.to ?? []
     let copy = ''
     for (let i = 0; i < from.length; i++) {
+      const target = `out[${JSON.stringify(to[i])}]`
       copy +=
         `v = c[${JSON.stringify(from[i])}]; t = typeof v\n` +
-        `if (t === 'string' || t === 'number' || t === 'boolean') out[${JSON.stringify(to[i])}] = v\n`
+        `if (t === 'string') { if (v.length <= ${MAX_CONTEXT_VALUE_LENGTH}) ${target} = v; else bad = refused(slots[${s}], bad) }\n` +
+        `else if (t === 'number' || t === 'boolean') ${target} = v\n`
     }
     // A context getter that throws costs its own enricher's fields, never the line.
     const guarded = `try {\n${copy}} catch {\nslots[${s}].errors++\n}\n`
     body += Number.isFinite(slot.minLevel) ? `if (level >= ${slot.minLevel}) {\n${guarded}}\n` : guarded
   })
   try {
-    return new Function('slots', `'use strict'\nreturn function writeContexts(c, level, out) {\nlet v, t\n${body}}`)(
-      slots,
-    ) as ContextWriter
+    return new Function(
+      'slots',
+      'refused',
+      `'use strict'\nreturn function writeContexts(c, level, out) {\nlet v, t, bad\n${body}return bad\n}`,
+    )(slots, refused) as ContextWriter<P>
   } catch (e) {
     // Only a refusal to generate code; anything else would be a bug here and should surface.
-    if (e instanceof EvalError) return loopWriter(slots)
+    if (e instanceof EvalError) return loopWriter(slots, refused)
     throw e
   }
 }
 
 /** The same writer without code generation. @internal exported for tests */
-export function loopWriter(slots: readonly ContextSlot[]): ContextWriter {
+export function loopWriter<P>(slots: readonly ContextSlot[], refused: RefusedValue<P>): ContextWriter<P> {
   return (c, level, out) => {
+    let bad: P | undefined
     for (let s = 0; s < slots.length; s++) {
       const slot = slots[s] as ContextSlot
       if (level < slot.minLevel) continue
@@ -58,13 +84,17 @@ export function loopWriter(slots: readonly ContextSlot[]): ContextWriter {
         for (let i = 0; i < from.length; i++) {
           const v = c[from[i] as string]
           const t = typeof v
-          if (t === 'string' || t === 'number' || t === 'boolean') out[to[i] as string] = v
+          if (t === 'string') {
+            if ((v as string).length <= MAX_CONTEXT_VALUE_LENGTH) out[to[i] as string] = v
+            else bad = refused(slot, bad)
+          } else if (t === 'number' || t === 'boolean') out[to[i] as string] = v
         }
       } catch {
         slot.errors++
       }
     }
+    return bad
   }
 }
 
-const noop: ContextWriter = () => {}
+const noop = (): undefined => undefined

@@ -1,7 +1,8 @@
-import type { EnrichContext, Fields } from '../enricher.js'
+import type { EnrichContext, Fields, SpanIds } from '../enricher.js'
 import { LEVELS } from '../enricher.js'
 import { type Pipeline, type Problems, problemsJson, type View, within } from '../pipeline.js'
-import { quote, TRANSPORT_KEY, type TransportCapture } from './options.js'
+import { type RedactSpec, type RedactWriter, redactWriter } from '../util/redact.js'
+import { CAPTURE_OPEN, quote, type TransportCapture } from './options.js'
 import { OrderedQueue, type QueuedLine } from './ordered-queue.js'
 
 interface Line extends QueuedLine {
@@ -12,6 +13,8 @@ interface Line extends QueuedLine {
   verbatim: string | undefined
   /** The line's own ending, `\n` or `\r\n`. */
   eol: string
+  /** Its capture's writer for serializers and redaction, if any. */
+  redact: RedactWriter | undefined
 }
 
 /** A line's context whose `record` is parsed only if an enricher reads it. */
@@ -19,89 +22,123 @@ class LineContext implements EnrichContext {
   readonly level: number
   readonly time: number
   readonly context: Record<string, unknown> | undefined
-  readonly #raw: string
+  readonly trace: EnrichContext['trace']
+  /** The line without the capture, in two pieces joined only if `record` is read. */
+  readonly #head: string
+  readonly #rest: string
   #record: Record<string, unknown> | undefined
 
-  constructor(level: number, time: number, context: Record<string, unknown> | undefined, raw: string) {
+  constructor(
+    level: number,
+    time: number,
+    cap: Captured,
+    head: string,
+    rest: string,
+    record?: Record<string, unknown>,
+  ) {
     this.level = level
     this.time = time
-    this.context = context
-    this.#raw = raw
+    this.context = cap.context
+    this.trace = cap.trace
+    this.#head = head
+    this.#rest = rest
+    this.#record = record
   }
 
   get record(): Readonly<Record<string, unknown>> {
     if (this.#record === undefined) {
-      const obj = JSON.parse(this.#raw) as Record<string, unknown>
-      delete obj[TRANSPORT_KEY]
-      this.#record = obj
+      let obj: unknown
+      try {
+        obj = JSON.parse(this.#head + this.#rest)
+      } catch {
+        obj = undefined
+      }
+      this.#record = typeof obj === 'object' && obj !== null ? (obj as Record<string, unknown>) : {}
     }
     return this.#record
   }
 }
 
-const CAPTURE = `,${JSON.stringify(TRANSPORT_KEY)}:`
 const EMPTY: Readonly<Record<string, unknown>> = Object.freeze({})
 const LEVEL_START = '{"level":'
 const TIME_START = ',"time":'
 
 /**
- * Where a line pino wrote with its default keys, `{"level":N,"time":T...`,
- * has its level, time and our capture, read in place without parsing the
- * rest. Indexes are into the chunk the line is in.
+ * Where the line's level, time and our capture are, read in place without
+ * parsing the rest. Indexes are into the chunk the line is in.
  */
 interface Shape {
+  /** The level written as `{"level":N`, or -1 when the line opens otherwise. */
   level: number
+  /** The time written as `,"time":T` right after it, or -1. */
   time: number
-  /** The index after the time's digits. */
-  timeEnd: number
-  /** The capture's JSON object text, and where `,"@pino-enrich":{...}` starts and ends. */
+  /** The capture's JSON object text, and where `,"@pino-enrich" :{...}` starts and ends. */
   capture: string | undefined
+  /** Where the enrichment goes: after level and time, or where the capture was when the line opens otherwise. */
+  insert: number
+  /** Where the capture starts and ends; both `insert` when there is none. */
   at: number
   end: number
 }
 
 /**
- * Reads the shape of the line `t[s, e)` into `into`; false for any other
- * shape, which takes the general path. `known` is the capture text seen last:
- * a JSON object ends where its text does, so a line whose capture starts with
- * it has exactly that capture and needs no scan. The capture is where the
- * main thread's timestamp put it, right after the time, or further on in a
- * line some other code reshaped.
+ * Reads the shape of the line `t[s, e)` into `into`; false when it has no
+ * place for enrichment that can be found without parsing (it then takes the
+ * general path). `known` is the capture text seen last: a JSON object ends
+ * where its text does, so a capture that starts with it is exactly it.
+ *
+ * The capture is read only where the main thread wrote it: the first
+ * {@link CAPTURE_OPEN} on the line, which pino's serializer cannot write, and
+ * which the main thread puts on every line, right after the time.
  */
 function readShape(t: string, s: number, e: number, into: Shape, known: string | undefined): boolean {
-  if (!t.startsWith(LEVEL_START, s)) return false
-  let i = s + LEVEL_START.length
-  const levelStart = i
-  let level = 0
-  for (let c = t.charCodeAt(i); c >= 48 && c <= 57 && i < e; c = t.charCodeAt(++i)) level = level * 10 + c - 48
-  if (i === levelStart || i - levelStart > 9 || !t.startsWith(TIME_START, i)) return false
-  i += TIME_START.length
-  const timeStart = i
-  let time = 0
-  for (let c = t.charCodeAt(i); c >= 48 && c <= 57 && i < e; c = t.charCodeAt(++i)) time = time * 10 + c - 48
-  if (i === timeStart || i - timeStart > 15 || i >= e) return false
-  const c = t.charCodeAt(i)
-  if (c !== 44 && c !== 125) return false
+  if (t.charCodeAt(s) !== 123) return false
+  let level = -1
+  let time = -1
+  let i = s
+  if (t.startsWith(LEVEL_START, s)) {
+    i += LEVEL_START.length
+    const levelStart = i
+    let n = 0
+    for (let c = t.charCodeAt(i); c >= 48 && c <= 57 && i < e; c = t.charCodeAt(++i)) n = n * 10 + c - 48
+    const c = t.charCodeAt(i)
+    if (i !== levelStart && i - levelStart <= 9 && i < e && (c === 44 || c === 125)) {
+      level = n
+      if (t.startsWith(TIME_START, i)) {
+        let j = i + TIME_START.length
+        const timeStart = j
+        let m = 0
+        for (let d = t.charCodeAt(j); d >= 48 && d <= 57 && j < e; d = t.charCodeAt(++j)) m = m * 10 + d - 48
+        const d = t.charCodeAt(j)
+        if (j !== timeStart && j - timeStart <= 15 && j < e && (d === 44 || d === 125)) {
+          time = m
+          i = j
+        }
+      }
+    } else i = s
+  }
   into.level = level
   into.time = time
-  into.timeEnd = i
   let at = i
-  if (t.slice(i, i + CAPTURE.length) !== CAPTURE) {
+  if (!t.startsWith(CAPTURE_OPEN, i)) {
     // Searched within this line only: the chunk may hold thousands more.
-    const found = t.slice(i, e).indexOf(CAPTURE)
-    at = found === -1 ? -1 : i + found
+    const found = t.slice(s, e).indexOf(CAPTURE_OPEN)
+    at = found === -1 ? -1 : s + found
   }
   if (at === -1) {
+    // A line no transport-mode logger wrote: enrichment after level and time, if the line opens with them.
+    if (i === s) return false
     into.capture = undefined
+    into.insert = i
+    into.at = i
+    into.end = i
     return true
   }
-  const valueStart = at + CAPTURE.length
+  const valueStart = at + CAPTURE_OPEN.length
+  // After level and time, ahead of every field of the line's own, which win over enrichment.
+  into.insert = i === s ? at : i
   into.at = at
-  if (
-    known !== undefined &&
-    valueStart + known.length <= e &&
-    t.slice(valueStart, valueStart + known.length) === known
-  ) {
+  if (known !== undefined && valueStart + known.length <= e && t.startsWith(known, valueStart)) {
     into.capture = known
     into.end = valueStart + known.length
     return true
@@ -132,17 +169,45 @@ function objectEnd(s: string, i: number, e: number): number {
 
 /** What a capture's text means, worked out once per distinct text. */
 interface Captured {
+  /** The capture's text, a copy of its own. */
+  text: string
   context: Record<string, unknown> | undefined
+  trace: SpanIds | undefined
   time: number | undefined
+  /** Writes the line's enriched fields through the transport's serializers and the logger's redaction; undefined for neither. */
+  redact: RedactWriter | undefined
   /** The context-fields enrichers' output for this context, as JSON members. */
   contextJson: string
 }
 
-const NONE: Captured = { context: undefined, time: undefined, contextJson: '' }
+const NONE: Captured = {
+  text: '',
+  context: undefined,
+  trace: undefined,
+  time: undefined,
+  redact: undefined,
+  contextJson: '',
+}
 
-function captured(capture: TransportCapture | undefined): Record<string, unknown> | undefined {
-  const c = capture?.c
-  return typeof c === 'object' && c !== null ? c : undefined
+const SPAN = /^([0-9a-f]{32})([0-9a-f]{16})([0-9a-f]{2})$/
+
+function spanOf(s: unknown): SpanIds | undefined {
+  const m = typeof s === 'string' ? SPAN.exec(s) : null
+  if (m === null) return undefined
+  return Object.freeze({
+    traceId: m[1] as string,
+    spanId: m[2] as string,
+    traceFlags: Number.parseInt(m[3] as string, 16),
+  })
+}
+
+/**
+ * A copy of a short string that does not keep the chunk it was sliced from
+ * alive: V8's slices point into their parent, and a cache of them holds
+ * every chunk they came from. Flattening a one-character cons copies the text.
+ */
+function own(s: string): string {
+  return ` ${s}`.slice(1)
 }
 
 // Enricher output keys repeat line after line: their JSON is made once (bounded).
@@ -167,11 +232,26 @@ function ending(t: string, e: number, next: number): string {
   return next > e ? t.slice(e, next) : '\n'
 }
 
+/** The JSON object a line holds, or undefined when it holds something else. */
+function objectOf(text: string): Record<string, unknown> | undefined {
+  try {
+    const parsed: unknown = JSON.parse(text)
+    return typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)
+      ? (parsed as Record<string, unknown>)
+      : undefined
+  } catch {
+    return undefined
+  }
+}
+
 function levelOf(level: unknown): number {
   if (typeof level === 'number') return level
   if (typeof level === 'string' && Object.hasOwn(LEVELS, level)) return LEVELS[level as keyof typeof LEVELS]
   return LEVELS.info
 }
+
+/** pino serializers by top-level key, as `serializers` takes them. */
+export type Serializers = Readonly<Record<string, (value: unknown) => unknown>>
 
 /** Output is handed on in pieces of about this many characters, or once per chunk. */
 const BATCH = 65_536
@@ -196,7 +276,7 @@ export class LineEnricher {
   readonly #queue: OrderedQueue<Line>
   readonly #view: View
   readonly #errorKeyJson: string
-  readonly #shape: Shape = { level: 0, time: 0, timeEnd: 0, capture: undefined, at: 0, end: 0 }
+  readonly #shape: Shape = { level: 0, time: 0, capture: undefined, insert: 0, at: 0, end: 0 }
   /** The start of a line the last chunk ended inside, in the pieces it came in. */
   #carry: string[] = []
   #parts: string[] = []
@@ -207,6 +287,7 @@ export class LineEnricher {
   // Lines of one request carry the same capture text: it is parsed, and its
   // context-fields output serialized, once while it keeps recurring.
   readonly #captures = new Map<string, Captured>()
+  readonly #redactors = new Map<string, RedactWriter>()
   #writer: Pipeline['writeContexts']
   #lastText: string | undefined
   #last: Captured = NONE
@@ -221,9 +302,15 @@ export class LineEnricher {
       }
     | undefined
 
-  constructor(p: Pipeline, out: (text: string) => void) {
+  readonly #serializers: Serializers | undefined
+  /** Lines with no capture, when serializers apply to every line. */
+  readonly #none: Captured
+
+  constructor(p: Pipeline, out: (text: string) => void, serializers?: Serializers) {
     this.#p = p
     this.#out = out
+    this.#serializers = serializers
+    this.#none = serializers === undefined ? NONE : { ...NONE, redact: this.#objectWriter(undefined) }
     this.#errorKeyJson = JSON.stringify(p.errorKey)
     this.#writer = p.writeContexts
     // Globals as pre-serialized JSON, rebuilt only when a value changes.
@@ -307,49 +394,69 @@ export class LineEnricher {
     let ctx: EnrichContext
     let head: string | undefined
     let rest: string | undefined
-    let verbatim: string | undefined
+    let redact: RedactWriter | undefined
+    let record: Record<string, unknown> | undefined
     if (readShape(t, s, e, shape, this.#lastText)) {
-      const { level, timeEnd } = shape
       const cap = this.#understand(shape.capture)
-      if (shape.capture === undefined) rest = next > e ? t.slice(timeEnd, next) : `${t.slice(timeEnd, e)}\n`
-      else {
-        const tail = next > e ? t.slice(shape.end, next) : `${t.slice(shape.end, e)}\n`
-        rest = shape.at === timeEnd ? tail : t.slice(timeEnd, shape.at) + tail
+      head = t.slice(s, shape.insert)
+      rest = next > e ? t.slice(shape.end, next) : `${t.slice(shape.end, e)}\n`
+      // A capture further on than where enrichment goes (a custom timestamp wrote more after the time).
+      if (shape.at !== shape.insert) rest = t.slice(shape.insert, shape.at) + rest
+      let level = shape.level
+      let time = cap.time ?? shape.time
+      if (level === -1 || time === -1) {
+        // Level or time written otherwise (a level formatter, a line of another logger): read from the line.
+        record = objectOf(head + rest)
+        if (record === undefined) {
+          this.#passThrough(t, s, e, next, now)
+          return
+        }
+        if (level === -1) level = levelOf(record.level)
+        if (time === -1) time = typeof record.time === 'number' ? record.time : now
       }
-      head = t.slice(s, timeEnd)
       if (p.keyed.length === 0 && p.fns.length === 0 && this.#queue.size === 0) {
         // Globals and context fields only, nothing queued ahead: out now.
         this.#push(`${head}${this.#injected(level, cap)}${rest}`)
         return
       }
-      ctx = new LineContext(level, cap.time ?? shape.time, cap.context, t.slice(s, e))
+      ctx = new LineContext(level, time, cap, head, rest, record)
+      redact = cap.redact
     } else {
-      const raw = t.slice(s, e)
-      let obj: Record<string, unknown> | undefined
-      try {
-        const parsed: unknown = JSON.parse(raw)
-        if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed))
-          obj = parsed as Record<string, unknown>
-      } catch {
-        obj = undefined
+      record = objectOf(t.slice(s, e))
+      if (record === undefined) {
+        this.#passThrough(t, s, e, next, now)
+        return
       }
-      if (obj === undefined) {
-        // Not ours to judge: a line that is not a JSON object passes through
-        // untouched, still behind any line waiting ahead of it.
-        verbatim = raw + ending(t, e, next)
-        if (this.#queue.size === 0) {
-          this.#emit(verbatim)
-          return
-        }
-        ctx = { level: LEVELS.info, time: now, record: EMPTY, context: undefined }
-      } else {
-        const capture = obj[TRANSPORT_KEY] as TransportCapture | undefined
-        if (capture !== undefined) delete obj[TRANSPORT_KEY]
-        const time = typeof capture?.t === 'number' ? capture.t : typeof obj.time === 'number' ? obj.time : now
-        ctx = { level: levelOf(obj.level), time, record: obj, context: captured(capture) }
-      }
+      const time = typeof record.time === 'number' ? record.time : now
+      ctx = { level: levelOf(record.level), time, record, context: undefined }
     }
-    const eol = ending(t, e, next)
+    this.#queue.push(this.#gathered(ctx, now, head, rest, undefined, ending(t, e, next), redact))
+  }
+
+  /**
+   * Not ours to judge: a line that is not a JSON object passes through
+   * untouched, still behind any line waiting ahead of it.
+   */
+  #passThrough(t: string, s: number, e: number, next: number, now: number): void {
+    const verbatim = t.slice(s, e) + ending(t, e, next)
+    if (this.#queue.size === 0) {
+      this.#emit(verbatim)
+      return
+    }
+    const ctx: EnrichContext = { level: LEVELS.info, time: now, record: EMPTY, context: undefined }
+    this.#queue.push(this.#gathered(ctx, now, undefined, undefined, verbatim, '', undefined))
+  }
+
+  #gathered(
+    ctx: EnrichContext,
+    now: number,
+    head: string | undefined,
+    rest: string | undefined,
+    verbatim: string | undefined,
+    eol: string,
+    redact: RedactWriter | undefined,
+  ): Line {
+    const p = this.#p
     const line: Line = {
       ctx,
       now,
@@ -357,6 +464,7 @@ export class LineEnricher {
       rest,
       verbatim,
       eol,
+      redact,
       parts: [],
       problems: undefined,
       waiting: undefined,
@@ -366,7 +474,7 @@ export class LineEnricher {
       start: now,
     }
     if (verbatim === undefined) p.gather(line)
-    this.#queue.push(line)
+    return line
   }
 
   /**
@@ -388,7 +496,15 @@ export class LineEnricher {
     ) {
       return m.text
     }
-    const text = this.#globals(level) + cap.contextJson + this.#problems(problems)
+    let fields: string
+    if (cap.redact === undefined) fields = this.#globals(level) + cap.contextJson
+    else {
+      const out: Fields = {}
+      this.#p.assignGlobals(level, out)
+      if (cap.context !== undefined && this.#p.contexts.length !== 0) this.#p.writeContexts(cap.context, level, out)
+      fields = cap.redact(out)
+    }
+    const text = fields + this.#problems(problems)
     this.#memo = { cap, level, fragment: view.fragment, mixinGlobals: view.mixinGlobals, problems, text }
     return text
   }
@@ -403,8 +519,16 @@ export class LineEnricher {
     if (line.rest !== undefined) {
       // Enrichment spliced in after level and time, the line's own fields after
       // it, so they win, as pino's own bindings do.
-      let text = (line.head as string) + this.#globals(line.ctx.level)
-      for (const part of line.parts) if (part !== undefined) text += fieldsJson(part)
+      let text = line.head as string
+      if (line.redact === undefined) {
+        text += this.#globals(line.ctx.level)
+        for (const part of line.parts) if (part !== undefined) text += fieldsJson(part)
+      } else {
+        const merged: Fields = {}
+        this.#p.assignGlobals(line.ctx.level, merged)
+        this.#p.mergeParts(line, merged)
+        text += line.redact(merged)
+      }
       this.#emit(`${text}${this.#problems(problems)}${line.rest}`)
       return
     }
@@ -434,7 +558,7 @@ export class LineEnricher {
   }
 
   #understand(text: string | undefined): Captured {
-    if (text === undefined) return NONE
+    if (text === undefined) return this.#none
     const p = this.#p
     if (this.#writer !== p.writeContexts) {
       // Enrichers were added or removed: what was worked out may differ now.
@@ -453,8 +577,8 @@ export class LineEnricher {
       }
       // One object for every line of this capture: frozen, so an enricher
       // cannot change what later lines of the request see.
-      const context = captured(capture)
-      if (context !== undefined) Object.freeze(context)
+      const c = capture?.c
+      const context = typeof c === 'object' && c !== null && !Array.isArray(c) ? Object.freeze(c) : undefined
       let contextJson = ''
       if (context !== undefined && p.contexts.length !== 0) {
         // Context-fields enrichers have no minLevel: the level does not change their output.
@@ -462,13 +586,70 @@ export class LineEnricher {
         this.#writer(context, LEVELS.info, out)
         contextJson = fieldsJson(out)
       }
-      value = { context, time: typeof capture?.t === 'number' ? capture.t : undefined, contextJson }
+      value = {
+        text: own(text),
+        context,
+        trace: spanOf(capture?.s),
+        time: typeof capture?.t === 'number' ? capture.t : undefined,
+        redact: this.#objectWriter(capture?.r === undefined ? undefined : this.#redactor(capture.r)),
+        contextJson,
+      }
       if (this.#captures.size >= 1024) this.#captures.clear()
-      this.#captures.set(text, value)
+      // Keyed by its own copy: a slice of the chunk would keep the whole chunk alive.
+      this.#captures.set(value.text, value)
     }
-    this.#lastText = text
+    this.#lastText = value.text
     this.#last = value
     return value
+  }
+
+  /**
+   * How the line's enriched fields are written when they must be seen as
+   * objects: through the transport's serializers, then the logger's
+   * redaction, as pino orders them. Undefined when neither applies.
+   */
+  #objectWriter(redact: RedactWriter | undefined): RedactWriter | undefined {
+    const s = this.#serializers
+    if (s === undefined) return redact
+    const write = redact ?? fieldsJson
+    return (fields) => {
+      const out: Fields = {}
+      for (const key of Object.keys(fields)) {
+        const f = Object.hasOwn(s, key) ? s[key] : undefined
+        if (f === undefined) out[key] = fields[key]
+        else {
+          try {
+            out[key] = f(fields[key])
+          } catch {
+            // A serializer that throws costs its own key, never the line (left out: its input may be what it hides).
+          }
+        }
+      }
+      return write(out)
+    }
+  }
+
+  /** The writer for a logger's `redact`, made once per distinct option. */
+  #redactor(spec: unknown): RedactWriter {
+    const key = JSON.stringify(spec)
+    let writer = this.#redactors.get(key)
+    if (writer === undefined) {
+      try {
+        const r = spec as RedactSpec
+        if (!Array.isArray(r.paths)) throw new TypeError(`redact paths must be an array, received ${key}`)
+        writer = redactWriter(r)
+      } catch (e) {
+        // Fail closed: a line whose redaction cannot be applied carries no enriched field it might have exposed.
+        writer = () => ''
+        process.emitWarning(
+          `pino-enrich/transport: cannot apply redact ${key}, enriched fields are left out: ${e instanceof Error ? e.message : String(e)}`,
+          { code: 'PINO_ENRICH_REDACT' },
+        )
+      }
+      if (this.#redactors.size >= 64) this.#redactors.clear()
+      this.#redactors.set(key, writer)
+    }
+    return writer
   }
 
   /** Hands on text now or soon: at the end of the chunk, or once the loop turns. */

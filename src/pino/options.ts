@@ -1,6 +1,8 @@
+import { createRequire } from 'node:module'
 import pino, { type LoggerOptions } from 'pino'
 import type { EnrichContext, Fields } from '../enricher.js'
 import { type Gathering, type Pipeline, problemsJson, type View } from '../pipeline.js'
+import { destinationWatch } from './destination.js'
 import { OrderedQueue, type QueuedLine } from './ordered-queue.js'
 
 /** How enrichment reaches pino's lines. */
@@ -11,8 +13,9 @@ export const PinoMode = {
   Deferred: 'deferred',
   /**
    * The main-thread half of `pino-enrich/transport`: no enrichment here, only
-   * the request context (and the call time when `timestamp` is customised)
-   * captured into each line for the worker, under {@link TRANSPORT_KEY}.
+   * what the worker needs captured into each line, under {@link TRANSPORT_KEY}:
+   * the request context, the active span, the `redact` option, and the call
+   * time when `timestamp` is customised.
    */
   Transport: 'transport',
 } as const
@@ -111,8 +114,11 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
 
   const storage = p.context.storage
   const counters = p.counters
+  const refused = destinationWatch(counters)
   const mixin = (mergeObject: object, level: number, logger: pino.Logger): object => {
     counters.enriched++
+    // The line is still written: to a destination that failed, where it is counted as dropped.
+    refused(logger)
     // A deferred line is counted when logged: one logged before close() may be written by it.
     if (p.closed && current === undefined) counters.afterClose++
     // A fresh object every line: pino assigns the call's fields into it.
@@ -138,7 +144,7 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
       } else if (p.contexts.length !== 0) {
         // Only request-context fields: written straight in, no context object for the line.
         const c = storage.getStore()
-        if (c !== undefined) p.writeContexts(c, level, out)
+        if (c !== undefined) problems = p.writeContexts(c, level, out)
       }
       const all = problems === undefined ? p.globalProblems : p.problemsFor(problems)
       if (all !== undefined) out[errorKey] = all
@@ -277,19 +283,93 @@ function deferredQueue(p: Pipeline, write: (item: Pending) => void) {
 /** Where the main thread puts what the transport worker needs; the worker removes it. */
 export const TRANSPORT_KEY = '@pino-enrich'
 
-/** What the main thread captures for the worker: `c` the request context, `t` the call time. */
+/**
+ * How the capture opens on the line: `,"@pino-enrich" :`. The space before
+ * the colon is valid JSON that pino's serializer never writes (it puts no
+ * whitespace between tokens, and a `"` inside a string is escaped), so no
+ * logged payload, message or key can produce it: the worker reads only the
+ * first one on a line, which is the one the main thread wrote. @internal
+ */
+export const CAPTURE_OPEN = `,${JSON.stringify(TRANSPORT_KEY)} :`
+
+/**
+ * What the main thread captures for the worker: `c` the request context,
+ * `s` the active span (trace id, span id and trace flags as hex, 32 + 16 + 2
+ * digits), `r` the logger's `redact` option, `t` the call time. @internal
+ */
 export interface TransportCapture {
   c?: Record<string, unknown>
+  s?: string
+  r?: { paths: string[]; censor?: unknown; remove?: boolean }
   t?: number
 }
 
 const DEFAULT_CONTEXT_KEYS: readonly string[] = ['requestId', 'method', 'route', 'userId']
 
+/** The part of `@opentelemetry/api` the capture reads. */
+interface OtelApi {
+  context: { active(): unknown }
+  trace: { getSpanContext(context: never): { traceId: string; spanId: string; traceFlags: number } | undefined }
+  isSpanContextValid(sc: { traceId: string; spanId: string; traceFlags: number }): boolean
+}
+
+let otel: { api: OtelApi | undefined } | undefined
+
+/** `@opentelemetry/api` as installed beside the application, loaded once; undefined without it. */
+function otelApi(): OtelApi | undefined {
+  if (otel === undefined) {
+    let api: OtelApi | undefined
+    try {
+      const m = createRequire(import.meta.url)('@opentelemetry/api') as Partial<OtelApi> | null
+      if (
+        typeof m?.context?.active === 'function' &&
+        typeof m.trace?.getSpanContext === 'function' &&
+        typeof m.isSpanContextValid === 'function'
+      )
+        api = m as OtelApi
+    } catch {
+      api = undefined
+    }
+    otel = { api }
+  }
+  return otel.api
+}
+
+/** The user's `redact` as the capture carries it, as JSON; '' for none. */
+function redactJson(redact: LoggerOptions['redact']): string {
+  if (redact === undefined) return ''
+  const r = (Array.isArray(redact) ? { paths: redact } : redact) as {
+    paths?: unknown
+    censor?: unknown
+    remove?: unknown
+  }
+  if (!Array.isArray(r.paths) || r.paths.some((x) => typeof x !== 'string')) {
+    throw new TypeError(
+      `redact must be an array of path strings or { paths, censor, remove }, received ${JSON.stringify(redact)}`,
+    )
+  }
+  if (r.paths.length === 0) return ''
+  if (typeof r.censor === 'function') {
+    // A function cannot cross into the worker thread, where enriched fields are added.
+    throw new TypeError(
+      "redact.censor cannot be a function with mode 'transport': enriched fields are redacted in the worker thread, which a function cannot reach; use a value",
+    )
+  }
+  const out: TransportCapture['r'] = { paths: r.paths as string[] }
+  if (r.censor !== undefined) out.censor = r.censor
+  if (r.remove === true) out.remove = true
+  return `"r":${JSON.stringify(out)}`
+}
+
+// Trace flags as two hex digits, made once.
+const FLAGS = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'))
+
 /**
- * The main-thread half of the transport. The capture is appended by the
- * `timestamp` function as ready JSON, `,"@pino-enrich":{"c":{...},"t":...}`,
- * right after the time: no object for pino to stringify per line, and the
- * worker finds it where it looks first.
+ * The main-thread half of the transport. Every line carries a capture,
+ * appended by the `timestamp` function as ready JSON right after the time,
+ * before pino's bindings and the call's fields: `,"@pino-enrich" :{...}`,
+ * `{}` when there is nothing to carry. Written on every line, it is always
+ * the first on the line, so a key planted further on is never read.
  */
 function transportOptions(p: Pipeline, user: LoggerOptions, contextKeys: readonly string[]): LoggerOptions {
   if (!Array.isArray(contextKeys) || contextKeys.some((k) => typeof k !== 'string' || k.length === 0)) {
@@ -301,12 +381,16 @@ function transportOptions(p: Pipeline, user: LoggerOptions, contextKeys: readonl
   // pino's own `time` is the call time unless the user replaced or removed it.
   const withTime =
     user.timestamp !== undefined && user.timestamp !== true && user.timestamp !== pino.stdTimeFunctions.epochTime
-  const captureKey = `,${JSON.stringify(TRANSPORT_KEY)}:{`
+  const redact = redactJson(user.redact)
+  const api = otelApi()
   const storage = p.context.storage
   // Lines of one request capture the same values: the capture's text is kept
   // and made again only when a value differs from the last line's.
   const last: unknown[] = new Array(keys.length).fill(undefined)
-  let capture = withTime ? `${captureKey}"t":` : ''
+  let traceId = ''
+  let spanId = ''
+  let flags = -1
+  let lastSpan: object | undefined
   const build = (): string => {
     let context = ''
     for (let i = 0; i < keys.length; i++) {
@@ -317,9 +401,13 @@ function transportOptions(p: Pipeline, user: LoggerOptions, contextKeys: readonl
       else if ((t === 'number' && Number.isFinite(v)) || t === 'boolean')
         context += `${context.length === 0 ? '' : ','}${keyJson[i]}${String(v)}`
     }
-    if (context.length === 0) return withTime ? `${captureKey}"t":` : ''
-    return withTime ? `${captureKey}"c":{${context}},"t":` : `${captureKey}"c":{${context}}}`
+    let members = context.length === 0 ? '' : `"c":{${context}}`
+    if (flags !== -1) members += `${members.length === 0 ? '' : ','}"s":"${traceId}${spanId}${FLAGS[flags & 0xff]}"`
+    if (redact.length !== 0) members += `${members.length === 0 ? '' : ','}${redact}`
+    if (withTime) return `${CAPTURE_OPEN}{${members}${members.length === 0 ? '' : ','}"t":`
+    return `${CAPTURE_OPEN}{${members}}`
   }
+  let capture = build()
   const timestamp = (): string => {
     const now = p.clock.now()
     const c = storage.getStore() as Record<string, unknown> | undefined
@@ -329,6 +417,24 @@ function transportOptions(p: Pipeline, user: LoggerOptions, contextKeys: readonl
       if (v !== last[i]) {
         last[i] = v
         changed = true
+      }
+    }
+    if (api !== undefined) {
+      const sc = api.trace.getSpanContext(api.context.active() as never)
+      // A span hands out the same span context object on every call: checked (two regular expressions) once.
+      if (sc !== lastSpan) {
+        lastSpan = sc
+        if (sc === undefined || !api.isSpanContextValid(sc)) {
+          if (flags !== -1) {
+            flags = -1
+            changed = true
+          }
+        } else if (sc.traceId !== traceId || sc.spanId !== spanId || sc.traceFlags !== flags) {
+          traceId = sc.traceId
+          spanId = sc.spanId
+          flags = sc.traceFlags
+          changed = true
+        }
       }
     }
     if (changed) capture = build()

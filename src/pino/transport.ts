@@ -6,7 +6,7 @@ import { pathToFileURL } from 'node:url'
 import { type AnyEnricher, isEnricher } from '../enricher.js'
 import { EnrichError, ErrorCodes } from '../errors.js'
 import { Pipeline, type PipelineOptions } from '../pipeline.js'
-import { LineEnricher } from './line-enricher.js'
+import { LineEnricher, type Serializers } from './line-enricher.js'
 
 /**
  * Options of the `pino-enrich/transport` target. They are structured-cloned
@@ -33,6 +33,14 @@ export interface TransportOptions extends Omit<PipelineOptions, 'enrichers' | 'c
   destination?: string | number
   /** With `destination`: create its directory. Default false. */
   mkdir?: boolean
+  /**
+   * A module (named as `enrichers` is) whose default export (or its
+   * `serializers` export) is an object of pino serializers, by top-level
+   * key, applied in the worker to the fields it adds, before the logger's
+   * `redact`. The logger's own `serializers` apply on the main thread to the
+   * call's fields only: functions cannot cross into the worker. Default none.
+   */
+  serializers?: string
 }
 
 /**
@@ -49,11 +57,12 @@ export interface TransportOptions extends Omit<PipelineOptions, 'enrichers' | 'c
  * @throws EnrichError (`ENRICH_TRANSPORT_LOAD`) at start when the enrichers module cannot be loaded or exports something else
  */
 export default async function enrichTransport(options: TransportOptions): Promise<Writable> {
+  const serializers = options?.serializers === undefined ? undefined : await loadSerializers(options.serializers)
   const pipeline = await loadPipeline(options)
   await pipeline.ready({ timeoutMs: options.readyTimeoutMs ?? 1_000 })
-  if (options.destination === undefined) return new EnrichStep(pipeline)
+  if (options.destination === undefined) return new EnrichStep(pipeline, serializers)
   const dest = await openDestination(options.destination, options.mkdir === true)
-  return new EnrichToDestination(pipeline, dest)
+  return new EnrichToDestination(pipeline, dest, serializers)
 }
 
 /** The transport as a pipeline step. */
@@ -61,12 +70,16 @@ class EnrichStep extends Transform {
   readonly #lines: LineEnricher
   readonly #decoder = new StringDecoder('utf8')
 
-  constructor(pipeline: Pipeline) {
+  constructor(pipeline: Pipeline, serializers?: Serializers) {
     // Strings in and out: the next step (pino/file, pino-pretty) takes them as they are.
     super({ decodeStrings: false, encoding: 'utf8' })
-    this.#lines = new LineEnricher(pipeline, (text) => {
-      this.push(text)
-    })
+    this.#lines = new LineEnricher(
+      pipeline,
+      (text) => {
+        this.push(text)
+      },
+      serializers,
+    )
   }
 
   override _transform(chunk: string | Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
@@ -104,15 +117,19 @@ export class EnrichToDestination extends Writable {
   /** Text handed to the destination that it has not finished writing. */
   #writing = false
 
-  constructor(pipeline: Pipeline, dest: Destination) {
+  constructor(pipeline: Pipeline, dest: Destination, serializers?: Serializers) {
     super({ decodeStrings: false })
     this.#dest = dest
-    this.#lines = new LineEnricher(pipeline, (text) => {
-      // A destination that failed has been reported through 'error'; writing to it would throw.
-      if (dest.destroyed) return
-      this.#writing = true
-      if (!dest.write(text)) this.#full = true
-    })
+    this.#lines = new LineEnricher(
+      pipeline,
+      (text) => {
+        // A destination that failed has been reported through 'error'; writing to it would throw.
+        if (dest.destroyed) return
+        this.#writing = true
+        if (!dest.write(text)) this.#full = true
+      },
+      serializers,
+    )
     dest.on('error', (e) => this.destroy(e))
     // SonicBoom says 'drain' each time it has written everything it was given.
     dest.on('drain', () => {
@@ -199,6 +216,7 @@ async function loadPipeline(options: TransportOptions): Promise<Pipeline> {
     readyTimeoutMs: _r,
     destination: _d,
     mkdir: _m,
+    serializers: _s,
     ...pipelineOptions
   } = options
   if (exported instanceof Pipeline) return exported
@@ -217,6 +235,37 @@ async function loadPipeline(options: TransportOptions): Promise<Pipeline> {
     ErrorCodes.TRANSPORT_LOAD,
     `pino-enrich/transport: ${JSON.stringify(spec)} must export (default or \`enrichers\`) an array of enrichers or a function returning a pipeline or such an array, received ${typeof exported}`,
   )
+}
+
+async function loadSerializers(spec: unknown): Promise<Serializers> {
+  if (typeof spec !== 'string' || spec.length === 0) {
+    throw new EnrichError(
+      ErrorCodes.TRANSPORT_LOAD,
+      `pino-enrich/transport: options.serializers must name a module exporting serializers, received ${JSON.stringify(spec)}`,
+    )
+  }
+  let mod: Record<string, unknown>
+  try {
+    mod = (await import(toUrl(spec))) as Record<string, unknown>
+  } catch (e) {
+    throw new EnrichError(
+      ErrorCodes.TRANSPORT_LOAD,
+      `pino-enrich/transport: cannot load serializers module ${JSON.stringify(spec)}: ${e instanceof Error ? e.message : String(e)}`,
+      { cause: e },
+    )
+  }
+  const exported = mod.default ?? mod.serializers
+  const bad =
+    typeof exported !== 'object' || exported === null
+      ? typeof exported
+      : Object.entries(exported).find(([, f]) => typeof f !== 'function')?.[0]
+  if (bad !== undefined) {
+    throw new EnrichError(
+      ErrorCodes.TRANSPORT_LOAD,
+      `pino-enrich/transport: ${JSON.stringify(spec)} must export (default or \`serializers\`) an object of functions by key, received ${typeof exported === 'object' && exported !== null ? `a non-function under ${JSON.stringify(bad)}` : bad}`,
+    )
+  }
+  return exported as Serializers
 }
 
 function toUrl(spec: string): string {

@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest'
-import { type ContextSlot, compileContextWriter, loopWriter } from '../../src/context/writer.js'
+import {
+  type ContextSlot,
+  compileContextWriter,
+  loopWriter,
+  MAX_CONTEXT_VALUE_LENGTH,
+} from '../../src/context/writer.js'
 import { runChild } from '../helpers/child.js'
 
 // Keys that would break naive code generation: quotes, backslashes, line
@@ -32,6 +37,9 @@ function context(): Record<string, unknown> {
   return c
 }
 
+/** Records which slots refused a value, in order, as the pipeline records problems. */
+const refused = (slot: ContextSlot, so: string[] | undefined): string[] => [...(so ?? []), slot.to?.[0] ?? '']
+
 describe.each([
   ['compiled', compileContextWriter],
   ['loop', loopWriter],
@@ -39,7 +47,7 @@ describe.each([
   it('copies string, number and boolean values under awkward keys, renamed', () => {
     const s = slots()
     const out: Record<string, unknown> = {}
-    make(s)(context(), 30, out)
+    make(s, refused)(context(), 30, out)
     const expected: Record<string, unknown> = Object.fromEntries(AWKWARD.map((k, i) => [`out:${k}`, `v${i}`]))
     expected['out:1e3'] = 3
     expected['out:µ'] = false
@@ -50,7 +58,7 @@ describe.each([
 
   it("honours a slot's minLevel and counts a throwing getter against its own slot only", () => {
     const s = slots()
-    const write = make(s)
+    const write = make(s, refused)
     const info: Record<string, unknown> = {}
     const warn: Record<string, unknown> = {}
     write(context(), 30, info)
@@ -63,13 +71,30 @@ describe.each([
   })
 
   it('is the generated function, not the fallback, when code generation is allowed', () => {
-    expect(compileContextWriter(slots()).name).toBe('writeContexts')
-    expect(loopWriter(slots()).name).not.toBe('writeContexts')
+    expect(compileContextWriter(slots(), refused).name).toBe('writeContexts')
+    expect(loopWriter(slots(), refused).name).not.toBe('writeContexts')
+  })
+
+  it(`refuses a string longer than ${MAX_CONTEXT_VALUE_LENGTH} characters, not cut, and reports each slot that did`, () => {
+    const s: ContextSlot[] = [
+      { from: ['userId', 'requestId'], to: ['uid', 'rid'], minLevel: Number.NEGATIVE_INFINITY, errors: 0 },
+      { from: ['route'], to: ['route'], minLevel: Number.NEGATIVE_INFINITY, errors: 0 },
+      { from: ['method'], to: ['method'], minLevel: Number.NEGATIVE_INFINITY, errors: 0 },
+    ]
+    const write = make(s, refused)
+    const edge = 'e'.repeat(MAX_CONTEXT_VALUE_LENGTH)
+    const out: Record<string, unknown> = {}
+    const c = { userId: 'u'.repeat(15 * 1024), requestId: 'r1', route: `/${'p'.repeat(8 * 1024)}`, method: 'GET' }
+    expect(write(c, 30, out)).toEqual(['uid', 'route'])
+    expect(out).toEqual({ rid: 'r1', method: 'GET' })
+    const ok: Record<string, unknown> = {}
+    expect(write({ userId: edge, route: '/a' }, 30, ok)).toBeUndefined()
+    expect(ok).toEqual({ uid: edge, route: '/a' })
   })
 
   it('writes nothing for no slots', () => {
     const out = {}
-    make([])({ a: 1 }, 30, out)
+    make([], refused)({ a: 1 }, 30, out)
     expect(out).toEqual({})
   })
 })

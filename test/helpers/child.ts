@@ -18,11 +18,17 @@ export interface ChildResult {
 export function runChild(
   script: string,
   args: string[] = [],
-  options: { timeoutMs?: number; env?: NodeJS.ProcessEnv; onStdout?: (chunk: string, pid: number) => void } = {},
+  options: {
+    timeoutMs?: number
+    env?: NodeJS.ProcessEnv
+    onStdout?: (chunk: string, pid: number) => void
+    /** Node options before the script, e.g. `['--expose-gc']`. */
+    nodeArgs?: string[]
+  } = {},
 ): Promise<ChildResult> {
   const path = fileURLToPath(new URL(`../fixtures/${script}`, import.meta.url))
   const started = performance.now()
-  const child = spawn(process.execPath, ['--import', 'tsx', path, ...args], {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), '--import', 'tsx', path, ...args], {
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   })

@@ -128,7 +128,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   let final: Record<string, unknown> | undefined
   let exitAt: number | undefined
   const script = fileURLToPath(new URL('../fixtures/reliability/soak-app.ts', import.meta.url))
-  const child = spawn(process.execPath, ['--import', 'tsx', script], {
+  const child = spawn(process.execPath, ['--expose-gc', '--import', 'tsx', script], {
     env: {
       ...process.env,
       BACKEND_URL: backend.url,

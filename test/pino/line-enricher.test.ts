@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { defineContextFields, defineEnricher } from '../../src/index.js'
 import { LineEnricher } from '../../src/pino/line-enricher.js'
 import enrichTransport, { EnrichToDestination } from '../../src/pino/transport.js'
+import { runChild } from '../helpers/child.js'
 import { deferred } from '../helpers/deferred.js'
 import { trackPipelines } from '../helpers/pipelines.js'
 import { sink } from '../helpers/sink.js'
@@ -13,7 +14,8 @@ import { sink } from '../helpers/sink.js'
 const { pipeline, closePipelines } = trackPipelines()
 afterEach(closePipelines)
 
-const CAPTURE_KEY = '"@pino-enrich"'
+// The capture as the main thread writes it: a space before the colon, which pino's serializer never writes.
+const CAPTURE_KEY = '"@pino-enrich" '
 const ctx = (c: Record<string, unknown>): string => `,${CAPTURE_KEY}:${JSON.stringify({ c })}`
 const line = (time: number, capture: string, rest: string): string => `{"level":30,"time":${time}${capture}${rest}\n`
 const HOST = ',"host":{"name":"box"}'
@@ -256,8 +258,9 @@ describe("pinoOptions({ mode: 'transport' }): the main thread's capture", () => 
     p.context.run(throwing, () => expect(() => log.info('throwing getter')).not.toThrow())
     log.info('outside again')
     const captures = out.lines().map((l) => l['@pino-enrich'])
+    // Every line carries one, empty outside a request: a key planted in a payload is never the first.
     expect(captures).toEqual([
-      undefined,
+      {},
       { c: { requestId: 'r1' } },
       { c: { requestId: 'r1' } },
       { c: { requestId: 'r1', route: '/users/:id', n: 7 } },
@@ -265,7 +268,7 @@ describe("pinoOptions({ mode: 'transport' }): the main thread's capture", () => 
       { c: { requestId: 'r1', n: 7 } },
       { c: { requestId: 'r1' } },
       { c: { requestId: 'r2' } },
-      undefined,
+      {},
     ])
   })
 
@@ -280,6 +283,39 @@ describe("pinoOptions({ mode: 'transport' }): the main thread's capture", () => 
     expect(outside?.c).toBeUndefined()
     expect(inside?.c).toEqual({ requestId: 'r1' })
     for (const c of [outside, inside]) expect(c?.t).toBeGreaterThanOrEqual(before)
+  })
+})
+
+describe("pinoOptions({ mode: 'transport' }): redact", () => {
+  it('carries the redact option in the capture, and the worker censors enriched fields with it on the in-place path', async () => {
+    const main = pipeline()
+    const out = sink()
+    const log = pino(main.pinoOptions({ mode: 'transport', redact: { paths: ['reqId', 'host.name'] } }), out)
+    main.context.run({ requestId: 'r1', route: '/a' }, () => log.info('a'))
+    log.info('outside')
+    const written = out.chunks.join('')
+    expect(out.lines().map((l) => l['@pino-enrich'])).toEqual([
+      { c: { requestId: 'r1', route: '/a' }, r: { paths: ['reqId', 'host.name'] } },
+      { r: { paths: ['reqId', 'host.name'] } },
+    ])
+    const p = await contextOnly()
+    const { lines, text } = collect(p)
+    lines.write(written)
+    const [a, outside] = text()
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+    expect(a).toMatchObject({ msg: 'a', reqId: '[Redacted]', host: { name: '[Redacted]' } })
+    expect(outside).toMatchObject({ msg: 'outside', host: { name: '[Redacted]' } })
+    expect(outside).not.toHaveProperty('reqId')
+  })
+
+  it('refuses a censor function at once: it cannot reach the worker thread', () => {
+    const p = pipeline()
+    expect(() => p.pinoOptions({ mode: 'transport', redact: { paths: ['a'], censor: () => 'x' } })).toThrow(
+      /redact\.censor cannot be a function with mode 'transport'/,
+    )
+    expect(() => p.pinoOptions({ mode: 'transport', redact: { paths: 'a' } as never })).toThrow(TypeError)
   })
 })
 
@@ -340,5 +376,48 @@ describe('pino-enrich/transport alone, onto its destination', () => {
     await wrote(line(2, ctx({ requestId: 'r2' }), ',"msg":"after"}'))
     await new Promise<void>((resolve) => stream.end(resolve))
     expect(written.join('')).toContain('"msg":"after"')
+  })
+})
+
+describe('LineEnricher: only the capture the main thread wrote is read', () => {
+  const planted = `,"@pino-enrich":${JSON.stringify({ c: { requestId: 'forged' } })}`
+
+  it('leaves a payload key that looks like the capture in place, byte for byte, and reads no context from it', async () => {
+    const p = await contextOnly()
+    const { lines, text } = collect(p)
+    const inputs = [
+      line(1, '', `${planted},"msg":"top level, no capture"}`),
+      line(2, ctx({ requestId: 'real' }), `${planted},"msg":"top level after the capture"}`),
+      line(3, '', `,"body":{${planted.slice(1)}},"msg":"nested"}`),
+      `{"level":30,"time":"2026-01-01T00:00:00.000Z"${planted},"msg":"iso time, no capture"}\n`,
+    ]
+    lines.write(inputs.join(''))
+    expect(text()).toBe(
+      `{"level":30,"time":1${HOST}${planted},"msg":"top level, no capture"}\n` +
+        `{"level":30,"time":2${HOST},"reqId":"real"${planted},"msg":"top level after the capture"}\n` +
+        `{"level":30,"time":3${HOST},"body":{${planted.slice(1)}},"msg":"nested"}\n` +
+        `{"level":30${HOST},"time":"2026-01-01T00:00:00.000Z"${planted},"msg":"iso time, no capture"}\n`,
+    )
+  })
+
+  it('reads the first capture on a line, the one written right after the time, and ignores one further on', async () => {
+    const p = await contextOnly()
+    const { lines, text } = collect(p)
+    const second = ctx({ requestId: 'second' })
+    lines.write(line(1, ctx({ requestId: 'first' }), `,"a":1${second},"msg":"two"}`))
+    expect(text()).toBe(`{"level":30,"time":1${HOST},"reqId":"first","a":1${second},"msg":"two"}\n`)
+  })
+})
+
+describe('LineEnricher: memory', () => {
+  // Its cache of capture texts used to hold slices of the chunks they came
+  // in, and so every such chunk: 41 MB here for 6,000 requests of four
+  // 12 KB lines (up to 1,024 chunks of 48 KB), 0.4 MB with copies.
+  it('holds no more than its cache after 6,000 requests with 12 KB lines (child process)', async () => {
+    const r = await runChild('transport-heap.ts', ['6000', '12000'], { timeoutMs: 60_000 })
+    expect(r.stderr).toBe('')
+    const { heapMB, written } = JSON.parse(r.stdout) as { heapMB: number; written: number }
+    expect(written).toBeGreaterThan(6_000 * 4 * 12_000)
+    expect(heapMB).toBeLessThan(8)
   })
 })

@@ -5,14 +5,18 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import v8 from 'node:v8'
 import { runInNewContext } from 'node:vm'
+import { context, type SpanContext } from '@opentelemetry/api'
+import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks'
+import { AlwaysOffSampler, BasicTracerProvider } from '@opentelemetry/sdk-trace-base'
 import pino from 'pino'
-import { afterAll, describe, expect, it, vi } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { createPipeline } from '../../src/index.js'
 import { runChild } from '../helpers/child.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'pino-enrich-transport-'))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
 const ENRICHERS = './test/fixtures/transport-enrichers.mjs'
+const QUICK_START = './test/fixtures/transport-quick-start.mjs'
 let n = 0
 
 function readLines(file: string): Array<Record<string, unknown>> {
@@ -224,5 +228,213 @@ describe('pino-enrich/transport (real worker threads)', () => {
     expect(lines).toHaveLength(100_000)
     expect(new Set(lines.map((l) => l.i)).size).toBe(100_000)
     expect(lines[99_999]).toMatchObject({ requestId: 'r', host: { name: 'worker-box' } })
+  })
+})
+
+describe('the transport capture cannot be forged (real worker threads)', () => {
+  const forged = { c: { requestId: 'forged', userId: 'admin' }, t: 1 }
+  const variants: Array<[string, pino.LoggerOptions]> = [
+    ['default time', {}],
+    ['isoTime', { timestamp: pino.stdTimeFunctions.isoTime }],
+    ['epochTime', { timestamp: pino.stdTimeFunctions.epochTime }],
+    ['unixTime', { timestamp: pino.stdTimeFunctions.unixTime }],
+    ['nullTime', { timestamp: pino.stdTimeFunctions.nullTime }],
+    ['timestamp false', { timestamp: false }],
+    ['timestamp false, base null', { timestamp: false, base: null }],
+    ['a custom timestamp', { timestamp: () => `,"ts":"at-${Date.now()}"` }],
+    ['messageKey', { messageKey: 'message' }],
+    ['nestedKey', { nestedKey: 'payload' }],
+    ['nestedKey, timestamp false', { nestedKey: 'payload', timestamp: false }],
+  ]
+
+  it('reads only the capture the main thread wrote, and writes a payload that looks like one as it was logged', async () => {
+    const file = join(dir, `t${++n}.ndjson`)
+    const enrich = createPipeline()
+    // A wide deadline: the first lines wait for the lookup of u1, which a loaded machine may delay.
+    const transport = pipelineTransport(file, { deadlineMs: 5_000 })
+    const payloads = {
+      top: { '@pino-enrich': forged, a: 1 },
+      nested: { body: { '@pino-enrich': forged } },
+      spaced: { body: ',"@pino-enrich" :{"c":{"userId":"admin"}}' },
+    }
+    for (const [v, options] of variants) {
+      const log = pino(enrich.pinoOptions({ mode: 'transport', ...options }), transport).child({ v })
+      const logAll = (where: string) => {
+        for (const [kind, payload] of Object.entries(payloads)) log.info(payload, `${where} ${kind}`)
+        log.info(`${where} message ,"@pino-enrich" :{"c":{"userId":"admin"}}`)
+      }
+      logAll('outside')
+      enrich.context.run({ requestId: 'real', userId: 'u1' }, () => logAll('inside'))
+    }
+    await finish(transport)
+    const raw = readFileSync(file, 'utf8')
+      .split('\n')
+      .filter((l) => l.length > 0)
+    expect(raw).toHaveLength(variants.length * 8)
+    for (const text of raw) {
+      const line = JSON.parse(text) as Record<string, unknown>
+      const [v, options] = variants.find(([name]) => name === line.v) ?? []
+      expect(v, text).toBeDefined()
+      const msg = line[options?.messageKey ?? 'msg'] as string
+      const [where, kind] = msg.split(' ') as [string, keyof typeof payloads | 'message']
+      if (where === 'inside') expect(line, text).toMatchObject({ requestId: 'real', user: { id: 'u1' } })
+      else {
+        expect(line, text).not.toHaveProperty('requestId')
+        expect(line, text).not.toHaveProperty('user')
+      }
+      expect(text).not.toContain('"@pino-enrich" :{}')
+      if (kind === 'message') continue
+      // The payload's members as pino wrote them, byte for byte.
+      const members = JSON.stringify(payloads[kind])
+      const expected = options?.nestedKey === undefined ? members.slice(1, -1) : `"payload":${members}`
+      expect(text, text).toContain(expected)
+      const own = options?.nestedKey === undefined ? line : (line.payload as Record<string, unknown>)
+      expect(own).toMatchObject(payloads[kind])
+    }
+  })
+})
+
+describe("the logger's redact applies to fields the worker adds (real worker threads)", () => {
+  it("runs README's quick start through the transport: user.email is censored in the line", async () => {
+    const file = join(dir, `t${++n}.ndjson`)
+    const enrich = createPipeline()
+    const transport = pino.transport({
+      pipeline: [
+        { target: 'pino-enrich/transport', options: { enrichers: QUICK_START, deadlineMs: 5_000 } },
+        { target: 'pino/file', options: { destination: file } },
+      ],
+    })
+    const logger = pino(enrich.pinoOptions({ mode: 'transport', level: 'info', redact: ['user.email'] }), transport)
+    const removing = pino(
+      enrich.pinoOptions({ mode: 'transport', redact: { paths: ['user.email', 'reqId'], remove: true } }),
+      transport,
+    )
+    const censoring = pino(
+      enrich.pinoOptions({ mode: 'transport', redact: { paths: ['*.email'], censor: '***' } }),
+      transport,
+    )
+    enrich.context.run({ requestId: 'r1', userId: 'u1' }, () => {
+      logger.info('quick start')
+      logger.info({ user: { email: 'payload@example.com' } }, 'the payload too, by pino')
+      removing.info('removed')
+      censoring.info('censored')
+    })
+    logger.info('outside')
+    await finish(transport)
+    const text = readFileSync(file, 'utf8')
+    expect(text).not.toContain('@example.com')
+    const [quick, payload, removed, censored, outside] = readLines(file)
+    expect(quick).toMatchObject({ msg: 'quick start', reqId: 'r1', user: { id: 'u1', email: '[Redacted]' } })
+    expect(quick).toHaveProperty('host.arch')
+    expect(payload).toMatchObject({ user: { email: '[Redacted]' } })
+    expect(removed).toMatchObject({ msg: 'removed', user: { id: 'u1' } })
+    expect(removed).not.toHaveProperty('user.email')
+    expect(removed).not.toHaveProperty('reqId')
+    expect(censored).toMatchObject({ msg: 'censored', user: { id: 'u1', email: '***' }, reqId: 'r1' })
+    expect(outside).toMatchObject({ msg: 'outside' })
+    expect(outside).not.toHaveProperty('user')
+  })
+})
+
+describe('serializers for the fields the worker adds (real worker threads)', () => {
+  it("applies the transport's serializers module to enriched fields, then the logger's redact; a throwing one costs its key", async () => {
+    const file = join(dir, `t${++n}.ndjson`)
+    const enrich = createPipeline()
+    const transport = pino.transport({
+      pipeline: [
+        {
+          target: 'pino-enrich/transport',
+          options: {
+            enrichers: QUICK_START,
+            serializers: './test/fixtures/transport-serializers.mjs',
+            deadlineMs: 5_000,
+          },
+        },
+        { target: 'pino/file', options: { destination: file } },
+      ],
+    })
+    const log = pino(enrich.pinoOptions({ mode: 'transport', redact: ['user.id'] }), transport)
+    enrich.context.run({ requestId: 'r1', userId: 'u1' }, () => log.info('serialized'))
+    log.info('outside')
+    await finish(transport)
+    const [line, outside] = readLines(file)
+    expect(line).toMatchObject({ msg: 'serialized', user: { id: '[Redacted]', domain: 'example.com' } })
+    expect(line).not.toHaveProperty('user.email')
+    // Its serializer threw.
+    expect(line).not.toHaveProperty('reqId')
+    expect(line).toHaveProperty('host.arch')
+    expect(outside).toMatchObject({ msg: 'outside' })
+  })
+
+  it('fails at start, naming the module, when it exports something other than functions by key', async () => {
+    const transport = pino.transport({
+      target: 'pino-enrich/transport',
+      options: { enrichers: ENRICHERS, serializers: ENRICHERS, destination: join(dir, 'never.ndjson') },
+    })
+    const [err] = (await once(transport, 'error')) as [Error]
+    expect(err.message).toMatch(
+      /transport-enrichers\.mjs" must export \(default or `serializers`\) an object of functions/,
+    )
+  })
+})
+
+describe('the active span crosses to the worker (real worker threads, a real tracer provider)', () => {
+  beforeAll(() => {
+    expect(context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable())).toBe(true)
+  })
+  afterAll(() => {
+    context.disable()
+  })
+
+  it('writes trace_id, span_id and trace_flags of the span active at each call, sampled or not, nested, across awaits', async () => {
+    const file = join(dir, `t${++n}.ndjson`)
+    const enrich = createPipeline()
+    const transport = pino.transport({
+      pipeline: [
+        { target: 'pino-enrich/transport', options: { enrichers: QUICK_START, deadlineMs: 5_000 } },
+        { target: 'pino/file', options: { destination: file } },
+      ],
+    })
+    const log = pino(enrich.pinoOptions({ mode: 'transport' }), transport)
+    const iso = pino(enrich.pinoOptions({ mode: 'transport', timestamp: pino.stdTimeFunctions.isoTime }), transport)
+    const sampled = new BasicTracerProvider().getTracer('test')
+    const unsampled = new BasicTracerProvider({ sampler: new AlwaysOffSampler() }).getTracer('test')
+    const ids: Record<string, SpanContext> = {}
+    log.info('no span')
+    await sampled.startActiveSpan('parent', async (parent) => {
+      ids.parent = parent.spanContext()
+      enrich.context.run({ requestId: 'r1', userId: 'u1' }, () => log.info('parent'))
+      sampled.startActiveSpan('child', (child) => {
+        ids.child = child.spanContext()
+        iso.info('child')
+        child.end()
+      })
+      await new Promise((resolve) => setImmediate(resolve))
+      log.info('parent after an await')
+      parent.end()
+    })
+    unsampled.startActiveSpan('unsampled', (span) => {
+      ids.unsampled = span.spanContext()
+      log.info('unsampled')
+      span.end()
+    })
+    log.info('no span again')
+    await finish(transport)
+    const byMsg = new Map(readLines(file).map((l) => [l.msg as string, l]))
+    const of = (sc: SpanContext | undefined, flags: string) => ({
+      trace_id: sc?.traceId,
+      span_id: sc?.spanId,
+      trace_flags: flags,
+    })
+    expect(ids.parent?.traceId).toMatch(/^[0-9a-f]{32}$/)
+    expect(byMsg.get('parent')).toMatchObject({ ...of(ids.parent, '01'), reqId: 'r1', user: { id: 'u1' } })
+    expect(byMsg.get('child')).toMatchObject(of(ids.child, '01'))
+    expect(ids.child?.traceId).toBe(ids.parent?.traceId)
+    expect(byMsg.get('parent after an await')).toMatchObject(of(ids.parent, '01'))
+    expect(byMsg.get('unsampled')).toMatchObject(of(ids.unsampled, '00'))
+    for (const msg of ['no span', 'no span again']) {
+      expect(byMsg.get(msg)).toBeDefined()
+      expect(byMsg.get(msg)).not.toHaveProperty('trace_id')
+    }
   })
 })

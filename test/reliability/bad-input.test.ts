@@ -40,6 +40,9 @@ function badValues(): Array<{ name: string; make: () => unknown; problem: boolea
       problem: true,
     },
     { name: 'a BigInt', make: () => ({ n: 12345678901234567890n }), problem: false },
+    { name: 'an 8 MB Buffer', make: () => ({ buf: Buffer.alloc(8 * 1024 * 1024) }), problem: true },
+    { name: 'a Map and a Set', make: () => ({ m: new Map([['a', 1]]), s: new Set([1]) }), problem: true },
+    { name: 'a URL (written as its string)', make: () => ({ url: new URL('https://example.com/a') }), problem: false },
     { name: 'a Symbol value and a Symbol key', make: () => ({ s: Symbol('s'), [Symbol('k')]: 1 }), problem: true },
     { name: 'a function value', make: () => ({ f: () => 1 }), problem: true },
     {

@@ -1,6 +1,7 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
 import pino from 'pino'
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest'
 import { createPipeline, defineEnricher, type Fields, type Pipeline } from '../../src/index.js'
@@ -52,7 +53,7 @@ function userLookup(url: string, options: { timeoutMs?: number; breaker?: false 
   })
 }
 
-describe('faults: a backend that hangs, fails or misbehaves (real loopback HTTP)', () => {
+describe('faults: a backend that hangs, fails or misbehaves (real loopback HTTP)', { timeout: 120_000 }, () => {
   it('a hanging enricher with a 5 ms deadline: 100,000 lines all written, each by the deadline, the field recorded as a timeout, and the process exits by itself soon after close()', async (ctx) => {
     const backend = await server({ mode: Fault.NeverRespond })
     const file = join(dir, 'hang.ndjson')
@@ -61,6 +62,7 @@ describe('faults: a backend that hangs, fails or misbehaves (real loopback HTTP)
     const r = await runChild('reliability/hang-deadline.ts', [file, '100000', '20'], {
       env: { BACKEND_URL: backend.url },
       timeoutMs: 60_000,
+      nodeArgs: ['--expose-gc'],
     })
     const res = resultOf(r.stdout)
     figures(ctx, {
@@ -74,7 +76,9 @@ describe('faults: a backend that hangs, fails or misbehaves (real loopback HTTP)
       loopDelayP99Ms: res.loopDelayP99Ms as number,
       excessOverLoopStallMs: res.excessOverLoopStallMs as number,
       heapHeldMB: (res.heapAfterGcMB as number) - (res.heapBeforeMB as number),
+      closeMs: res.closeMs as number,
       exitAfterCloseMs: res.exitAfterCloseMs as number,
+      closeLoopDelayMaxMs: res.closeLoopDelayMaxMs as number,
       backendRequests: backend.requests,
     })
     expect(r.stderr).toBe('')
@@ -105,7 +109,11 @@ describe('faults: a backend that hangs, fails or misbehaves (real loopback HTTP)
     // Lines written by their deadline are not kept alive by the compute that still hangs
     // (before the fix, every such line was: 120 MB for these 100,000).
     expect((res.heapAfterGcMB as number) - (res.heapBeforeMB as number)).toBeLessThan(20)
-    expect(res.exitAfterCloseMs as number).toBeLessThan(100)
+    // From close() resolving to the exit: 10 ms on a quiet machine; a pipeline holding the
+    // process (a ref'd timer, the hung compute) holds it for seconds. Stalls of the loop in the
+    // same run are allowed for; close() itself is bounded by closeTimeoutMs, and timed apart.
+    const stall = Math.max(res.loopDelayMaxMs as number, res.closeLoopDelayMaxMs as number)
+    expect((res.exitAfterCloseMs as number) - (res.closeMs as number)).toBeLessThan(100 + stall)
   })
 
   it('sends exactly one probe to a backend failing 100% when 1,000 lookups arrive at half-open, in deferred and snapshot paths alike', async (ctx) => {
@@ -166,16 +174,21 @@ describe('faults: a backend that hangs, fails or misbehaves (real loopback HTTP)
       p.register(userLookup(backend.url, { timeoutMs: 400, breaker: false }))
       const out = sink()
       const log = pino(p.pinoOptions({ mode: 'deferred' }), out)
+      // This process's own stalls meanwhile (other test files, other processes on the machine).
+      const loop = monitorEventLoopDelay({ resolution: 1 })
+      loop.enable()
       const t0 = performance.now()
       p.context.run({ userId: 'u1' }, () => log.info('call'))
       await p.flush()
       const elapsed = performance.now() - t0
+      loop.disable()
+      const loopDelayMaxMs = loop.count === 0 ? 0 : loop.max / 1e6
       const raw = out.chunks.join('')
       const [line] = out.lines()
-      figures(ctx, { writtenAfterMs: elapsed, lineBytes: raw.length, requests: backend.requests })
+      figures(ctx, { writtenAfterMs: elapsed, loopDelayMaxMs, lineBytes: raw.length, requests: backend.requests })
       expect(out.lines()).toHaveLength(1)
       expect(line?.msg).toBe('call')
-      expect(elapsed).toBeLessThan(1_500 + 100)
+      expect(elapsed).toBeLessThan(1_500 + 100 + loopDelayMaxMs)
       if (problem === undefined) {
         expect(line?.enrich).toBeUndefined()
         expect(line?.user).toEqual({ id: 'u1' })

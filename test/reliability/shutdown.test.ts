@@ -117,7 +117,13 @@ function expectComplete(o: Outcome, count: number, dest: Dest): void {
   if (dest !== 'async') expect(o.outOfOrder).toBe(0)
 }
 
-describe.concurrent('shutdown and data loss (real child processes, every destination kind and mode)', () => {
+// Every row starts at once and waits its turn in `limited`: vitest's per-test
+// timeout would count that wait, which on a loaded machine (load 25 on these two
+// cores, measured) passes 30 s for rows far down the queue. Each child has its
+// own 60 s bound (runChild); the test's bound is only the whole queue's.
+describe.concurrent('shutdown and data loss (real child processes, every destination kind and mode)', {
+  timeout: 15 * 60_000,
+}, () => {
   it.for(ROWS)(
     'process.exit(0) after 100,000 lines (%s, %s): 100,000 written, none twice, none torn',
     async ([dest, mode], ctx) => {
@@ -261,14 +267,22 @@ describe.concurrent('shutdown and data loss (real child processes, every destina
       const closeMs = o.res?.closeMs as number
       const timeoutMs = o.res?.closeTimeoutMs as number
       const transportCloseMs = o.res?.transportCloseMs as number | null
-      figures(ctx, { row: rowName(dest, mode), closeMs, closeTimeoutMs: timeoutMs, transportCloseMs })
+      const stall = o.res?.loopDelayMaxMs as number
+      figures(ctx, {
+        row: rowName(dest, mode),
+        closeMs,
+        closeTimeoutMs: timeoutMs,
+        transportCloseMs,
+        loopDelayMaxMs: stall,
+      })
       expect(o.r.code).toBe(0)
       expect(o.r.stderr).toBe('')
       // Writing the 1,000 lines waiting on the hung enricher takes a few ms beyond the bound.
-      expect(closeMs).toBeLessThan(timeoutMs + 50)
+      // Stalls of the child's event loop while it closed (a loaded machine) are allowed for.
+      expect(closeMs).toBeLessThan(timeoutMs + 50 + stall)
       // The worker's own close waits closeTimeoutMs for its hung enricher, then writes its
       // lines, ends pino/file and exits its thread: that teardown (60-100 ms measured) is on top.
-      if (dest === 'enrich-transport') expect(transportCloseMs as number).toBeLessThan(timeoutMs + 250)
+      if (dest === 'enrich-transport') expect(transportCloseMs as number).toBeLessThan(timeoutMs + 250 + stall)
       expectComplete(o, 1_000, dest)
     },
   )

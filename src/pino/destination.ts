@@ -1,0 +1,84 @@
+import pino from 'pino'
+
+/** What is known of one destination stream. */
+interface Watched {
+  /** Set at its first 'error': from then on every line given to it is counted as dropped. */
+  failed: boolean
+}
+
+interface Counters {
+  dropped: number
+}
+
+type ErrorEmitter = {
+  on?: (event: 'error', listener: (err: unknown) => void) => unknown
+  listenerCount?: (event: 'error') => number
+}
+
+/**
+ * Counts the lines a logger's destination refuses into `counters.dropped`.
+ * The returned function is called with the logger of every line, before pino
+ * writes it; it costs one comparison per line while the logger is the last
+ * one seen, and returns true when the line goes to a destination that has
+ * failed (a reader gone, `EPIPE`; a disk error; a destroyed stream).
+ *
+ * Each stream gets one 'error' listener. When the stream fails, the lines it
+ * still held are counted too, for pino's own destinations (`pino.destination()`,
+ * the default stdout, SonicBoom), whose buffer is readable; another stream's
+ * buffer is not, so only the lines given to it after its failure are counted.
+ * The listener changes nothing else: pino's own handling of `EPIPE` (further
+ * writes become no-ops) stands, and where it is the stream's only listener
+ * the error is thrown on, as it would have been without it.
+ */
+export function destinationWatch(counters: Counters): (logger: pino.Logger) => boolean {
+  const watched = new WeakMap<object, Watched>()
+  let lastLogger: unknown
+  let last: Watched | undefined
+  const watch = (logger: pino.Logger): Watched | undefined => {
+    const stream = (logger as unknown as Record<symbol, unknown>)[pino.symbols.streamSym] as
+      | (object & ErrorEmitter)
+      | undefined
+    if (typeof stream !== 'object' || stream === null || typeof stream.on !== 'function') return undefined
+    let w = watched.get(stream)
+    if (w === undefined) {
+      const state: Watched = { failed: false }
+      w = state
+      watched.set(stream, state)
+      stream.on('error', (err: unknown) => {
+        if (!state.failed) {
+          state.failed = true
+          counters.dropped += heldLines(stream)
+        }
+        if (stream.listenerCount?.('error') === 1) throw err
+      })
+    }
+    return w
+  }
+  return (logger) => {
+    if (logger !== lastLogger) {
+      lastLogger = logger
+      last = watch(logger)
+    }
+    if (last?.failed !== true) return false
+    counters.dropped++
+    return true
+  }
+}
+
+/** Lines a SonicBoom held unwritten when its write failed; 0 for another stream. */
+function heldLines(stream: object): number {
+  const s = stream as { _writingBuf?: unknown; _bufs?: unknown }
+  let n = countLines(s._writingBuf)
+  if (Array.isArray(s._bufs)) for (const b of s._bufs) n += countLines(b)
+  return n
+}
+
+function countLines(chunk: unknown): number {
+  let n = 0
+  if (typeof chunk === 'string') {
+    for (let i = chunk.indexOf('\n'); i !== -1; i = chunk.indexOf('\n', i + 1)) n++
+  } else if (chunk instanceof Uint8Array) {
+    for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) n++
+  }
+  return n
+}
