@@ -2,7 +2,10 @@
 // replica each, on loopback): single flight, shared values and invalidations
 // across processes, a resharding under load, a master killed under load.
 // Fails, never skips, when redis-server or redis-cli cannot start.
+import { Cluster, Redis } from 'ioredis'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import type { Invalidation } from '../../src/index.js'
+import { RECOMMENDED_CLUSTER_OPTIONS, redisStore } from '../../src/redis.js'
 import { type Instance, startInstance } from '../helpers/instance.js'
 import { keySlot, type RedisCluster, startRedisCluster } from '../helpers/redis-cluster.js'
 import { startUserService, type UserService } from '../helpers/user-service.js'
@@ -173,6 +176,78 @@ describe('a fleet of two processes sharing a Redis Cluster', () => {
     }
     console.log(`cluster invalidation latency, ms: max ${Math.max(...latencies).toFixed(2)}`)
     for (const l of latencies) expect(l).toBeLessThan(500)
+  })
+
+  it('spreads a store over several slots with `slots`, and deletes, invalidates tags and patterns across them', async () => {
+    const c = cluster as RedisCluster
+    const client = new Cluster(c.startupNodes, {
+      ...RECOMMENDED_CLUSTER_OPTIONS,
+      redisOptions: { commandTimeout: 1_000 },
+    })
+    client.on('error', () => {})
+    const other = client.duplicate()
+    other.on('error', () => {})
+    const s = redisStore({ client, prefix: 'spread', slots: 8, commandTimeoutMs: 1_000 })
+    const listener = redisStore({ client: other, prefix: 'spread', slots: 8, commandTimeoutMs: 1_000 })
+    try {
+      const heard: Invalidation[] = []
+      listener.subscribe((inv) => heard.push(inv))
+      await until(() => s.stats().status === 'ready' && listener.stats().listening, 10_000, 'ready')
+      const ids = Array.from({ length: 40 }, (_, i) => i)
+      for (const i of ids) await s.set(`k${i}`, { value: i, freshMs: 60_000, staleMs: 0, tags: ['all', `g${i % 2}`] })
+      const names: string[] = []
+      for (const node of client.nodes('master')) {
+        let cursor = '0'
+        do {
+          const [next, found] = await node.scan(cursor, 'MATCH', '{spread:1:*', 'COUNT', 1_000)
+          cursor = next
+          names.push(...found)
+        } while (cursor !== '0')
+      }
+      const tags = new Set(names.map((n) => n.slice(0, n.indexOf('}') + 1)))
+      expect(tags.size).toBe(8)
+      expect(new Set([...tags].map(keySlot)).size).toBe(8)
+      expect(names.filter((n) => n.includes('}:v:'))).toHaveLength(40)
+      const present = async (): Promise<number[]> =>
+        (await Promise.all(ids.map(async (i) => ((await listener.get(`k${i}`)) === undefined ? -1 : i)))).filter(
+          (i) => i >= 0,
+        )
+
+      await s.invalidate({ keys: ['k0', 'k1', 'k2', 'k3'] })
+      await s.invalidate({ tags: ['g1'] })
+      await s.invalidate({ pattern: 'k1*' })
+      expect(await present()).toEqual(ids.filter((i) => i >= 4 && i % 2 === 0 && !String(i).startsWith('1')))
+      await until(() => heard.length === 3, 5_000, 'three invalidations heard')
+      expect(heard).toEqual([{ keys: ['k0', 'k1', 'k2', 'k3'] }, { tags: ['g1'] }, { pattern: 'k1*' }])
+      await s.invalidate({ tags: ['all'] })
+      expect(await present()).toEqual([])
+    } finally {
+      s.close()
+      listener.close()
+      client.disconnect()
+      other.disconnect()
+    }
+  })
+
+  it('refuses cluster options that cannot hold: a brace in the namespace, slots out of range or on a standalone client', () => {
+    const c = cluster as RedisCluster
+    const client = new Cluster(c.startupNodes, { lazyConnect: true })
+    const single = new Redis({ lazyConnect: true })
+    try {
+      expect(() => redisStore({ client, prefix: 'a{b' })).toThrow(TypeError)
+      expect(() => redisStore({ client, prefix: 'a', version: '}' })).toThrow(TypeError)
+      for (const slots of [0, 1.5, 1_025]) expect(() => redisStore({ client, slots })).toThrow(RangeError)
+      expect(() => redisStore({ client: single, slots: 2 })).toThrow(TypeError)
+      expect(() => redisStore({ client: single, shardedPubSub: true })).toThrow(TypeError)
+      // With sharded pub/sub, a given subscriber must be able to SSUBSCRIBE.
+      expect(() => redisStore({ client, subscriber: client })).toThrow(/shardedSubscribers/)
+      expect(() => redisStore({ client, subscriber: client, shardedPubSub: false })).not.toThrow()
+      // Standalone keeps its layout: braces are fine there.
+      expect(() => redisStore({ client: single, prefix: 'a{b}' })).not.toThrow()
+    } finally {
+      client.disconnect()
+      single.disconnect()
+    }
   })
 
   it("loses no lookup while the store's slot is resharded to another master under load", async () => {
