@@ -24,6 +24,9 @@ const STAMPEDE_CALLERS = 1_000
 const STAMPEDE_INSTANCES = 2
 const STAMPEDE_ROUNDS = 10
 const HOUR = 3_600_000
+// Longer than the 100 ms default: on a loaded machine one slow command would
+// turn into a compute and abort the section; the timeout is not what is measured.
+const TIMEOUT_MS = 1_000
 // A typical enricher value: what the user enricher of the demo caches.
 const VALUE = { fields: { user: { id: 'u-1', name: 'Ada Lovelace', plan: 'pro', org: { id: 'o-7' } } }, invalid: false }
 
@@ -45,7 +48,11 @@ function standalone(port: number): Target {
   return {
     label: '',
     async connect() {
-      const c = new Redis(port, '127.0.0.1', { ...RECOMMENDED_CLIENT_OPTIONS, lazyConnect: true })
+      const c = new Redis(port, '127.0.0.1', {
+        ...RECOMMENDED_CLIENT_OPTIONS,
+        commandTimeout: TIMEOUT_MS,
+        lazyConnect: true,
+      })
       c.on('error', () => {})
       await c.connect()
       return c
@@ -58,7 +65,11 @@ function cluster(startupNodes: Array<{ host: string; port: number }>): Target {
   return {
     label: ' (cluster)',
     async connect() {
-      const c = new Cluster(startupNodes, { ...RECOMMENDED_CLUSTER_OPTIONS, lazyConnect: true })
+      const c = new Cluster(startupNodes, {
+        ...RECOMMENDED_CLUSTER_OPTIONS,
+        redisOptions: { ...RECOMMENDED_CLUSTER_OPTIONS.redisOptions, commandTimeout: TIMEOUT_MS },
+        lazyConnect: true,
+      })
       c.on('error', () => {})
       await c.connect()
       return c
@@ -70,13 +81,13 @@ function cluster(startupNodes: Array<{ host: string; port: number }>): Target {
 /** getOrCompute answered by Redis on an in-process miss, against a plain GET of the same value. */
 async function servedFromRedis(target: Target): Promise<Row[]> {
   const client = await target.connect()
-  const store = redisStore({ client, prefix: 'bench' })
+  const store = redisStore({ client, prefix: 'bench', commandTimeoutMs: TIMEOUT_MS })
   const cache = new SmartCache<typeof VALUE>({ name: 'bench', max: 10_000, ttlMs: HOUR, store })
   const keys = Array.from({ length: OPS }, (_, i) => `user:${i}`)
   for (const k of keys) await store.set(k, { value: VALUE, freshMs: HOUR, staleMs: 0 })
   const redisKeys = keys.map((k) => target.valueKey('bench', k))
   const compute = (): never => {
-    throw new Error('the bench value must come from Redis')
+    throw new Error(`the bench value must come from Redis${target.label}`)
   }
   const p = await paired(
     async () => {
@@ -112,7 +123,7 @@ async function servedFromRedis(target: Target): Promise<Row[]> {
 /** A fresh in-process hit costs the same with a store configured: the store is off the hot path. */
 async function hitWithStore(target: Target): Promise<Row> {
   const client = await target.connect()
-  const store = redisStore({ client, prefix: 'bench-hit' })
+  const store = redisStore({ client, prefix: 'bench-hit', commandTimeoutMs: TIMEOUT_MS })
   const withStore = new SmartCache<string>({ name: 'with', max: 10_000, ttlMs: HOUR, store })
   const without = new SmartCache<string>({ name: 'without', max: 10_000, ttlMs: HOUR })
   const keys = Array.from({ length: 1_024 }, (_, i) => `key:${i}`)
@@ -151,7 +162,7 @@ async function stampede(target: Target): Promise<Row> {
   const caches: SmartCache<string>[] = []
   for (let i = 0; i < STAMPEDE_INSTANCES; i++) {
     const client = await target.connect()
-    const store = redisStore({ client, prefix: 'bench-stampede' })
+    const store = redisStore({ client, prefix: 'bench-stampede', commandTimeoutMs: TIMEOUT_MS })
     clients.push(client)
     stores.push(store)
     caches.push(new SmartCache<string>({ name: `instance-${i}`, ttlMs: HOUR, timeoutMs: 2_000, store }))
