@@ -253,7 +253,7 @@ class RedisCacheStore implements RedisStore {
   readonly #signer: Signer | undefined
   readonly #valueSigner: Signer | undefined
   readonly #maxAgeMs: number
-  /** Signatures of the messages received lately, with when: a replay is refused. */
+  /** Signatures of the messages received lately, with when each goes stale: a replay is refused. */
   readonly #seen = new Map<string, number>()
   #listener: ((invalidation: Invalidation) => void) | undefined
   #onMessage: ((channel: string, message: string) => void) | undefined
@@ -416,10 +416,9 @@ class RedisCacheStore implements RedisStore {
   async #scanCluster(pattern: string): Promise<void> {
     const cluster = this.#client as Cluster
     const ours = new Set(this.#tags)
-    const tag =
-      this.#tags.length === 1
-        ? escapeGlob(this.#tags[0] as string)
-        : `${escapeGlob(this.#tags[0] as string).slice(0, -3)}*}`
+    const first = this.#tags[0] as string
+    // With several slots, `{<prefix>:<version>:*}`; keys of another namespace that match are left out by `ours`.
+    const tag = this.#tags.length === 1 ? escapeGlob(first) : `${escapeGlob(first.slice(0, first.lastIndexOf(':')))}:*}`
     for (const node of cluster.nodes('master')) await this.#scanDelete(node, `${tag}:v:${pattern}`, ours)
   }
 
@@ -624,8 +623,9 @@ class RedisCacheStore implements RedisStore {
       return false
     }
     const seen = this.#seen
-    for (const [sig, at] of seen) {
-      if (now - at <= this.#maxAgeMs && seen.size < MAX_SEEN) break
+    // Oldest first: kept until the message itself goes stale, when the age check refuses it anyway.
+    for (const [sig, until] of seen) {
+      if (until >= now && seen.size < MAX_SEEN) break
       seen.delete(sig)
     }
     const sig = message.slice(0, 43)
@@ -633,7 +633,7 @@ class RedisCacheStore implements RedisStore {
       this.#replayed++
       return false
     }
-    seen.set(sig, now)
+    seen.set(sig, ts + this.#maxAgeMs)
     return true
   }
 
