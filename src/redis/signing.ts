@@ -31,9 +31,13 @@ export class Signer {
    */
   open(context: string, text: string): string | false | undefined {
     if (text.length <= SIGNATURE_LENGTH || text.charCodeAt(SIGNATURE_LENGTH) !== 46 /* . */) return undefined
-    const given = Buffer.from(text.slice(0, SIGNATURE_LENGTH), 'base64url')
+    // Compared as text, not decoded: base64url decoding is lenient (`+` for `-`,
+    // `/` for `_`, the spare low bits of the last character, skipped bytes), so
+    // several texts decode to one digest and a replay guard keyed on the text
+    // would take each for a new message. Only the canonical text is accepted.
+    const given = Buffer.from(text.slice(0, SIGNATURE_LENGTH), 'utf8')
     const body = text.slice(SIGNATURE_LENGTH + 1)
-    const expected = this.#mac(context, body)
+    const expected = Buffer.from(this.#mac(context, body).toString('base64url'), 'utf8')
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) return false
     return body
   }

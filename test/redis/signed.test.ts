@@ -125,6 +125,36 @@ describe('redisStore with a secret: invalidation messages', () => {
     expect(receiver.stats().replayedMessages).toBe(2)
   })
 
+  it('drops a captured message whose signature is re-spelled to decode to the same digest', async () => {
+    const { sender, receiver, heard } = await pair()
+    const captured: string[] = []
+    const spy = attacker.duplicate()
+    clients.push(spy)
+    spy.on('message', (_c: string, m: string) => captured.push(m))
+    await spy.subscribe(CHANNEL)
+    // Until a message's signature holds a `-` or `_`: the `+` and `/` spellings are tried too.
+    for (let i = 0; i < 20 && !/[-_]/.test((captured.at(-1) ?? '').slice(0, 43)); i++) {
+      await sender.invalidate({ pattern: `p${i}` })
+      await until(() => captured.length === i + 1)
+    }
+    const original = captured.at(-1) as string
+    const sig = original.slice(0, 43)
+    const body = original.slice(43)
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+    const last = alphabet.indexOf(sig[42] as string)
+    const variants = [
+      // The last character carries 4 bits of the digest: its low 2 bits are free.
+      ...[1, 2, 3].map((x) => `${sig.slice(0, 42)}${alphabet[last ^ x]}${body}`),
+      `${sig.replaceAll('-', '+').replaceAll('_', '/')}${body}`,
+    ]
+    for (const v of variants) expect(Buffer.from(v.slice(0, 43), 'base64url')).toEqual(Buffer.from(sig, 'base64url'))
+    const before = heard.length
+    const forged = receiver.stats().forgedMessages
+    await publishThenSync(sender, receiver, variants)
+    expect(heard.slice(before)).toEqual([{ keys: ['sync'] }])
+    expect(receiver.stats().forgedMessages - forged).toBe(variants.length)
+  })
+
   it('keeps a cache whole under a flood of 1,000 unsigned "empty everything" messages', async () => {
     const sender = await store()
     const cacheStore = await store()
