@@ -2,12 +2,16 @@
 // The user's ioredis client is used as given (only its type is imported): no
 // runtime dependency on ioredis, which is an optional peer of this entry.
 import { createHash, randomBytes } from 'node:crypto'
-import type { Redis, RedisOptions } from 'ioredis'
+import type { Cluster, ClusterOptions, Redis, RedisOptions } from 'ioredis'
 import { type BreakerOptions, CircuitBreaker, checkInteger, Permit } from './breaker/circuit-breaker.js'
 import type { CacheStore, Invalidation, StoreRecord } from './cache/store.js'
 import { StoreUnavailableError, TimeoutError } from './errors.js'
 import type { Disposer } from './events.js'
 import { checkMs } from './util/validate.js'
+import { Signer } from './redis/signing.js'
+
+/** An ioredis client the store accepts: a `Redis` (standalone or Sentinel) or a `Cluster`. */
+export type RedisClient = Redis | Cluster
 
 export type { CacheStore, Invalidation, StoreRecord } from './cache/store.js'
 
@@ -17,14 +21,18 @@ export interface RedisStoreOptions {
    * The ioredis client for commands. The store never queues a command while
    * it is not connected, whatever its options, but create it with
    * {@link RECOMMENDED_CLIENT_OPTIONS} (`enableOfflineQueue: false`, a short
-   * `commandTimeout`) so ioredis itself holds nothing either. Yours to close.
+   * `commandTimeout`) so ioredis itself holds nothing either. A `Cluster`
+   * is accepted too (with {@link RECOMMENDED_CLUSTER_OPTIONS}): the store's
+   * keys then share a hash tag. Yours to close.
    */
-  client: Redis
+  client: RedisClient
   /**
-   * A client for pub/sub (it enters subscriber mode). Yours to close.
+   * A client for pub/sub (it enters subscriber mode). Yours to close. With a
+   * `Cluster` and `shardedPubSub`, it must be a `Cluster` created with
+   * `shardedSubscribers: true`.
    * Default: `client.duplicate()`, created on first use and closed with the store.
    */
-  subscriber?: Redis
+  subscriber?: RedisClient
   /** Namespace of every key and of the invalidation channel, per service. Default `'pino-enrich'`. */
   prefix?: string
   /** Second namespace level, per deployment or value shape: bump it when the cached value's shape changes. Default `'1'`. */
@@ -43,6 +51,36 @@ export interface RedisStoreOptions {
   maxKeyLength?: number
   /** Values whose JSON is larger than this many bytes are neither written nor read. Default 1 048 576. */
   maxValueBytes?: number
+  /**
+   * Cluster only: how many hash slots one store's keys spread over, each
+   * key to one of them by a hash of its name. `delete` then runs one script
+   * per slot its keys fall in, `invalidateTags` one per slot (a tag's set is
+   * kept per slot). Default 1: every key of the store on one slot, one shard.
+   */
+  slots?: number
+  /**
+   * Cluster only: invalidations over sharded pub/sub (`SPUBLISH` /
+   * `SSUBSCRIBE`, Redis 7.0 and later): a message goes to the shard of the
+   * store's slot only, not over the whole cluster bus. `false` for classic
+   * `PUBLISH`, which Redis 6 clusters need. Default `true`.
+   */
+  shardedPubSub?: boolean
+  /**
+   * A secret shared by every instance (a string or Buffer, at least one byte):
+   * invalidation messages are signed with HMAC-SHA256 over the channel, the
+   * message and its timestamp, and messages unsigned, badly signed, older than
+   * `maxMessageAgeMs` or seen before are dropped and counted. Default: none,
+   * messages are plain JSON and anyone who can publish is believed.
+   */
+  secret?: string | Buffer
+  /** With a `secret`: messages whose timestamp is further than this from the receiver's clock are dropped, in ms. Default 30 000. */
+  maxMessageAgeMs?: number
+  /**
+   * With a `secret`: values are signed too (over the key name and the value),
+   * and a value read back unsigned or badly signed is a miss. Default `true`
+   * when a `secret` is given.
+   */
+  signValues?: boolean
 }
 
 /** Counters of a {@link RedisStore}. */
@@ -59,6 +97,16 @@ export interface RedisStoreStats {
   dropped: number
   /** Invalidations received from other instances. */
   received: number
+  /** With a `secret`: messages dropped for carrying no signature. */
+  unsignedMessages: number
+  /** With a `secret`: messages dropped for a wrong signature (or a signed body that is not a message). */
+  forgedMessages: number
+  /** With a `secret`: validly signed messages dropped for a timestamp beyond `maxMessageAgeMs`. */
+  staleMessages: number
+  /** With a `secret`: validly signed messages dropped because the same one was received before. */
+  replayedMessages: number
+  /** With signed values: values read back unsigned or badly signed (also counted in `dropped`). */
+  forgedValues: number
   /** Whether the subscriber is subscribed now (false while Redis is away). */
   listening: boolean
   breaker: CircuitBreaker['state'] | 'none'
@@ -88,6 +136,21 @@ export const RECOMMENDED_CLIENT_OPTIONS = {
   retryStrategy: (times: number): number => Math.min(50 * 2 ** times, 1_000),
 } as const satisfies RedisOptions
 
+/**
+ * ioredis `Cluster` options for a client given to {@link redisStore}: the
+ * same as {@link RECOMMENDED_CLIENT_OPTIONS} per node, and redirections
+ * retried sooner than the command timeout (a `TRYAGAIN` during resharding
+ * after 10 ms, a failover after 50 ms instead of 100 each).
+ */
+export const RECOMMENDED_CLUSTER_OPTIONS = {
+  enableOfflineQueue: false,
+  clusterRetryStrategy: (times: number): number => Math.min(50 * 2 ** times, 1_000),
+  retryDelayOnTryAgain: 10,
+  retryDelayOnFailover: 50,
+  retryDelayOnClusterDown: 50,
+  redisOptions: { commandTimeout: 100, maxRetriesPerRequest: 1 },
+} as const satisfies ClusterOptions
+
 export const REDIS_STORE_DEFAULTS = {
   prefix: 'pino-enrich',
   version: '1',
@@ -96,6 +159,9 @@ export const REDIS_STORE_DEFAULTS = {
   lockTtlMs: 5_000,
   maxKeyLength: 256,
   maxValueBytes: 1_048_576,
+  slots: 1,
+  shardedPubSub: true,
+  maxMessageAgeMs: 30_000,
 } as const
 
 // GET and PTTL in one round trip, atomically: the remaining lifetime is Redis's, not a clock's.
@@ -113,12 +179,12 @@ end
 if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
 return 1`)
 
-// KEYS: value keys. ARGV: channel, message. Deleted before published, so a reader told to drop finds nothing old.
+// KEYS: value keys. ARGV: channel ('' for none), message. Deleted before published, so a reader told to drop finds nothing old.
 const DEL = script(`if #KEYS > 0 then redis.call('DEL', unpack(KEYS)) end
-redis.call('PUBLISH', ARGV[1], ARGV[2])
+if ARGV[1] ~= '' then redis.call('PUBLISH', ARGV[1], ARGV[2]) end
 return 1`)
 
-// KEYS: tag sets. ARGV: channel, message. Deletes every member of each set, then the set.
+// KEYS: tag sets. ARGV: channel ('' for none), message. Deletes every member of each set, then the set.
 const DEL_TAGS = script(`local n = 0
 for i = 1, #KEYS do
   local members = redis.call('SMEMBERS', KEYS[i])
@@ -128,7 +194,7 @@ for i = 1, #KEYS do
   n = n + #members
   redis.call('DEL', KEYS[i])
 end
-redis.call('PUBLISH', ARGV[1], ARGV[2])
+if ARGV[1] ~= '' then redis.call('PUBLISH', ARGV[1], ARGV[2]) end
 return n`)
 
 const UNLOCK = script(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -140,6 +206,8 @@ const MAX_MESSAGE_BYTES = 65_536
 const MAX_DEPTH = 64
 /** Keys dropped from every object read back: what `Object.assign` or a merge could turn into a prototype change. */
 const UNSAFE_KEYS = new Set(['__proto__', 'constructor', 'prototype'])
+/** Signatures of messages received within `maxMessageAgeMs`, kept to refuse a replay: at most this many. */
+const MAX_SEEN = 10_000
 
 /**
  * A {@link CacheStore} on Redis for `SmartCache`'s `store` option (and an
@@ -155,9 +223,12 @@ const UNSAFE_KEYS = new Set(['__proto__', 'constructor', 'prototype'])
  * Layout: values at `<prefix>:<version>:v:<key>` with a PX ttl of their
  * remaining fresh plus stale lifetime, tag sets at `:t:<tag>`, compute locks
  * at `:l:<key>`, invalidations on the channel `<prefix>:<version>:invalidate`.
- * Standalone Redis or Sentinel; scripts touch several keys, so not Cluster.
+ * With a `Cluster` client the namespace is a hash tag, `{<prefix>:<version>}`
+ * (or `{<prefix>:<version>:<n>}` with `slots`), so each script touches one slot.
  *
- * @throws TypeError when `client` is missing or `prefix` is empty
+ * @throws TypeError when `client` is missing, `prefix` is empty (or holds a
+ *   brace, with a Cluster), `secret` is empty or not a string or Buffer, or a
+ *   Cluster-only option is given a standalone client
  * @throws RangeError for a bad bound
  */
 export function redisStore(options: RedisStoreOptions): RedisStore {
@@ -167,21 +238,30 @@ export function redisStore(options: RedisStoreOptions): RedisStore {
 class RedisCacheStore implements RedisStore {
   readonly breaker: CircuitBreaker | undefined
   readonly lockTtlMs: number
-  readonly #client: Redis
+  readonly #client: RedisClient
+  readonly #cluster: boolean
+  readonly #sharded: boolean
   readonly #ownSubscriber: boolean
-  #subscriber: Redis | undefined
+  #subscriber: RedisClient | undefined
   readonly #name: string
-  readonly #ns: string
+  /** Per slot: the namespace every key name starts with (a hash tag on a Cluster). */
+  readonly #tags: readonly string[]
   readonly #channel: string
   readonly #origin = randomBytes(9).toString('base64url')
   readonly #timeoutMs: number
   readonly #maxKeyLength: number
   readonly #maxValueBytes: number
+  readonly #signer: Signer | undefined
+  readonly #valueSigner: Signer | undefined
+  readonly #maxAgeMs: number
+  /** Signatures of the messages received lately, with when each goes stale: a replay is refused. */
+  readonly #seen = new Map<string, number>()
   #listener: ((invalidation: Invalidation) => void) | undefined
   #onMessage: ((channel: string, message: string) => void) | undefined
   #onReady: (() => void) | undefined
   #onClose: (() => void) | undefined
   #listening = false
+  #subscribed = false
   #closed = false
   #connecting = false
   #commands = 0
@@ -190,16 +270,28 @@ class RedisCacheStore implements RedisStore {
   #rejected = 0
   #dropped = 0
   #received = 0
+  #unsigned = 0
+  #forged = 0
+  #stale = 0
+  #replayed = 0
+  #forgedValues = 0
 
   constructor(options: RedisStoreOptions) {
     if (options === null || typeof options !== 'object' || typeof options.client?.evalsha !== 'function') {
       throw new TypeError(`redisStore needs an ioredis client, received ${describeValue(options?.client)}`)
     }
+    this.#cluster = isCluster(options.client)
     const prefix = options.prefix ?? REDIS_STORE_DEFAULTS.prefix
     if (typeof prefix !== 'string' || prefix.length === 0 || prefix.length > 128) {
       throw new TypeError(`prefix must be a string of 1 to 128 characters, received ${describeValue(prefix)}`)
     }
     const version = String(options.version ?? REDIS_STORE_DEFAULTS.version)
+    // A brace would end or open the hash tag early and scatter the store's keys over slots.
+    if (this.#cluster && /[{}]/.test(prefix + version)) {
+      throw new TypeError(
+        `prefix and version must not contain { or } with a Cluster client, received ${describeValue(`${prefix}:${version}`)}`,
+      )
+    }
     this.#timeoutMs = options.commandTimeoutMs ?? REDIS_STORE_DEFAULTS.commandTimeoutMs
     checkMs('commandTimeoutMs', this.#timeoutMs, 1)
     this.lockTtlMs = options.lockTtlMs ?? REDIS_STORE_DEFAULTS.lockTtlMs
@@ -208,12 +300,43 @@ class RedisCacheStore implements RedisStore {
     checkInteger('maxKeyLength', this.#maxKeyLength, 16)
     this.#maxValueBytes = options.maxValueBytes ?? REDIS_STORE_DEFAULTS.maxValueBytes
     checkInteger('maxValueBytes', this.#maxValueBytes, 1)
+    const slots = options.slots ?? REDIS_STORE_DEFAULTS.slots
+    checkInteger('slots', slots, 1)
+    if (slots > 1_024) throw new RangeError(`slots must be an integer from 1 to 1024, received ${slots}`)
+    if (!this.#cluster && (slots !== 1 || options.shardedPubSub !== undefined)) {
+      throw new TypeError('slots and shardedPubSub apply to a Cluster client only')
+    }
+    this.#sharded = this.#cluster && (options.shardedPubSub ?? REDIS_STORE_DEFAULTS.shardedPubSub)
+    if (typeof options.shardedPubSub !== 'undefined' && typeof options.shardedPubSub !== 'boolean') {
+      throw new TypeError(`shardedPubSub must be a boolean, received ${describeValue(options.shardedPubSub)}`)
+    }
+    if (
+      this.#sharded &&
+      options.subscriber !== undefined &&
+      (options.subscriber as { options?: { shardedSubscribers?: unknown } }).options?.shardedSubscribers !== true
+    ) {
+      throw new TypeError('with shardedPubSub, subscriber must be a Cluster created with shardedSubscribers: true')
+    }
+    if (options.secret !== undefined) {
+      this.#signer = new Signer(options.secret)
+      if (options.signValues !== undefined && typeof options.signValues !== 'boolean') {
+        throw new TypeError(`signValues must be a boolean, received ${describeValue(options.signValues)}`)
+      }
+      if (options.signValues !== false) this.#valueSigner = this.#signer
+    } else if (options.signValues === true) {
+      throw new TypeError('signValues needs a secret')
+    }
+    this.#maxAgeMs = options.maxMessageAgeMs ?? REDIS_STORE_DEFAULTS.maxMessageAgeMs
+    checkMs('maxMessageAgeMs', this.#maxAgeMs, 1)
     this.#client = options.client
     this.#subscriber = options.subscriber
     this.#ownSubscriber = options.subscriber === undefined
-    this.#ns = `${prefix}:${version}:`
-    this.#channel = `${this.#ns}invalidate`
-    this.#name = `redis ${prefix}:${version}`
+    const ns = `${prefix}:${version}`
+    this.#tags = this.#cluster
+      ? Array.from({ length: slots }, (_, i) => (slots === 1 ? `{${ns}}` : `{${ns}:${i}}`))
+      : [ns]
+    this.#channel = this.#cluster ? `{${ns}}:invalidate` : `${ns}:invalidate`
+    this.#name = `redis ${ns}`
     this.breaker =
       options.breaker === false
         ? undefined
@@ -221,11 +344,13 @@ class RedisCacheStore implements RedisStore {
   }
 
   async get(key: string): Promise<StoreRecord | undefined> {
-    const reply = await this.#run('GET', (c) => evalScript(c, GET, [this.#key('v', key)], []))
+    const stored = this.#stored(key)
+    const name = this.#name_('v', this.#slot(stored), stored)
+    const reply = await this.#run('GET', (c) => evalScript(c, GET, [name], []))
     if (!Array.isArray(reply)) return undefined
     const [text, pttl] = reply as [unknown, unknown]
     if (typeof text !== 'string' || typeof pttl !== 'number' || pttl <= 0) return undefined
-    const record = this.#decode(text, pttl)
+    const record = this.#decode(name, text, pttl)
     if (record === undefined) this.#dropped++
     return record
   }
@@ -237,47 +362,109 @@ class RedisCacheStore implements RedisStore {
     if (record.value === undefined) payload.u = 1
     else payload.v = record.value
     if (record.tags !== undefined && record.tags.length > 0) payload.t = record.tags
-    const text = JSON.stringify(payload)
-    if (Buffer.byteLength(text) > this.#maxValueBytes) {
+    const json = JSON.stringify(payload)
+    if (Buffer.byteLength(json) > this.#maxValueBytes) {
       throw new RangeError(`value of ${key} exceeds maxValueBytes (${this.#maxValueBytes})`)
     }
-    const keys = [this.#key('v', key), ...(payload.t ?? []).map((t) => this.#key('t', t))]
+    const stored = this.#stored(key)
+    const slot = this.#slot(stored)
+    const name = this.#name_('v', slot, stored)
+    // A tag's set lives in the slot of the values it lists: one script, one slot.
+    const keys = [name, ...(payload.t ?? []).map((t) => this.#name_('t', slot, this.#stored(t)))]
+    const text = this.#valueSigner === undefined ? json : this.#valueSigner.sign(name, json)
     const broadcast = options?.broadcast === true
     const message = broadcast ? this.#message({ keys: [key] }) : ''
-    await this.#run('SET', (c) =>
-      evalScript(c, SET, keys, [text, String(ttl), broadcast ? this.#channel : '', message]),
-    )
+    const inScript = broadcast && !this.#cluster
+    await this.#run('SET', (c) => evalScript(c, SET, keys, [text, String(ttl), inScript ? this.#channel : '', message]))
+    if (broadcast && this.#cluster) await this.#publish(message)
   }
 
   async invalidate(invalidation: Invalidation): Promise<void> {
     const message = this.#message(invalidation)
+    // Standalone: one script deletes and publishes. Cluster: a script per slot, then one publish.
+    const channel = this.#cluster ? '' : this.#channel
     if ('keys' in invalidation) {
-      const keys = invalidation.keys.map((k) => this.#key('v', k))
-      await this.#run('DEL', (c) => evalScript(c, DEL, keys, [this.#channel, message]))
+      const bySlot = this.#bySlot(invalidation.keys.map((k) => this.#stored(k)))
+      await Promise.all(
+        [...bySlot].map(([slot, stored]) => {
+          const keys = stored.map((k) => this.#name_('v', slot, k))
+          return this.#run('DEL', (c) => evalScript(c, DEL, keys, [channel, message]))
+        }),
+      )
     } else if ('tags' in invalidation) {
-      const keys = invalidation.tags.map((t) => this.#key('t', t))
-      await this.#run('DEL', (c) => evalScript(c, DEL_TAGS, keys, [this.#channel, message]))
+      const tags = invalidation.tags.map((t) => this.#stored(t))
+      await Promise.all(
+        this.#tags.map((_, slot) => {
+          const keys = tags.map((t) => this.#name_('t', slot, t))
+          return this.#run('DEL', (c) => evalScript(c, DEL_TAGS, keys, [channel, message]))
+        }),
+      )
     } else {
-      // SCAN in steps, each its own bounded command; then one publish.
-      const match = `${escapeGlob(this.#ns)}v:${escapeGlob(invalidation.pattern, true)}`
-      let cursor = '0'
-      do {
-        const [next, keys] = await this.#run('SCAN', (c) => c.scan(cursor, 'MATCH', match, 'COUNT', 1_000))
-        cursor = next
-        if (keys.length > 0) await this.#run('UNLINK', (c) => c.unlink(...keys))
-      } while (cursor !== '0')
-      await this.#run('PUBLISH', (c) => c.publish(this.#channel, message))
+      const pattern = escapeGlob(invalidation.pattern, true)
+      try {
+        if (this.#cluster) await this.#scanCluster(pattern)
+        else await this.#scanDelete(this.#client, `${escapeGlob(this.#tags[0] as string)}:v:${pattern}`, undefined)
+      } finally {
+        // The other instances drop their copies even when Redis's could not all be found.
+        await this.#publish(message)
+      }
+      return
     }
+    if (this.#cluster) await this.#publish(message)
+  }
+
+  /** SCAN in steps on every master, each step its own bounded command. */
+  async #scanCluster(pattern: string): Promise<void> {
+    const cluster = this.#client as Cluster
+    const ours = new Set(this.#tags)
+    const first = this.#tags[0] as string
+    // With several slots, `{<prefix>:<version>:*}`; keys of another namespace that match are left out by `ours`.
+    const tag = this.#tags.length === 1 ? escapeGlob(first) : `${escapeGlob(first.slice(0, first.lastIndexOf(':')))}:*}`
+    for (const node of cluster.nodes('master')) await this.#scanDelete(node, `${tag}:v:${pattern}`, ours)
+  }
+
+  /** Deletes the keys `node` holds that match `match` (and, with `ours`, whose hash tag is one of them). */
+  async #scanDelete(node: RedisClient, match: string, ours: Set<string> | undefined): Promise<void> {
+    let cursor = '0'
+    do {
+      const [next, found] = await this.#run('SCAN', () => (node as Redis).scan(cursor, 'MATCH', match, 'COUNT', 1_000))
+      cursor = next
+      if (found.length === 0) continue
+      if (ours === undefined) {
+        await this.#run('UNLINK', (c) => c.unlink(...found))
+        continue
+      }
+      // Through the cluster client, a slot at a time: it routes each to the slot's master now.
+      const bySlot = new Map<string, string[]>()
+      for (const k of found) {
+        const t = k.slice(0, k.indexOf('}') + 1)
+        if (!ours.has(t)) continue
+        const list = bySlot.get(t)
+        if (list === undefined) bySlot.set(t, [k])
+        else list.push(k)
+      }
+      for (const keys of bySlot.values()) await this.#run('UNLINK', (c) => c.unlink(...keys))
+    } while (cursor !== '0')
+  }
+
+  #publish(message: string): Promise<unknown> {
+    return this.#sharded
+      ? this.#run('SPUBLISH', (c) => c.spublish(this.#channel, message))
+      : this.#run('PUBLISH', (c) => c.publish(this.#channel, message))
   }
 
   async lock(key: string, ttlMs: number): Promise<string | undefined> {
     const token = randomBytes(12).toString('base64url')
-    const ok = await this.#run('SET', (c) => c.set(this.#key('l', key), token, 'PX', Math.max(1, ttlMs), 'NX'))
+    const stored = this.#stored(key)
+    const name = this.#name_('l', this.#slot(stored), stored)
+    const ok = await this.#run('SET', (c) => c.set(name, token, 'PX', Math.max(1, ttlMs), 'NX'))
     return ok === 'OK' ? token : undefined
   }
 
   async unlock(key: string, token: string): Promise<void> {
-    await this.#run('UNLOCK', (c) => evalScript(c, UNLOCK, [this.#key('l', key)], [token]))
+    const stored = this.#stored(key)
+    const name = this.#name_('l', this.#slot(stored), stored)
+    await this.#run('UNLOCK', (c) => evalScript(c, UNLOCK, [name], [token]))
   }
 
   subscribe(listener: (invalidation: Invalidation) => void): Disposer {
@@ -289,7 +476,13 @@ class RedisCacheStore implements RedisStore {
     let sub = this.#subscriber
     if (sub === undefined) {
       // Subscriber mode only sends SUBSCRIBE; its offline queue holds that one command until connected.
-      sub = this.#client.duplicate({ enableOfflineQueue: true, lazyConnect: false })
+      sub = isCluster(this.#client)
+        ? this.#client.duplicate([], {
+            enableOfflineQueue: true,
+            lazyConnect: false,
+            shardedSubscribers: this.#sharded,
+          })
+        : this.#client.duplicate({ enableOfflineQueue: true, lazyConnect: false })
       // ioredis reports connection errors as events; unheard, they print. They are the breaker's business.
       sub.on('error', () => {})
       this.#subscriber = sub
@@ -297,14 +490,17 @@ class RedisCacheStore implements RedisStore {
     const onMessage = (channel: string, message: string): void => this.#receive(channel, message)
     // ioredis resubscribes after a reconnect, but only to channels whose SUBSCRIBE succeeded:
     // subscribing again on every ready (idempotent in Redis) covers a first attempt that failed.
-    const onReady = (): void => this.#subscribeChannel(sub)
+    // Sharded subscriptions are kept by ioredis per slot once taken: only a failed one is sent again.
+    const onReady = (): void => {
+      if (!this.#sharded || !this.#subscribed) this.#subscribeChannel(sub)
+    }
     const onClose = (): void => {
       this.#listening = false
     }
     this.#onMessage = onMessage
     this.#onReady = onReady
     this.#onClose = onClose
-    sub.on('message', onMessage)
+    sub.on(this.#sharded ? 'smessage' : 'message', onMessage)
     sub.on('ready', onReady)
     sub.on('close', onClose)
     this.#subscribeChannel(sub)
@@ -316,9 +512,11 @@ class RedisCacheStore implements RedisStore {
     }
   }
 
-  #subscribeChannel(sub: Redis): void {
-    sub.subscribe(this.#channel).then(
+  #subscribeChannel(sub: RedisClient): void {
+    const pending = this.#sharded ? sub.ssubscribe(this.#channel) : sub.subscribe(this.#channel)
+    pending.then(
       () => {
+        this.#subscribed = true
         if (this.#listener !== undefined) this.#listening = true
       },
       () => {
@@ -335,6 +533,11 @@ class RedisCacheStore implements RedisStore {
       rejected: this.#rejected,
       dropped: this.#dropped,
       received: this.#received,
+      unsignedMessages: this.#unsigned,
+      forgedMessages: this.#forged,
+      staleMessages: this.#stale,
+      replayedMessages: this.#replayed,
+      forgedValues: this.#forgedValues,
       listening: this.#listening,
       breaker: this.breaker?.state ?? 'none',
       status: this.#client.status,
@@ -351,7 +554,7 @@ class RedisCacheStore implements RedisStore {
     const sub = this.#subscriber
     this.#listener = undefined
     if (sub === undefined) return
-    if (this.#onMessage !== undefined) sub.off('message', this.#onMessage)
+    if (this.#onMessage !== undefined) sub.off(this.#sharded ? 'smessage' : 'message', this.#onMessage)
     if (this.#onReady !== undefined) sub.off('ready', this.#onReady)
     if (this.#onClose !== undefined) sub.off('close', this.#onClose)
     this.#onMessage = undefined
@@ -362,6 +565,8 @@ class RedisCacheStore implements RedisStore {
       // disconnect(), not quit(): quit waits for a reply a hung Redis never sends.
       sub.disconnect()
       this.#subscriber = undefined
+    } else if (this.#sharded) {
+      sub.sunsubscribe(this.#channel).catch(() => {})
     } else {
       sub.unsubscribe(this.#channel).catch(() => {})
     }
@@ -370,14 +575,29 @@ class RedisCacheStore implements RedisStore {
   #receive(channel: string, message: string): void {
     const listener = this.#listener
     if (channel !== this.#channel || listener === undefined || message.length > MAX_MESSAGE_BYTES) return
+    let body = message
+    if (this.#signer !== undefined) {
+      const opened = this.#signer.open(channel, message)
+      if (opened === undefined) {
+        this.#unsigned++
+        return
+      }
+      if (opened === false) {
+        this.#forged++
+        return
+      }
+      body = opened
+    }
     let m: unknown
     try {
-      m = JSON.parse(message)
+      m = JSON.parse(body)
     } catch {
+      if (this.#signer !== undefined) this.#forged++
       return
     }
     if (typeof m !== 'object' || m === null) return
-    const { o, k, t, p } = m as { o?: unknown; k?: unknown; t?: unknown; p?: unknown }
+    const { o, k, t, p, ts } = m as { o?: unknown; k?: unknown; t?: unknown; p?: unknown; ts?: unknown }
+    if (this.#signer !== undefined && !this.#fresh(ts, message)) return
     if (o === this.#origin) return
     let invalidation: Invalidation
     if (isStringArray(k)) invalidation = { keys: k }
@@ -392,17 +612,83 @@ class RedisCacheStore implements RedisStore {
     }
   }
 
+  /**
+   * Whether a validly signed message is recent and new: its timestamp within
+   * `maxMessageAgeMs` of this clock either way, and its signature not seen
+   * within that window (so a captured message cannot be sent again).
+   */
+  #fresh(ts: unknown, message: string): boolean {
+    const now = Date.now()
+    if (typeof ts !== 'number' || !(Math.abs(now - ts) <= this.#maxAgeMs)) {
+      this.#stale++
+      return false
+    }
+    const seen = this.#seen
+    // Oldest first: kept until the message itself goes stale, when the age check refuses it anyway.
+    for (const [sig, until] of seen) {
+      if (until >= now && seen.size < MAX_SEEN) break
+      seen.delete(sig)
+    }
+    const sig = message.slice(0, 43)
+    if (seen.has(sig)) {
+      this.#replayed++
+      return false
+    }
+    seen.set(sig, ts + this.#maxAgeMs)
+    return true
+  }
+
   #message(invalidation: Invalidation): string {
-    if ('keys' in invalidation) return JSON.stringify({ o: this.#origin, k: invalidation.keys })
-    if ('tags' in invalidation) return JSON.stringify({ o: this.#origin, t: invalidation.tags })
-    return JSON.stringify({ o: this.#origin, p: invalidation.pattern })
+    const m: { o: string; k?: readonly string[]; t?: readonly string[]; p?: string; ts?: number } = { o: this.#origin }
+    if ('keys' in invalidation) m.k = invalidation.keys
+    else if ('tags' in invalidation) m.t = invalidation.tags
+    else m.p = invalidation.pattern
+    if (this.#signer === undefined) return JSON.stringify(m)
+    m.ts = Date.now()
+    return this.#signer.sign(this.#channel, JSON.stringify(m))
   }
 
-  #key(kind: 'v' | 't' | 'l', key: string): string {
-    return `${this.#ns}${kind}:${key.length > this.#maxKeyLength ? digest(key) : key}`
+  /** A cache key or tag as it appears in key names: itself, or its digest when long. */
+  #stored(key: string): string {
+    return key.length > this.#maxKeyLength ? digest(key) : key
   }
 
-  #decode(text: string, pttl: number): StoreRecord | undefined {
+  /** The slot of a stored key among the store's `slots`: FNV-1a of its name, so every instance agrees. */
+  #slot(stored: string): number {
+    const n = this.#tags.length
+    if (n === 1) return 0
+    let h = 0x811c9dc5
+    for (let i = 0; i < stored.length; i++) h = Math.imul(h ^ stored.charCodeAt(i), 0x01000193)
+    return (h >>> 0) % n
+  }
+
+  #name_(kind: 'v' | 't' | 'l', slot: number, stored: string): string {
+    return `${this.#tags[slot]}:${kind}:${stored}`
+  }
+
+  #bySlot(stored: readonly string[]): Map<number, string[]> {
+    const out = new Map<number, string[]>()
+    for (const k of stored) {
+      const slot = this.#slot(k)
+      const list = out.get(slot)
+      if (list === undefined) out.set(slot, [k])
+      else list.push(k)
+    }
+    return out
+  }
+
+  #decode(name: string, stored: string, pttl: number): StoreRecord | undefined {
+    if (stored.length > this.#maxValueBytes + 44) return undefined
+    let text = stored
+    if (this.#valueSigner !== undefined) {
+      // Checked before parsing: a planted value is never parsed, let alone used.
+      const opened = this.#valueSigner.open(name, stored)
+      if (typeof opened !== 'string') {
+        this.#forgedValues++
+        return undefined
+      }
+      text = opened
+    }
     if (text.length > this.#maxValueBytes) return undefined
     let parsed: unknown
     try {
@@ -427,7 +713,7 @@ class RedisCacheStore implements RedisStore {
    * breaker is open (nothing is queued), failed after `commandTimeoutMs`
    * whether or not ioredis times it out too.
    */
-  #run<T>(what: string, op: (client: Redis) => Promise<T>): Promise<T> {
+  #run<T>(what: string, op: (client: RedisClient) => Promise<T>): Promise<T> {
     if (this.#closed) return this.#refuse('closed')
     const client = this.#client
     if (client.status !== 'ready') {
@@ -498,7 +784,12 @@ function script(source: string): Script {
 }
 
 /** EVALSHA, falling back to EVAL when Redis does not know the script yet (first use, or after a restart). */
-function evalScript(client: Redis, s: Script, keys: readonly string[], args: readonly string[]): Promise<unknown> {
+function evalScript(
+  client: RedisClient,
+  s: Script,
+  keys: readonly string[],
+  args: readonly string[],
+): Promise<unknown> {
   return client.evalsha(s.sha, keys.length, ...keys, ...args).catch((e: unknown) => {
     if (e instanceof Error && e.message.startsWith('NOSCRIPT'))
       return client.eval(s.source, keys.length, ...keys, ...args)
@@ -535,6 +826,10 @@ function isStringArray(v: unknown): v is string[] {
 /** Escapes Redis glob specials; with `keepWildcards`, `*` and `?` stay wildcards (SmartCache's glob). */
 function escapeGlob(s: string, keepWildcards = false): string {
   return s.replace(keepWildcards ? /[[\]\\^]/g : /[[\]\\^*?]/g, '\\$&')
+}
+
+function isCluster(client: RedisClient): client is Cluster {
+  return (client as { isCluster?: unknown }).isCluster === true
 }
 
 function digest(key: string): string {

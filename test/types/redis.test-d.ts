@@ -1,11 +1,11 @@
-import type { Redis } from 'ioredis'
+import type { Cluster, Redis } from 'ioredis'
 import { describe, expectTypeOf, it } from 'vitest'
 import { type CacheStore, defineEnricher, SmartCache, type StoreStats } from '../../src/index.js'
 import { type RedisStore, type RedisStoreOptions, redisStore } from '../../src/redis.js'
 
 describe('shared tier types', () => {
-  it('redisStore takes an ioredis client and gives a CacheStore', () => {
-    expectTypeOf<RedisStoreOptions['client']>().toEqualTypeOf<Redis>()
+  it('redisStore takes an ioredis client or cluster and gives a CacheStore', () => {
+    expectTypeOf<RedisStoreOptions['client']>().toEqualTypeOf<Redis | Cluster>()
     expectTypeOf(redisStore).returns.toEqualTypeOf<RedisStore>()
     expectTypeOf<RedisStore>().toMatchTypeOf<CacheStore>()
   })
