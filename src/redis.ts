@@ -7,8 +7,8 @@ import { type BreakerOptions, CircuitBreaker, checkInteger, Permit } from './bre
 import type { CacheStore, Invalidation, StoreRecord } from './cache/store.js'
 import { StoreUnavailableError, TimeoutError } from './errors.js'
 import type { Disposer } from './events.js'
-import { checkMs } from './util/validate.js'
 import { Signer } from './redis/signing.js'
+import { checkMs } from './util/validate.js'
 
 /** An ioredis client the store accepts: a `Redis` (standalone or Sentinel) or a `Cluster`. */
 export type RedisClient = Redis | Cluster
