@@ -44,6 +44,98 @@ function runExample(file: string): Promise<Result> {
   })
 }
 
+type Line = Record<string, unknown>
+
+/** stdout as NDJSON: every line must parse. */
+function linesOf(stdout: string): Line[] {
+  return stdout
+    .split('\n')
+    .filter((l) => l.length > 0)
+    .map((l) => JSON.parse(l) as Line)
+}
+
+const ADA = { name: 'Ada', plan: 'pro' }
+const GRACE = { name: 'Grace', plan: 'free' }
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+
+/**
+ * What each example claims, checked on its output. A file not listed here
+ * fails the suite: a new example says what it shows.
+ */
+const claims: Record<string, (stdout: string) => void> = {
+  'express.ts': (stdout) => {
+    const lines = linesOf(stdout)
+    const inRequest = lines.filter((l) => ['listing orders', 'placing order', 'order placed'].includes(String(l.msg)))
+    expect(inRequest).toHaveLength(5)
+    // Every line logged in a request carries its id and route, and its user's looked-up profile.
+    for (const line of inRequest) {
+      expect(line.enrich, JSON.stringify(line)).toBeUndefined()
+      expect(typeof line.reqId).toBe('string')
+      expect(typeof line.route).toBe('string')
+      if (line.userId === 'u1') expect(line.user).toEqual(ADA)
+      else if (line.userId === 'u2') expect(line.user).toEqual(GRACE)
+      else expect(line.user).toBeUndefined()
+    }
+    expect(inRequest.filter((l) => l.user !== undefined)).toHaveLength(4)
+    // A well-formed incoming id is kept; the forged one and the missing ones are generated.
+    const ids = inRequest.map((l) => String(l.reqId))
+    expect(ids).toContain('edge-4711')
+    expect(ids.filter((id) => id !== 'edge-4711').every((id) => UUID.test(id))).toBe(true)
+    expect(stdout).not.toContain('"level":60')
+    // Both lines of the POST share its id, and the client got that id back.
+    const post = inRequest.filter((l) => l.route === '/orders')
+    expect(post.map((l) => l.msg)).toEqual(['placing order', 'order placed'])
+    expect(post[0]?.reqId).toBe(post[1]?.reqId)
+    const echoed = lines.filter((l) => l.msg === 'client got a response').map((l) => l.id)
+    expect(new Set(echoed)).toEqual(new Set(ids))
+  },
+  'fastify.ts': (stdout) => {
+    const lines = linesOf(stdout)
+    const handled = lines.filter((l) => ['listing orders', 'placing order', 'order placed'].includes(String(l.msg)))
+    expect(handled).toHaveLength(4)
+    for (const line of [...handled, ...lines.filter((l) => l.msg === 'request completed')]) {
+      expect(line.enrich, JSON.stringify(line)).toBeUndefined()
+      expect(typeof line.route).toBe('string')
+      expect(line.user).toEqual(line.userId === 'u1' ? ADA : GRACE)
+    }
+    // app.log, not request.log: the request id comes from the context.
+    const placed = handled.find((l) => l.msg === 'order placed')
+    const placing = handled.find((l) => l.msg === 'placing order')
+    expect(typeof placed?.reqId).toBe('string')
+    expect(placed?.reqId).toBe(placing?.reqId)
+    const ids = handled.map((l) => String(l.reqId))
+    expect(ids).toContain('edge-4711')
+    expect(stdout).not.toContain('"level":60')
+  },
+  'user-lookup.ts': (stdout) => {
+    const lines = linesOf(stdout)
+    const viewed = (userId: string) => lines.filter((l) => l.msg === 'order viewed' && l.userId === userId)
+    for (const line of [...viewed('u1'), ...viewed('u2')]) {
+      expect(line.enrich, JSON.stringify(line)).toBeUndefined()
+      expect(line.user).toMatchObject(line.userId === 'u1' ? ADA : GRACE)
+    }
+    for (const line of viewed('slow')) expect(line.enrich).toEqual({ timeout: ['user'] })
+    for (const line of [...viewed('broken'), ...viewed('garbled')]) expect(line.enrich).toEqual({ error: ['user'] })
+    // An unknown user is "no such user": no field, no problem.
+    for (const line of viewed('nobody')) expect(line).not.toHaveProperty('user')
+    for (const line of viewed('nobody')) expect(line).not.toHaveProperty('enrich')
+    expect(viewed('u1')).toHaveLength(4)
+    expect(viewed('slow')).toHaveLength(2)
+    // Round two is served from the caches: no new request reaches the service.
+    const rounds = lines.filter((l) => l.msg === 'round done')
+    expect(rounds.map((l) => l.userServiceRequests)).toEqual([6, 6])
+  },
+  'transport.ts': (stdout) => {
+    const lines = linesOf(stdout)
+    expect(lines.map((l) => l.msg)).toEqual(['service started', 'request handled', 'request handled'])
+    for (const line of lines) expect(line.service).toEqual({ name: 'checkout', version: '1.4.2' })
+    expect(lines.slice(1).map((l) => [l.requestId, l.user])).toEqual([
+      ['req-1', { id: 'user-17', plan: 'pro' }],
+      ['req-2', { id: 'user-42', plan: 'free' }],
+    ])
+  },
+}
+
 describe('examples/', () => {
   it('holds runnable .ts files and .mjs modules only', () => {
     expect(runnable).toContain('demo.ts')
@@ -51,13 +143,16 @@ describe('examples/', () => {
   })
 
   it.each(runnable)(
-    '%s runs with tsx, prints, and exits 0 by itself',
+    '%s runs with tsx, exits 0 by itself, and shows what it claims',
     async (file) => {
       const result = await runExample(file)
       const report = `${file}: code ${result.code}, signal ${result.signal} after ${Math.round(result.elapsedMs)} ms\n--- stderr\n${result.stderr}`
       expect(result.signal, report).toBeNull()
       expect(result.code, report).toBe(0)
       expect(result.stdout.trim().length, report).toBeGreaterThan(0)
+      const claim = claims[file]
+      expect(claim, `${file} has no check of its output in test/examples`).toBeDefined()
+      claim?.(result.stdout)
     },
     TIMEOUT_MS + 10_000,
   )
