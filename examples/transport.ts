@@ -1,5 +1,6 @@
 // Enrichment off the main thread: pino-enrich/transport as the first step of a
-// pino transport pipeline, pino/file as the last. Run: npx tsx examples/transport.ts
+// pino transport pipeline, pino/file as the last. The worker loads the package
+// as published, from dist/: run `npm run build && npx tsx examples/transport.ts`.
 import { once } from 'node:events'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
