@@ -29,8 +29,9 @@ function runExample(file: string): Promise<Result> {
       ['--import', 'tsx', `${dir}${file}`],
       {
         cwd: fileURLToPath(new URL('../..', import.meta.url)),
-        // The demo's load, shortened: 300 requests over 2 s instead of 3 000 over 10.
-        env: { ...process.env, DEMO_REQUESTS: '300', DEMO_SECONDS: '2' },
+        // The demo's load, shortened: 600 requests over 6 s instead of 3 000 over 10
+        // (each phase long enough for the breaker to probe and close again).
+        env: { ...process.env, DEMO_REQUESTS: '600', DEMO_SECONDS: '6' },
         timeout: TIMEOUT_MS,
         killSignal: 'SIGKILL',
         maxBuffer: 32 * 1024 * 1024,
@@ -125,6 +126,28 @@ const claims: Record<string, (stdout: string) => void> = {
     const rounds = lines.filter((l) => l.msg === 'round done')
     expect(rounds.map((l) => l.userServiceRequests)).toEqual([6, 6])
   },
+  'demo.ts': (stdout) => {
+    // One line of introduction, before anything else.
+    expect(stdout.split('\n')[0]).toMatch(
+      /^600 requests over 6 s to an Express app .* healthy, then failing, then slow, then hanging/,
+    )
+    // Every sample shows, each from its phase.
+    for (const sample of [
+      'a request line with its user, served from the cache',
+      'the user service failing, a new user: the error is recorded, the line written',
+      'the user service failing, a known user: its stale value served',
+      'the user service hanging: written at the deadline',
+      'the breaker open: no call made, the line written at once',
+    ]) {
+      expect(stdout).toMatch(new RegExp(`  ${sample}:\n {4}\\d{4}-`))
+    }
+    expect(stdout).not.toContain('(none in this run)')
+    expect(stdout).toMatch(/^ {2}timeouts: computes that ran past/m)
+    expect(stdout).toMatch(/^lines written at deadline +\d+ \(written when the 20 ms deadline passed/m)
+    const logged = /^lines logged +(\d+)$/m.exec(stdout)?.[1]
+    expect(logged).toBeDefined()
+    expect(/^lines written +(\d+)$/m.exec(stdout)?.[1]).toBe(logged)
+  },
   'transport.ts': (stdout) => {
     const lines = linesOf(stdout)
     expect(lines.map((l) => l.msg)).toEqual(['service started', 'request handled', 'request handled'])
@@ -150,6 +173,11 @@ describe('examples/', () => {
       expect(result.signal, report).toBeNull()
       expect(result.code, report).toBe(0)
       expect(result.stdout.trim().length, report).toBeGreaterThan(0)
+      if (file === 'demo.ts') {
+        // stderr is a pipe here: plain progress lines, no carriage-return frames, ending at the total.
+        expect(result.stderr).not.toContain('\r')
+        expect(result.stderr.trim().split('\n').at(-1)).toBe('600/600 requests, done')
+      }
       const claim = claims[file]
       expect(claim, `${file} has no check of its output in test/examples`).toBeDefined()
       claim?.(result.stdout)
