@@ -31,7 +31,7 @@ const specifiers = Object.keys(pkg.exports)
   .map((key) => (key === '.' ? pkg.name : `${pkg.name}/${key.slice(2)}`))
 
 // The whole file, pack and installs included, is bounded by this deadline.
-const deadline = Date.now() + 300_000
+const deadline = Date.now() + 420_000
 const work = mkdtempSync(join(tmpdir(), 'pino-enrich-package-'))
 afterAll(() => rmSync(work, { recursive: true, force: true }), 60_000)
 
@@ -387,7 +387,12 @@ describe('the published package', () => {
     cpSync(root, copy, { recursive: true, filter: (path) => !NOT_COPIED.has(relative(root, path)) })
     symlinkSync(join(root, 'node_modules'), join(copy, 'node_modules'), 'junction')
     // --ignore-scripts=false: prepack and prepare run even if the user's npm config says otherwise.
-    const { stdout } = await run('npm', ['pack', '--json', '--ignore-scripts=false', '--pack-destination', work], copy)
+    const { stdout } = await run(
+      'npm',
+      ['pack', '--json', '--ignore-scripts=false', '--pack-destination', work],
+      copy,
+      240_000,
+    )
     const report = JSON.parse(stdout.slice(stdout.indexOf('['))) as Array<{ filename: string }>
     tarball = join(work, basename(report[0]?.filename ?? 'missing.tgz'))
     packed = tarFiles(tarball)
@@ -419,7 +424,7 @@ describe('the published package', () => {
       run('npm', [...install, ...peers, ...types], esmApp),
       run('npm', [...install, ...peers], cjsApp),
     ])
-  }, 180_000)
+  }, 360_000)
 
   it('packs the build of src/ and enrichers/, README.md, LICENSE and package.json, nothing else', () => {
     for (const file of packed) expect(file).toMatch(SHIPPED)
