@@ -17,7 +17,9 @@ const transport = pino.transport({
   pipeline: [
     {
       target: 'pino-enrich/transport',
-      options: { enrichers: new URL('./transport-enrichers.mjs', import.meta.url).href, deadlineMs: 20 },
+      // A line waits at most deadlineMs for its lookups: generous here, so that a
+      // busy machine still shows the user (a service sets its latency budget).
+      options: { enrichers: new URL('./transport-enrichers.mjs', import.meta.url).href, deadlineMs: 500 },
     },
     { target: 'pino/file', options: { destination } },
   ],
