@@ -1,5 +1,6 @@
 // Enrichment off the main thread: pino-enrich/transport as the first step of a
-// pino transport pipeline, pino/file as the last. Run: npx tsx examples/transport.ts
+// pino transport pipeline, pino/file as the last. The worker loads the package
+// as published, from dist/: run `npm run build && npx tsx examples/transport.ts`.
 import { once } from 'node:events'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -16,7 +17,9 @@ const transport = pino.transport({
   pipeline: [
     {
       target: 'pino-enrich/transport',
-      options: { enrichers: new URL('./transport-enrichers.mjs', import.meta.url).href, deadlineMs: 20 },
+      // A line waits at most deadlineMs for its lookups: generous here, so that a
+      // busy machine still shows the user (a service sets its latency budget).
+      options: { enrichers: new URL('./transport-enrichers.mjs', import.meta.url).href, deadlineMs: 500 },
     },
     { target: 'pino/file', options: { destination } },
   ],

@@ -103,7 +103,7 @@ async function readJson(res: Response, max: number): Promise<Record<string, unkn
   return v as Record<string, unknown>
 }
 
-/** A local user service: fast for u1 and u2, slow for "slow", 500 for "broken", garbled for "garbled". */
+/** A local user service: fast for u1 and u2, slow for "slow", 500 for "broken", garbled for "garbled"; `/health` is not counted. */
 export async function startUserService(): Promise<{ url: string; requests: () => number; close(): Promise<void> }> {
   const users: Record<string, { name: string; plan: string }> = {
     u1: { name: 'Ada', plan: 'pro' },
@@ -113,6 +113,7 @@ export async function startUserService(): Promise<{ url: string; requests: () =>
   let requests = 0
   const timers = new Set<NodeJS.Timeout>()
   const server = http.createServer((req, res) => {
+    if (req.url === '/health') return void res.end('ok')
     requests++
     const id = decodeURIComponent(req.url?.slice('/users/'.length) ?? '')
     const answer = (): void => {
@@ -126,7 +127,7 @@ export async function startUserService(): Promise<{ url: string; requests: () =>
     const t = setTimeout(() => {
       timers.delete(t)
       if (!res.destroyed) answer()
-    }, 200)
+    }, 2_000)
     timers.add(t)
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
@@ -144,7 +145,16 @@ export async function startUserService(): Promise<{ url: string; requests: () =>
 
 async function main(): Promise<void> {
   const service = await startUserService()
-  const enrich = createPipeline({ deadlineMs: 100, enrichers: [requestEnricher(), userEnricher(service.url)] })
+  // Node loads fetch's HTTP client on its first call (100 ms or more on a busy
+  // machine), which a service that has been running paid long ago: pay it
+  // here, so the lookups take what they take in one.
+  await (await fetch(`${service.url}/health`)).arrayBuffer()
+  // Timings with room for a busy machine: a lookup may take 500 ms (the slow
+  // user's 2 s is past it), a line waits for its user at most 1 s.
+  const enrich = createPipeline({
+    deadlineMs: 1_000,
+    enrichers: [requestEnricher(), userEnricher(service.url, { timeoutMs: 500 })],
+  })
   // Deferred: a line waits for its user at most deadlineMs, then is written with what is ready.
   const logger = pino(enrich.pinoOptions({ mode: 'deferred' }))
   const handle = (userId: string): void =>

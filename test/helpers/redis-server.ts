@@ -21,7 +21,8 @@ export interface RedisServer {
   stop(): Promise<void>
 }
 
-const INSTALL_HINT = 'install it with `apt-get install -y redis-server` (.ci/run does)'
+const INSTALL_HINT =
+  'install it with `sudo apt-get install -y redis-server` (Debian, Ubuntu) or `brew install redis` (macOS), as README says'
 
 /**
  * Starts `redis-server` on a free 127.0.0.1 port with persistence off and

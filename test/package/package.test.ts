@@ -31,9 +31,9 @@ const specifiers = Object.keys(pkg.exports)
   .map((key) => (key === '.' ? pkg.name : `${pkg.name}/${key.slice(2)}`))
 
 // The whole file, pack and installs included, is bounded by this deadline.
-const deadline = Date.now() + 90_000
+const deadline = Date.now() + 420_000
 const work = mkdtempSync(join(tmpdir(), 'pino-enrich-package-'))
-afterAll(() => rmSync(work, { recursive: true, force: true }))
+afterAll(() => rmSync(work, { recursive: true, force: true }), 60_000)
 
 interface Output {
   stdout: string
@@ -41,7 +41,7 @@ interface Output {
 }
 
 /** Runs a command to completion; rejects with its output on a non-zero exit or at its timeout. */
-function run(command: string, args: string[], cwd: string, timeoutMs = 60_000): Promise<Output> {
+function run(command: string, args: string[], cwd: string, timeoutMs = 120_000): Promise<Output> {
   const timeout = Math.max(1_000, Math.min(timeoutMs, deadline - Date.now()))
   return new Promise((resolve, reject) => {
     execFile(
@@ -269,10 +269,11 @@ const esmTsconfig = {
     // The package's declarations, and what they import, are checked too.
     skipLibCheck: false,
     types: ['node'],
-    rootDir: 'src',
+    rootDir: '.',
     outDir: 'out',
   },
-  include: ['src'],
+  // One program for the app and README's snippets: the package's types are checked once.
+  include: ['src', 'readme'],
 }
 
 // --- the CommonJS app ------------------------------------------------------
@@ -332,6 +333,46 @@ main().catch((error) => {
 })
 `
 
+// --- README's TypeScript snippets, in the ESM app ---------------------------
+
+/** Every ```ts block of README.md, in order. */
+const snippets = [...readFileSync(join(root, 'README.md'), 'utf8').matchAll(/^```ts\n([\s\S]*?)^```/gm)].map(
+  (m) => m[1] as string,
+)
+
+// What README says the snippets leave to the reader: the `enrich` of the
+// first one, and stand-ins for the reader's own code.
+const readmeReader = `interface Tenant { id: string; name: string }
+declare const id: string
+declare const users: { get(id: string, options: { signal: AbortSignal }): Promise<{ id: string; email: string }> }
+declare const db: { tenant(id: string, options: { signal: AbortSignal }): Promise<Tenant> }
+declare function pay(): Promise<void>
+declare const enrich: import('pino-enrich').Pipeline
+`
+
+// --- the CommonJS TypeScript app -------------------------------------------
+
+const cjsTsMain = `import pino from 'pino'
+import { createPipeline } from 'pino-enrich'
+
+const enrich = createPipeline()
+const logger = pino(enrich.pinoOptions())
+enrich.context.run({ requestId: 'req-1' }, () => logger.info('from a CommonJS TypeScript app'))
+`
+const cjsTsconfig = (module: string) => ({
+  compilerOptions: {
+    target: 'ES2022',
+    module,
+    moduleResolution: module,
+    strict: true,
+    skipLibCheck: true,
+    types: [],
+    rootDir: 'ts',
+    outDir: 'out',
+  },
+  include: ['ts'],
+})
+
 // --------------------------------------------------------------------------
 
 let tarball = ''
@@ -346,7 +387,12 @@ describe('the published package', () => {
     cpSync(root, copy, { recursive: true, filter: (path) => !NOT_COPIED.has(relative(root, path)) })
     symlinkSync(join(root, 'node_modules'), join(copy, 'node_modules'), 'junction')
     // --ignore-scripts=false: prepack and prepare run even if the user's npm config says otherwise.
-    const { stdout } = await run('npm', ['pack', '--json', '--ignore-scripts=false', '--pack-destination', work], copy)
+    const { stdout } = await run(
+      'npm',
+      ['pack', '--json', '--ignore-scripts=false', '--pack-destination', work],
+      copy,
+      240_000,
+    )
     const report = JSON.parse(stdout.slice(stdout.indexOf('['))) as Array<{ filename: string }>
     tarball = join(work, basename(report[0]?.filename ?? 'missing.tgz'))
     packed = tarFiles(tarball)
@@ -359,9 +405,16 @@ describe('the published package', () => {
       'src/transport-enrichers.ts': esmTransportEnrichers,
       'src/main.ts': esmMain,
     })
+    write(esmApp, {
+      'readme/reader.d.ts': readmeReader,
+      ...Object.fromEntries(snippets.map((text, i) => [`readme/snippet-${i + 1}.ts`, text])),
+    })
     write(cjsApp, {
       'package.json': JSON.stringify({ name: 'cjs-app', private: true, type: 'commonjs' }),
       'index.js': cjsMain,
+      'tsconfig.json': JSON.stringify(cjsTsconfig('nodenext'), null, 2),
+      'tsconfig.node16.json': JSON.stringify(cjsTsconfig('node16'), null, 2),
+      'ts/main.ts': cjsTsMain,
     })
     // The peers at the versions the repo is developed against; the npm cache is warm from `npm ci`.
     const peers = ['pino', 'express', 'fastify', 'ioredis'].map((name) => `${name}@${pkg.devDependencies[name]}`)
@@ -371,7 +424,7 @@ describe('the published package', () => {
       run('npm', [...install, ...peers, ...types], esmApp),
       run('npm', [...install, ...peers], cjsApp),
     ])
-  }, 90_000)
+  }, 360_000)
 
   it('packs the build of src/ and enrichers/, README.md, LICENSE and package.json, nothing else', () => {
     for (const file of packed) expect(file).toMatch(SHIPPED)
@@ -383,18 +436,59 @@ describe('the published package', () => {
     for (const target of targets) expect(packed).toContain(`package/${target.slice(2)}`)
   })
 
-  it('type-checks an ESM TypeScript app importing every entry point (strict, nodenext, lib check on)', async () => {
+  it('publishes repository, homepage and bugs, and no script that runs at install', () => {
+    const manifest = JSON.parse(readFileSync(join(cjsApp, 'node_modules/pino-enrich/package.json'), 'utf8')) as {
+      repository?: { url?: string }
+      homepage?: string
+      bugs?: { url?: string }
+      scripts?: Record<string, string>
+    }
+    expect(manifest.repository?.url).toBe('git+https://github.com/pino-enrich/pino-enrich.git')
+    expect(manifest.homepage).toBe('https://github.com/pino-enrich/pino-enrich#readme')
+    expect(manifest.bugs?.url).toBe('https://github.com/pino-enrich/pino-enrich/issues')
+    // What npm runs in an installed copy (prepare too, for a git dependency); prepack runs only when packing.
+    const installTime = ['preinstall', 'install', 'postinstall', 'prepublish', 'preprepare', 'prepare', 'postprepare']
+    expect(Object.keys(manifest.scripts ?? {}).filter((name) => installTime.includes(name))).toEqual([])
+  })
+
+  it("ships a README whose links work on the registry's page: anchors or absolute https", () => {
+    const shipped = readFileSync(join(cjsApp, 'node_modules/pino-enrich/README.md'), 'utf8').replace(
+      /^```[\s\S]*?^```/gm,
+      '',
+    )
+    const links = [...shipped.matchAll(/\]\(([^)\s]+)\)/g)].map((m) => m[1] as string)
+    expect(links.length).toBeGreaterThan(10)
+    for (const link of links) expect(link).toMatch(/^(#|https:\/\/)/)
+  })
+
+  it('builds a CommonJS TypeScript app with module nodenext and runs it; node16 refuses it (TS1479), as README says', async () => {
+    const tsc = join(root, 'node_modules/typescript/bin/tsc')
+    await run(process.execPath, [tsc, '-p', '.'], cjsApp)
+    const { stdout } = await run(process.execPath, ['out/main.js'], cjsApp, 30_000)
+    expect(JSON.parse(stdout.trim())).toMatchObject({ msg: 'from a CommonJS TypeScript app' })
+    const refused = await run(process.execPath, [tsc, '-p', 'tsconfig.node16.json', '--noEmit'], cjsApp).then(
+      () => '',
+      (e: Error) => e.message,
+    )
+    expect(refused).toContain('TS1479')
+    const readme = readFileSync(join(root, 'README.md'), 'utf8')
+    expect(readme).toContain('`"module": "nodenext"`')
+    expect(readme).toContain('TS1479')
+  }, 120_000)
+
+  it('type-checks an ESM TypeScript app importing every entry point, and every TypeScript snippet of README as written (strict, nodenext, lib check on)', async () => {
+    expect(snippets.length).toBeGreaterThanOrEqual(9)
     expect(specifiers).toEqual(
       expect.arrayContaining(['pino-enrich', 'pino-enrich/enrichers', 'pino-enrich/transport']),
     )
     await run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', '.'], esmApp)
-  }, 60_000)
+  }, 120_000)
 
   it('runs that app: a pipeline logs through pino into memory, Express, Fastify and the transport worker', async () => {
-    const { stdout } = await run(process.execPath, ['out/main.js'], esmApp, 30_000)
+    const { stdout } = await run(process.execPath, ['out/src/main.js'], esmApp, 30_000)
     const result = JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}') as { ok: boolean; entries: string[] }
     expect(result).toMatchObject({ ok: true, entries: specifiers })
-  }, 60_000)
+  }, 120_000)
 
   it('runs a CommonJS app that require()s every entry point', async () => {
     const { stdout } = await run(process.execPath, ['index.js'], cjsApp, 30_000)
