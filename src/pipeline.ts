@@ -4,7 +4,7 @@ import type { BreakerState } from './breaker/circuit-breaker.js'
 import { EntryState, SmartCache, type SmartCacheStats } from './cache/smart-cache.js'
 import { type Clock, systemClock } from './clock.js'
 import { type ContextHelpers, createContext, type RequestContext } from './context/als.js'
-import { type ContextWriter, compileContextWriter } from './context/writer.js'
+import { type ContextWriter, ContextWriters, compileContextWriter } from './context/writer.js'
 import {
   type AnyEnricher,
   contextFieldsOf,
@@ -236,6 +236,8 @@ export class Pipeline {
   /** @internal */ globals: Slot[] = []
   /** Writes every defineContextFields enricher's keys from the request context into `out`. @internal */
   writeContexts: ContextWriter = compileContextWriter([])
+  /** The context writer of each logger: leaves out keys the logger's bindings carry. @internal */
+  contextWriters: ContextWriters = new ContextWriters([])
   /** @internal */ globalProblems: Problems | undefined
   /** @internal */ globalTimeouts: string[] | undefined
   /** @internal */ nextCheck = 0
@@ -360,7 +362,8 @@ export class Pipeline {
     this.keyed = this.slots.filter((s) => s.def !== undefined && !s.global)
     this.fns = this.slots.filter((s) => s.fn !== undefined && s.from === undefined)
     this.contexts = this.slots.filter((s) => s.from !== undefined)
-    this.writeContexts = compileContextWriter(this.contexts)
+    this.contextWriters = new ContextWriters(this.contexts)
+    this.writeContexts = this.contextWriters.all
     this.globals = this.slots.filter((s) => s.global)
     this.prepareGlobals()
   }
@@ -497,7 +500,13 @@ export class Pipeline {
    * problems met, or undefined.
    * @internal
    */
-  collectNow(ctx: EnrichContext, out: Fields, into: Problems | undefined, now: number): Problems | undefined {
+  collectNow(
+    ctx: EnrichContext,
+    out: Fields,
+    into: Problems | undefined,
+    now: number,
+    writeContexts: ContextWriter = this.writeContexts,
+  ): Problems | undefined {
     let problems = into
     const level = ctx.level
     for (const slot of this.keyed) {
@@ -558,7 +567,7 @@ export class Pipeline {
       }
     }
     const c = ctx.context
-    if (c !== undefined) this.writeContexts(c, level, out)
+    if (c !== undefined) writeContexts(c, level, out)
     return problems
   }
 
@@ -567,7 +576,7 @@ export class Pipeline {
    * it arrives until `done` is set. `onReady` runs once nothing is awaited.
    * @internal
    */
-  gather(g: Gathering): void {
+  gather(g: Gathering, writeContexts: ContextWriter = this.writeContexts): void {
     const ctx = g.ctx
     const keyed = this.keyed
     const fns = this.fns
@@ -636,7 +645,7 @@ export class Pipeline {
     const c = ctx.context
     if (c !== undefined && this.contexts.length !== 0) {
       const out: Fields = {}
-      this.writeContexts(c, ctx.level, out)
+      writeContexts(c, ctx.level, out)
       g.parts[keyed.length + fns.length] = out
     }
   }

@@ -134,11 +134,11 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
           record: mergeObject as Record<string, unknown>,
           context: storage.getStore(),
         }
-        problems = p.collectNow(ctx, out, undefined, lineNow)
+        problems = p.collectNow(ctx, out, undefined, lineNow, p.contextWriters.for(logger))
       } else if (p.contexts.length !== 0) {
         // Only request-context fields: written straight in, no context object for the line.
         const c = storage.getStore()
-        if (c !== undefined) p.writeContexts(c, level, out)
+        if (c !== undefined) p.contextWriters.for(logger)(c, level, out)
       }
       const all = problems === undefined ? p.globalProblems : p.problemsFor(problems)
       if (all !== undefined) out[errorKey] = all
@@ -267,7 +267,7 @@ function deferredQueue(p: Pipeline, write: (item: Pending) => void) {
         start: time,
       }
       if (p.closed) p.counters.afterClose++
-      else p.gather(item)
+      else p.gather(item, p.contextWriters.for(logger))
       queue.push(item)
       if (exiting) drainAtExit(logger)
     },
