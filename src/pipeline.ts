@@ -3,7 +3,7 @@ import type { LoggerOptions } from 'pino'
 import type { BreakerState } from './breaker/circuit-breaker.js'
 import { EntryState, SmartCache, type SmartCacheStats } from './cache/smart-cache.js'
 import { type Clock, systemClock } from './clock.js'
-import { type ContextHelpers, createContext, type RequestContext } from './context/als.js'
+import { type ContextHelpers, type ContextSource, createContext, type RequestContext } from './context/als.js'
 import { type ContextWriter, ContextWriters, compileContextWriter } from './context/writer.js'
 import {
   type AnyEnricher,
@@ -41,6 +41,18 @@ export interface PipelineOptions {
   maxPending?: number
   /** Time source. Default {@link systemClock}. */
   clock?: Clock
+  /**
+   * A request context the application already keeps, read instead of a new
+   * AsyncLocalStorage of the pipeline's own: your AsyncLocalStorage (its store
+   * an object), or a getter of the current context object such as
+   * `@fastify/request-context`'s `requestContext.getStore`. Snapshot,
+   * deferred and transport modes all read it; its own keys are what
+   * `ctx.context` and `requestEnricher()` see. You fill it: `expressContext`
+   * and `fastifyContext` refuse such a pipeline, and with a getter
+   * `context.run()` throws. Default: a new AsyncLocalStorage.
+   * @throws TypeError (from {@link createPipeline}) for anything else, quoting it
+   */
+  context?: ContextSource
 }
 
 /** Problem kinds recorded under `errorKey`. */
@@ -225,7 +237,7 @@ export class Pipeline {
   readonly errorKey: string
   readonly closeTimeoutMs: number
   readonly maxPending: number
-  /** AsyncLocalStorage helpers: the request context that `ctx.context` holds. */
+  /** The request context that `ctx.context` holds: the pipeline's own AsyncLocalStorage, or the `context` option's. */
   readonly context: ContextHelpers<RequestContext>
   /** @internal */ readonly clock: Clock
   /** @internal */ readonly coreKeys = new Set<string>(CORE_KEYS)
@@ -286,7 +298,7 @@ export class Pipeline {
     this.#maxKeyLength = o.maxKeyLength
     this.clock = options.clock ?? systemClock
     this.coreKeys.add(this.errorKey)
-    this.context = createContext<RequestContext>()
+    this.context = createContext<RequestContext>(options.context)
     this.views.add(this.#allView)
     for (const e of options.enrichers ?? []) this.register(e)
   }

@@ -109,7 +109,8 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
     return timePart(now) + view.fragment
   }
 
-  const storage = p.context.storage
+  // One reader of the request context for every mode: the pipeline's own or the application's.
+  const getContext = p.context.get
   const counters = p.counters
   const mixin = (mergeObject: object, level: number, logger: pino.Logger): object => {
     counters.enriched++
@@ -132,12 +133,12 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
           level,
           time: lineTime,
           record: mergeObject as Record<string, unknown>,
-          context: storage.getStore(),
+          context: getContext(),
         }
         problems = p.collectNow(ctx, out, undefined, lineNow, p.contextWriters.for(logger))
       } else if (p.contexts.length !== 0) {
         // Only request-context fields: written straight in, no context object for the line.
-        const c = storage.getStore()
+        const c = getContext()
         if (c !== undefined) p.contextWriters.for(logger)(c, level, out)
       }
       const all = problems === undefined ? p.globalProblems : p.problemsFor(problems)
@@ -302,7 +303,7 @@ function transportOptions(p: Pipeline, user: LoggerOptions, contextKeys: readonl
   const withTime =
     user.timestamp !== undefined && user.timestamp !== true && user.timestamp !== pino.stdTimeFunctions.epochTime
   const captureKey = `,${JSON.stringify(TRANSPORT_KEY)}:{`
-  const storage = p.context.storage
+  const getContext = p.context.get
   // Lines of one request capture the same values: the capture's text is kept
   // and made again only when a value differs from the last line's.
   const last: unknown[] = new Array(keys.length).fill(undefined)
@@ -322,7 +323,7 @@ function transportOptions(p: Pipeline, user: LoggerOptions, contextKeys: readonl
   }
   const timestamp = (): string => {
     const now = p.clock.now()
-    const c = storage.getStore() as Record<string, unknown> | undefined
+    const c = getContext() as Record<string, unknown> | undefined
     let changed = false
     for (let i = 0; i < keys.length; i++) {
       const v = c === undefined ? undefined : read(c, keys[i] as string)
