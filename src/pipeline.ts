@@ -5,6 +5,7 @@ import { EntryState, SmartCache, type SmartCacheStats } from './cache/smart-cach
 import { type Clock, systemClock } from './clock.js'
 import { type ContextHelpers, type ContextSource, createContext, type RequestContext } from './context/als.js'
 import { type ContextWriter, ContextWriters, compileContextWriter } from './context/writer.js'
+import { formatMetrics } from './core/metrics.js'
 import {
   type AnyEnricher,
   contextFieldsOf,
@@ -1196,68 +1197,4 @@ function isThenableValue(v: unknown): v is PromiseLike<unknown> {
   } catch {
     return false
   }
-}
-
-function formatMetrics(s: PipelineStats): string {
-  const lines: string[] = []
-  const metric = (name: string, type: 'counter' | 'gauge', help: string, rows: Array<[string, number]>): void => {
-    lines.push(`# HELP pino_enrich_${name} ${help}`, `# TYPE pino_enrich_${name} ${type}`)
-    for (const [labels, v] of rows) lines.push(`pino_enrich_${name}${labels} ${Number.isFinite(v) ? v : 0}`)
-  }
-  const per = (pick: (e: EnricherStats) => number | undefined): Array<[string, number]> =>
-    s.enrichers.flatMap((e) => {
-      const v = pick(e)
-      return v === undefined ? [] : [[`{enricher=${JSON.stringify(e.name)}}`, v] as [string, number]]
-    })
-  const cache = (k: keyof SmartCacheStats) => per((e) => e.cache?.[k] as number | undefined)
-  metric('cache_hits_total', 'counter', 'Fresh cache hits.', cache('hits'))
-  metric('cache_stale_hits_total', 'counter', 'Stale values served.', cache('staleHits'))
-  metric('cache_misses_total', 'counter', 'Cache misses.', cache('misses'))
-  metric('cache_error_hits_total', 'counter', 'Lookups answered from the error tier.', cache('errorHits'))
-  metric('cache_computes_total', 'counter', 'Computes started.', cache('computes'))
-  metric('cache_evictions_total', 'counter', 'Entries evicted by the size bound.', cache('evictions'))
-  metric('cache_entries', 'gauge', 'Entries held.', cache('totalEntries'))
-  metric('cache_inflight', 'gauge', 'Computes running.', cache('inflight'))
-  metric(
-    'enricher_errors_total',
-    'counter',
-    'Failed computes.',
-    per((e) => e.errors),
-  )
-  metric(
-    'enricher_timeouts_total',
-    'counter',
-    'Computes past timeoutMs.',
-    per((e) => e.timeouts),
-  )
-  metric(
-    'enricher_line_timeouts_total',
-    'counter',
-    'Lines written before the enricher answered.',
-    per((e) => e.lineTimeouts),
-  )
-  metric(
-    'enricher_invalid_total',
-    'counter',
-    'Outputs with dropped or refused fields.',
-    per((e) => e.invalid),
-  )
-  metric(
-    'breaker_open',
-    'gauge',
-    '1 when the breaker is open or half-open.',
-    per((e) => (e.breaker === 'none' ? undefined : e.breaker === 'closed' ? 0 : 1)),
-  )
-  metric(
-    'compute_latency_p99_ms',
-    'gauge',
-    'p99 compute latency over the last 1024 computes.',
-    per((e) => e.latencyMs.p99),
-  )
-  metric('records_enriched_total', 'counter', 'Lines enriched.', [['', s.records.enriched]])
-  metric('records_timed_out_total', 'counter', 'Lines written with an enricher timed out.', [['', s.records.timedOut]])
-  metric('records_dropped_total', 'counter', 'Lines that could not be written.', [['', s.records.dropped]])
-  metric('records_pending', 'gauge', 'Deferred lines waiting.', [['', s.records.pending]])
-  metric('records_max_added_delay_ms', 'gauge', 'Largest delay added to a line.', [['', s.records.maxAddedDelayMs]])
-  return `${lines.join('\n')}\n`
 }
