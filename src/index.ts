@@ -14,7 +14,7 @@ export { EntryState, SmartCache } from './cache/smart-cache.js'
 export type { CacheStore, Invalidation, StoreRecord } from './cache/store.js'
 export type { Clock } from './clock.js'
 export { systemClock } from './clock.js'
-export type { ContextHelpers, RequestContext } from './context/als.js'
+export type { ContextHelpers, ContextSource, ContextStorage, RequestContext } from './context/als.js'
 export { createContext } from './context/als.js'
 export type {
   AnyEnricher,

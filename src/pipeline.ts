@@ -3,9 +3,10 @@ import type { LoggerOptions } from 'pino'
 import type { BreakerState } from './breaker/circuit-breaker.js'
 import { EntryState, SmartCache, type SmartCacheStats } from './cache/smart-cache.js'
 import { type Clock, monotonicClock, systemClock } from './clock.js'
-import { type ContextHelpers, createContext, type RequestContext } from './context/als.js'
+import { type ContextHelpers, type ContextSource, createContext, type RequestContext } from './context/als.js'
 import { beginLine, endLine } from './context/line-scope.js'
-import { type ContextSlot, type ContextWriter, compileContextWriter } from './context/writer.js'
+import { type ContextSlot, type ContextWriter, ContextWriters, compileContextWriter } from './context/writer.js'
+import { formatMetrics } from './core/metrics.js'
 import {
   type AnyEnricher,
   contextFieldsOf,
@@ -48,6 +49,18 @@ export interface PipelineOptions {
    * used for both.
    */
   clock?: Clock
+  /**
+   * A request context the application already keeps, read instead of a new
+   * AsyncLocalStorage of the pipeline's own: your AsyncLocalStorage (its store
+   * an object), or a getter of the current context object such as
+   * `@fastify/request-context`'s `requestContext.getStore`. Snapshot,
+   * deferred and transport modes all read it; its own keys are what
+   * `ctx.context` and `requestEnricher()` see. You fill it: `expressContext`
+   * and `fastifyContext` refuse such a pipeline, and with a getter
+   * `context.run()` throws. Default: a new AsyncLocalStorage.
+   * @throws TypeError (from {@link createPipeline}) for anything else, quoting it
+   */
+  context?: ContextSource
 }
 
 /** Options of {@link Pipeline.handleSignals}. */
@@ -255,7 +268,7 @@ export class Pipeline {
   readonly errorKey: string
   readonly closeTimeoutMs: number
   readonly maxPending: number
-  /** AsyncLocalStorage helpers: the request context that `ctx.context` holds. */
+  /** The request context that `ctx.context` holds: the pipeline's own AsyncLocalStorage, or the `context` option's. */
   readonly context: ContextHelpers<RequestContext>
   /** @internal */ readonly clock: Clock
   /** Deadlines and added delays are measured on this: the injected clock, else a monotonic one. @internal */
@@ -271,6 +284,8 @@ export class Pipeline {
    * into `out`; returns the problems of values it refused, or undefined. @internal
    */
   writeContexts: ContextWriter<Problems> = compileContextWriter([], refusedContext)
+  /** The context writer of each logger: leaves out keys the logger's bindings carry. @internal */
+  contextWriters: ContextWriters<Problems> = new ContextWriters([], refusedContext)
   /** @internal */ globalProblems: Problems | undefined
   /** @internal */ globalTimeouts: string[] | undefined
   /** @internal */ nextCheck = 0
@@ -314,7 +329,7 @@ export class Pipeline {
     this.clock = options.clock ?? systemClock
     this.ticks = options.clock ?? monotonicClock
     this.coreKeys.add(this.errorKey)
-    this.context = createContext<RequestContext>()
+    this.context = createContext<RequestContext>(options.context)
     this.views.add(this.#allView)
     for (const e of options.enrichers ?? []) this.register(e)
   }
@@ -392,7 +407,8 @@ export class Pipeline {
     this.keyed = this.slots.filter((s) => s.def !== undefined && !s.global)
     this.fns = this.slots.filter((s) => s.fn !== undefined && s.from === undefined)
     this.contexts = this.slots.filter((s) => s.from !== undefined)
-    this.writeContexts = compileContextWriter(this.contexts, refusedContext)
+    this.contextWriters = new ContextWriters(this.contexts, refusedContext)
+    this.writeContexts = this.contextWriters.all
     this.globals = this.slots.filter((s) => s.global)
     this.prepareGlobals()
   }
@@ -561,16 +577,28 @@ export class Pipeline {
    * problems met, or undefined.
    * @internal
    */
-  collectNow(ctx: EnrichContext, out: Fields, into: Problems | undefined, now: number): Problems | undefined {
+  collectNow(
+    ctx: EnrichContext,
+    out: Fields,
+    into: Problems | undefined,
+    now: number,
+    writeContexts: ContextWriter<Problems> = this.writeContexts,
+  ): Problems | undefined {
     const outer = beginLine()
     try {
-      return this.#collectNow(ctx, out, into, now)
+      return this.#collectNow(ctx, out, into, now, writeContexts)
     } finally {
       endLine(outer)
     }
   }
 
-  #collectNow(ctx: EnrichContext, out: Fields, into: Problems | undefined, now: number): Problems | undefined {
+  #collectNow(
+    ctx: EnrichContext,
+    out: Fields,
+    into: Problems | undefined,
+    now: number,
+    writeContexts: ContextWriter<Problems>,
+  ): Problems | undefined {
     let problems = into
     const level = ctx.level
     for (const slot of this.keyed) {
@@ -632,7 +660,7 @@ export class Pipeline {
     }
     const c = ctx.context
     if (c !== undefined) {
-      const refused = this.writeContexts(c, level, out)
+      const refused = writeContexts(c, level, out)
       if (refused !== undefined) problems = mergeProblems(problems, refused)
     }
     return problems
@@ -643,16 +671,16 @@ export class Pipeline {
    * it arrives until `done` is set. `onReady` runs once nothing is awaited.
    * @internal
    */
-  gather(g: Gathering): void {
+  gather(g: Gathering, writeContexts: ContextWriter<Problems> = this.writeContexts): void {
     const outer = beginLine()
     try {
-      this.#gather(g)
+      this.#gather(g, writeContexts)
     } finally {
       endLine(outer)
     }
   }
 
-  #gather(g: Gathering): void {
+  #gather(g: Gathering, writeContexts: ContextWriter<Problems>): void {
     const ctx = g.ctx
     const keyed = this.keyed
     const fns = this.fns
@@ -721,7 +749,7 @@ export class Pipeline {
     const c = ctx.context
     if (c !== undefined && this.contexts.length !== 0) {
       const out: Fields = {}
-      const refused = this.writeContexts(c, ctx.level, out)
+      const refused = writeContexts(c, ctx.level, out)
       if (refused !== undefined) g.problems = mergeProblems(g.problems, refused)
       g.parts[keyed.length + fns.length] = out
     }
@@ -1316,74 +1344,4 @@ function isThenableValue(v: unknown): v is PromiseLike<unknown> {
   } catch {
     return false
   }
-}
-
-function formatMetrics(s: PipelineStats): string {
-  const lines: string[] = []
-  const metric = (name: string, type: 'counter' | 'gauge', help: string, rows: Array<[string, number]>): void => {
-    lines.push(`# HELP pino_enrich_${name} ${help}`, `# TYPE pino_enrich_${name} ${type}`)
-    for (const [labels, v] of rows) lines.push(`pino_enrich_${name}${labels} ${Number.isFinite(v) ? v : 0}`)
-  }
-  const per = (pick: (e: EnricherStats) => number | undefined): Array<[string, number]> =>
-    s.enrichers.flatMap((e) => {
-      const v = pick(e)
-      return v === undefined ? [] : [[`{enricher=${JSON.stringify(e.name)}}`, v] as [string, number]]
-    })
-  const cache = (k: keyof SmartCacheStats) => per((e) => e.cache?.[k] as number | undefined)
-  metric('cache_hits_total', 'counter', 'Fresh cache hits.', cache('hits'))
-  metric('cache_stale_hits_total', 'counter', 'Stale values served.', cache('staleHits'))
-  metric('cache_misses_total', 'counter', 'Cache misses.', cache('misses'))
-  metric('cache_error_hits_total', 'counter', 'Lookups answered from the error tier.', cache('errorHits'))
-  metric('cache_computes_total', 'counter', 'Computes started.', cache('computes'))
-  metric('cache_evictions_total', 'counter', 'Entries evicted by the size bound.', cache('evictions'))
-  metric('cache_entries', 'gauge', 'Entries held.', cache('totalEntries'))
-  metric('cache_inflight', 'gauge', 'Computes running.', cache('inflight'))
-  metric(
-    'enricher_errors_total',
-    'counter',
-    'Failed computes.',
-    per((e) => e.errors),
-  )
-  metric(
-    'enricher_timeouts_total',
-    'counter',
-    'Computes past timeoutMs.',
-    per((e) => e.timeouts),
-  )
-  metric(
-    'enricher_line_timeouts_total',
-    'counter',
-    'Lines written before the enricher answered.',
-    per((e) => e.lineTimeouts),
-  )
-  metric(
-    'enricher_invalid_total',
-    'counter',
-    'Outputs with dropped or refused fields.',
-    per((e) => e.invalid),
-  )
-  metric(
-    'enricher_busy_total',
-    'counter',
-    'Lookups refused because maxInflight computes were running.',
-    per((e) => e.busy),
-  )
-  metric(
-    'breaker_open',
-    'gauge',
-    '1 when the breaker is open or half-open.',
-    per((e) => (e.breaker === 'none' ? undefined : e.breaker === 'closed' ? 0 : 1)),
-  )
-  metric(
-    'compute_latency_p99_ms',
-    'gauge',
-    'p99 compute latency over the last 1024 computes.',
-    per((e) => e.latencyMs.p99),
-  )
-  metric('records_enriched_total', 'counter', 'Lines enriched.', [['', s.records.enriched]])
-  metric('records_timed_out_total', 'counter', 'Lines written with an enricher timed out.', [['', s.records.timedOut]])
-  metric('records_dropped_total', 'counter', 'Lines that could not be written.', [['', s.records.dropped]])
-  metric('records_pending', 'gauge', 'Deferred lines waiting.', [['', s.records.pending]])
-  metric('records_max_added_delay_ms', 'gauge', 'Largest delay added to a line.', [['', s.records.maxAddedDelayMs]])
-  return `${lines.join('\n')}\n`
 }

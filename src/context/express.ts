@@ -1,5 +1,5 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express'
-import type { ContextHelpers, RequestContext } from './als.js'
+import { assertOwnContext, type ContextHelpers, type RequestContext } from './als.js'
 import { existingRequestId, type RequestIdOptions, requestIdOf, resolveRequestIdOptions } from './request-id.js'
 import { createRequestStore, pathOf, resolveStoreOptions } from './request-store.js'
 
@@ -55,6 +55,7 @@ export function expressContext(enrich: ContextSource, options: ExpressContextOpt
   if (typeof enrich?.context?.run !== 'function') {
     throw new TypeError(`expressContext expects a pipeline (createPipeline()), received ${String(enrich)}`)
   }
+  assertOwnContext(enrich.context, 'expressContext')
   const ids = resolveRequestIdOptions(options)
   const { user, echo } = resolveStoreOptions(options, 'expressContext')
   const context = enrich.context

@@ -1,6 +1,6 @@
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import fp from 'fastify-plugin'
-import type { ContextHelpers, RequestContext } from './als.js'
+import { assertOwnContext, type ContextHelpers, type RequestContext } from './als.js'
 import { REQUEST_ID_DEFAULTS, resolveRequestIdOptions } from './request-id.js'
 import { createRequestStore, pathOf, resolveStoreOptions } from './request-store.js'
 
@@ -95,6 +95,7 @@ function settingsOf(options: FastifyContextOptions | undefined): Settings {
   if (options === undefined || typeof enrich?.context?.run !== 'function') {
     throw new TypeError(`fastifyContext expects { enrich: createPipeline() }, received enrich: ${String(enrich)}`)
   }
+  assertOwnContext(enrich.context, 'fastifyContext')
   const { header } = resolveRequestIdOptions({
     requestIdHeader: options.requestIdHeader ?? REQUEST_ID_DEFAULTS.requestIdHeader,
   })

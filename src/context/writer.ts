@@ -1,3 +1,5 @@
+import pino from 'pino'
+
 /** A defineContextFields enricher as the writer needs it. */
 export interface ContextSlot {
   /** Context keys read, and the output keys they are written under. */
@@ -40,7 +42,11 @@ export type ContextWriter<P = unknown> = (
  * generation is disallowed (`--disallow-code-generation-from-strings`) the
  * same writer runs as a loop.
  */
-export function compileContextWriter<P>(slots: readonly ContextSlot[], refused: RefusedValue<P>): ContextWriter<P> {
+export function compileContextWriter<P>(
+  slots: readonly ContextSlot[],
+  refused: RefusedValue<P>,
+  skip: ReadonlySet<string> = NONE,
+): ContextWriter<P> {
   if (slots.length === 0) return noop
   let body = ''
   slots.forEach((slot, s) => {
@@ -48,6 +54,7 @@ export function compileContextWriter<P>(slots: readonly ContextSlot[], refused: 
     const to = slot.to ?? []
     let copy = ''
     for (let i = 0; i < from.length; i++) {
+      if (skip.has(to[i] as string)) continue
       const target = `out[${JSON.stringify(to[i])}]`
       copy +=
         `v = c[${JSON.stringify(from[i])}]; t = typeof v\n` +
@@ -66,13 +73,17 @@ export function compileContextWriter<P>(slots: readonly ContextSlot[], refused: 
     )(slots, refused) as ContextWriter<P>
   } catch (e) {
     // Only a refusal to generate code; anything else would be a bug here and should surface.
-    if (e instanceof EvalError) return loopWriter(slots, refused)
+    if (e instanceof EvalError) return loopWriter(slots, refused, skip)
     throw e
   }
 }
 
 /** The same writer without code generation. @internal exported for tests */
-export function loopWriter<P>(slots: readonly ContextSlot[], refused: RefusedValue<P>): ContextWriter<P> {
+export function loopWriter<P>(
+  slots: readonly ContextSlot[],
+  refused: RefusedValue<P>,
+  skip: ReadonlySet<string> = NONE,
+): ContextWriter<P> {
   return (c, level, out) => {
     let bad: P | undefined
     for (let s = 0; s < slots.length; s++) {
@@ -82,6 +93,7 @@ export function loopWriter<P>(slots: readonly ContextSlot[], refused: RefusedVal
       const to = slot.to as readonly string[]
       try {
         for (let i = 0; i < from.length; i++) {
+          if (skip.has(to[i] as string)) continue
           const v = c[from[i] as string]
           const t = typeof v
           if (t === 'string') {
@@ -98,3 +110,89 @@ export function loopWriter<P>(slots: readonly ContextSlot[], refused: RefusedVal
 }
 
 const noop = (): undefined => undefined
+const NONE: ReadonlySet<string> = new Set()
+
+/** The bound keys of a logger, and the writer chosen for them. */
+interface Chosen<P> {
+  readonly chindings: unknown
+  readonly write: ContextWriter<P>
+}
+
+/** Writers for different sets of skipped keys; past this many, a writer is made per logger, uncached. */
+const MAX_VARIANTS = 32
+
+/**
+ * The context writer for each pino logger. A logger whose bindings already
+ * carry an output key (Fastify's `request.log` and pino-http's
+ * `quietReqLogger` bind `reqId`) gets a writer that leaves that key out, so
+ * no line carries a key twice: the binding, written by pino, is the one kept.
+ * The check parses the logger's bindings once per logger (and again only
+ * after `setBindings()`), never per line; the last logger's writer is kept at
+ * hand, so a run of lines from one logger costs two comparisons.
+ */
+export class ContextWriters<P> {
+  readonly #slots: readonly ContextSlot[]
+  readonly #refused: RefusedValue<P>
+  readonly #outKeys: readonly string[]
+  /** The writer for a logger that binds none of the output keys. */
+  readonly all: ContextWriter<P>
+  readonly #byLogger = new WeakMap<object, Chosen<P>>()
+  readonly #bySkip = new Map<string, ContextWriter<P>>()
+  #lastLogger: object | undefined
+  #last: Chosen<P> | undefined
+
+  constructor(slots: readonly ContextSlot[], refused: RefusedValue<P>) {
+    this.#slots = slots
+    this.#refused = refused
+    this.all = compileContextWriter(slots, refused)
+    const keys = new Set<string>()
+    for (const slot of slots) for (const k of slot.to ?? []) keys.add(k)
+    this.#outKeys = [...keys]
+  }
+
+  /** The writer for lines of `logger`; `undefined` or a non-pino object gets {@link all}. */
+  for(logger: unknown): ContextWriter<P> {
+    if (typeof logger !== 'object' || logger === null || this.#outKeys.length === 0) return this.all
+    const chindings = (logger as Record<symbol, unknown>)[CHINDINGS]
+    const last = this.#last
+    if (logger === this.#lastLogger && last !== undefined && last.chindings === chindings) return last.write
+    let chosen = this.#byLogger.get(logger)
+    if (chosen === undefined || chosen.chindings !== chindings) {
+      chosen = { chindings, write: this.#writerSkipping(boundKeys(chindings, this.#outKeys)) }
+      this.#byLogger.set(logger, chosen)
+    }
+    this.#lastLogger = logger
+    this.#last = chosen
+    return chosen.write
+  }
+
+  #writerSkipping(skip: readonly string[]): ContextWriter<P> {
+    if (skip.length === 0) return this.all
+    const signature = skip.join('\u0000')
+    let write = this.#bySkip.get(signature)
+    if (write === undefined) {
+      write = compileContextWriter(this.#slots, this.#refused, new Set(skip))
+      if (this.#bySkip.size < MAX_VARIANTS) this.#bySkip.set(signature, write)
+    }
+    return write
+  }
+}
+
+const CHINDINGS: symbol = pino.symbols.chindingsSym
+
+/**
+ * Which of `keys` pino's serialized bindings (`,"pid":1,"reqId":"r1"`) carry
+ * at their top level: parsed as pino's own `logger.bindings()` parses them,
+ * so a key nested in a bound object or quoted inside a value does not count.
+ */
+function boundKeys(chindings: unknown, keys: readonly string[]): string[] {
+  if (typeof chindings !== 'string' || chindings.length < 2) return []
+  let bound: Record<string, unknown>
+  try {
+    bound = JSON.parse(`{${chindings.slice(1)}}`) as Record<string, unknown>
+  } catch {
+    // Bindings pino could not parse back itself: nothing is known to be bound.
+    return []
+  }
+  return keys.filter((k) => Object.hasOwn(bound, k))
+}

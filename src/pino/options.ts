@@ -112,7 +112,8 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
     return timePart(now) + view.fragment
   }
 
-  const storage = p.context.storage
+  // One reader of the request context for every mode: the pipeline's own or the application's.
+  const getContext = p.context.get
   const counters = p.counters
   const refused = destinationWatch(counters)
   const mixin = (mergeObject: object, level: number, logger: pino.Logger): object => {
@@ -138,13 +139,13 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
           level,
           time: lineTime,
           record: mergeObject as Record<string, unknown>,
-          context: storage.getStore(),
+          context: getContext(),
         }
-        problems = p.collectNow(ctx, out, undefined, lineNow)
+        problems = p.collectNow(ctx, out, undefined, lineNow, p.contextWriters.for(logger))
       } else if (p.contexts.length !== 0) {
         // Only request-context fields: written straight in, no context object for the line.
-        const c = storage.getStore()
-        if (c !== undefined) problems = p.writeContexts(c, level, out)
+        const c = getContext()
+        if (c !== undefined) problems = p.contextWriters.for(logger)(c, level, out)
       }
       const all = problems === undefined ? p.globalProblems : p.problemsFor(problems)
       if (all !== undefined) out[errorKey] = all
@@ -273,7 +274,7 @@ function deferredQueue(p: Pipeline, write: (item: Pending) => void) {
         start: time,
       }
       if (p.closed) p.counters.afterClose++
-      else p.gather(item)
+      else p.gather(item, p.contextWriters.for(logger))
       queue.push(item)
       if (exiting) drainAtExit(logger)
     },
@@ -383,7 +384,7 @@ function transportOptions(p: Pipeline, user: LoggerOptions, contextKeys: readonl
     user.timestamp !== undefined && user.timestamp !== true && user.timestamp !== pino.stdTimeFunctions.epochTime
   const redact = redactJson(user.redact)
   const api = otelApi()
-  const storage = p.context.storage
+  const getContext = p.context.get
   // Lines of one request capture the same values: the capture's text is kept
   // and made again only when a value differs from the last line's.
   const last: unknown[] = new Array(keys.length).fill(undefined)
@@ -410,7 +411,7 @@ function transportOptions(p: Pipeline, user: LoggerOptions, contextKeys: readonl
   let capture = build()
   const timestamp = (): string => {
     const now = p.clock.now()
-    const c = storage.getStore() as Record<string, unknown> | undefined
+    const c = getContext() as Record<string, unknown> | undefined
     let changed = false
     for (let i = 0; i < keys.length; i++) {
       const v = c === undefined ? undefined : read(c, keys[i] as string)

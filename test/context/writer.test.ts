@@ -1,6 +1,8 @@
+import pino from 'pino'
 import { describe, expect, it } from 'vitest'
 import {
   type ContextSlot,
+  ContextWriters,
   compileContextWriter,
   loopWriter,
   MAX_CONTEXT_VALUE_LENGTH,
@@ -92,10 +94,53 @@ describe.each([
     expect(ok).toEqual({ uid: edge, route: '/a' })
   })
 
+  it('leaves out the output keys it is told to skip', () => {
+    const out: Record<string, unknown> = {}
+    make(slots(), refused, new Set(['last', 'out:a"b']))(context(), 30, out)
+    expect(out).not.toHaveProperty('last')
+    expect(out).not.toHaveProperty('out:a"b')
+    expect(out["out:c'd"]).toBe('v1')
+  })
+
   it('writes nothing for no slots', () => {
     const out = {}
     make([], refused)({ a: 1 }, 30, out)
     expect(out).toEqual({})
+  })
+})
+
+describe('ContextWriters', () => {
+  const request: ContextSlot[] = [
+    { from: ['requestId', 'method'], to: ['reqId', 'reqMethod'], minLevel: Number.NEGATIVE_INFINITY, errors: 0 },
+  ]
+  const c = { requestId: 'r1', method: 'GET' }
+  const written = (w: ContextWriters<string[]>, logger: unknown): Record<string, unknown> => {
+    const out: Record<string, unknown> = {}
+    w.for(logger)(c, 30, out)
+    return out
+  }
+
+  it("skips an output key the logger's bindings carry at their top level, and only that", () => {
+    const w = new ContextWriters(request, refused)
+    const root = pino({ enabled: false })
+    expect(written(w, root)).toEqual({ reqId: 'r1', reqMethod: 'GET' })
+    expect(written(w, root.child({ reqId: 'bound' }))).toEqual({ reqMethod: 'GET' })
+    // Nested, or only inside a value: not a top-level binding.
+    expect(written(w, root.child({ req: { reqId: 'x' }, note: '"reqId":1' }))).toEqual({
+      reqId: 'r1',
+      reqMethod: 'GET',
+    })
+    expect(written(w, root)).toEqual({ reqId: 'r1', reqMethod: 'GET' })
+  })
+
+  it('sees setBindings() and gives a non-logger the full writer', () => {
+    const w = new ContextWriters(request, refused)
+    const child = pino({ enabled: false }).child({ a: 1 })
+    expect(written(w, child)).toEqual({ reqId: 'r1', reqMethod: 'GET' })
+    child.setBindings({ reqMethod: 'POST' })
+    expect(written(w, child)).toEqual({ reqId: 'r1' })
+    expect(w.for(undefined)).toBe(w.all)
+    expect(w.for({})).toBe(w.all)
   })
 })
 
