@@ -240,6 +240,13 @@ export class Pipeline {
   /** @internal */ globalTimeouts: string[] | undefined
   /** @internal */ nextCheck = 0
   /** @internal */ closed = false
+  /**
+   * Above 0 while a line's keyed and function enrichers run: a log call made
+   * from inside one (a `key()` or a function that logs) is written without
+   * enrichment, once, instead of re-entering it line after line.
+   * @internal
+   */
+  enriching = 0
   /** @internal */ readonly views = new Set<View>()
   readonly #viewsBySignature = new Map<string, View>()
   /** @internal */ readonly counters = { enriched: 0, timedOut: 0, dropped: 0, afterClose: 0, maxAddedDelayMs: 0 }
@@ -498,6 +505,15 @@ export class Pipeline {
    * @internal
    */
   collectNow(ctx: EnrichContext, out: Fields, into: Problems | undefined, now: number): Problems | undefined {
+    this.enriching++
+    try {
+      return this.#collectNow(ctx, out, into, now)
+    } finally {
+      this.enriching--
+    }
+  }
+
+  #collectNow(ctx: EnrichContext, out: Fields, into: Problems | undefined, now: number): Problems | undefined {
     let problems = into
     const level = ctx.level
     for (const slot of this.keyed) {
@@ -568,6 +584,15 @@ export class Pipeline {
    * @internal
    */
   gather(g: Gathering): void {
+    this.enriching++
+    try {
+      this.#gather(g)
+    } finally {
+      this.enriching--
+    }
+  }
+
+  #gather(g: Gathering): void {
     const ctx = g.ctx
     const keyed = this.keyed
     const fns = this.fns

@@ -127,7 +127,7 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
       p.mergeParts(current, out)
     } else {
       let problems: Gathering['problems']
-      if (p.keyed.length !== 0 || p.fns.length !== 0) {
+      if ((p.keyed.length !== 0 || p.fns.length !== 0) && p.enriching === 0) {
         const ctx: EnrichContext = {
           level,
           time: lineTime,
@@ -267,7 +267,8 @@ function deferredQueue(p: Pipeline, write: (item: Pending) => void) {
         start: time,
       }
       if (p.closed) p.counters.afterClose++
-      else p.gather(item)
+      // Logged from inside an enricher of this pipeline: written as it is, not enriched again.
+      else if (p.enriching === 0) p.gather(item)
       queue.push(item)
       if (exiting) drainAtExit(logger)
     },

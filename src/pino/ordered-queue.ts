@@ -22,6 +22,10 @@ export class OrderedQueue<T extends QueuedLine> {
   #timer: NodeJS.Timeout | undefined
   #timerFor: T | undefined
   #waiters: Array<() => void> = []
+  // True while a line is being written: a log call made from inside that write
+  // (a serializer, a mixin, a destination) queues behind it instead of
+  // re-entering the loop that is writing.
+  #writing = false
 
   constructor(p: Pipeline, write: (item: T) => void) {
     this.#p = p
@@ -37,11 +41,13 @@ export class OrderedQueue<T extends QueuedLine> {
    * nothing is ahead of it, else queued.
    */
   push(item: T): void {
-    if (item.waiting === undefined && this.size === 0) {
+    if (item.waiting === undefined && this.size === 0 && !this.#writing) {
       this.#emit(item)
+      // A line logged while that one was written waits for no earlier line now.
+      if (this.size !== 0) this.drain(false)
       return
     }
-    if (this.size >= this.#p.maxPending) {
+    if (this.size >= this.#p.maxPending && !this.#writing) {
       const oldest = this.#items[this.#head] as T
       if (oldest.waiting !== undefined) this.#p.timeOut(oldest)
       this.#items[this.#head++] = undefined
@@ -54,9 +60,12 @@ export class OrderedQueue<T extends QueuedLine> {
 
   /** Writes every line from the head that is ready or past its deadline; `force` writes all. */
   drain(force: boolean): void {
+    // The write under way drains what was queued meanwhile once it returns.
+    if (this.#writing) return
     const now = this.#p.clock.now()
-    const items = this.#items
-    while (this.#head < items.length) {
+    // Re-read on every turn: a line written may queue another.
+    while (this.#head < this.#items.length) {
+      const items = this.#items
       const item = items[this.#head] as T
       if (item.waiting !== undefined) {
         if (!force && now < item.deadline) break
@@ -99,10 +108,13 @@ export class OrderedQueue<T extends QueuedLine> {
 
   #emit(item: T): void {
     item.done = true
+    this.#writing = true
     try {
       this.#write(item)
     } catch {
       this.#p.counters.dropped++
+    } finally {
+      this.#writing = false
     }
     const delay = this.#p.clock.now() - item.start
     if (delay > this.#p.counters.maxAddedDelayMs) this.#p.counters.maxAddedDelayMs = delay
