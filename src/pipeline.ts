@@ -834,6 +834,7 @@ export class Pipeline {
   /**
    * Runs every enricher concurrently and resolves with what is ready by
    * `deadlineMs` at the latest. Never rejects: problems are under `errorKey`.
+   * While it waits it keeps the process alive (`deadlineMs` at most).
    */
   enrich(ctx: Partial<EnrichContext> = {}): Promise<Fields> {
     const full = fullContext(ctx, this)
@@ -864,7 +865,7 @@ export class Pipeline {
         this.timeOut(g)
         resolve(finish())
       }, this.deadlineMs)
-      timer.unref()
+      // Not unref'd: an awaited enrich() resolves by deadlineMs even when nothing else is alive.
       g.onReady = () => {
         clearTimeout(timer)
         resolve(finish())
@@ -874,7 +875,8 @@ export class Pipeline {
 
   /**
    * Computes every global enricher now, so the first lines carry their values.
-   * Resolves when all have settled or after `timeoutMs` (default 1 000), never rejects.
+   * Resolves when all have settled or after `timeoutMs` (default 1 000), never
+   * rejects. While it waits it keeps the process alive (`timeoutMs` at most).
    */
   async ready(options: { timeoutMs?: number } = {}): Promise<ReadyResult> {
     const timeoutMs = options.timeoutMs ?? 1_000
@@ -890,7 +892,8 @@ export class Pipeline {
           ),
       ),
     )
-    await within(all, timeoutMs)
+    // Held on a ref'd timer: an awaited ready() returns rather than the process exiting under it.
+    await within(all, timeoutMs, true)
     this.prepareGlobals()
     const result: ReadyResult = { ready: [], failed: [], pending: [] }
     for (const slot of this.globals) {
@@ -910,7 +913,10 @@ export class Pipeline {
     return buildPinoOptions(this, options)
   }
 
-  /** Writes every pending deferred line (waiting at most their deadlines). */
+  /**
+   * Writes every pending deferred line, waiting at most their deadlines
+   * (`deadlineMs` after the last call). While it waits it keeps the process alive.
+   */
   async flush(): Promise<void> {
     for (const close of this.#flushers) await close()
   }

@@ -77,6 +77,10 @@ export class OrderedQueue<T extends QueuedLine> {
     if (this.#head === this.#items.length) {
       this.#items = []
       this.#head = 0
+      // The deadline it was armed for is gone; left running, a ref'd one would hold the process.
+      if (this.#timer !== undefined) clearTimeout(this.#timer)
+      this.#timer = undefined
+      this.#timerFor = undefined
       const waiters = this.#waiters
       this.#waiters = []
       for (const resolve of waiters) resolve()
@@ -95,6 +99,8 @@ export class OrderedQueue<T extends QueuedLine> {
   /** Resolves when the queue is next empty. */
   whenEmpty(): Promise<void> {
     if (this.size === 0) return Promise.resolve()
+    // Someone awaits the queue: its deadline timer holds the process until it is empty.
+    this.#timer?.ref()
     return new Promise<void>((resolve) => this.#waiters.push(resolve))
   }
 
@@ -133,6 +139,7 @@ export class OrderedQueue<T extends QueuedLine> {
       },
       Math.max(0, first.deadline - this.#p.clock.now()),
     )
-    this.#timer.unref()
+    // Unref'd unless a flush() awaits this queue: a line alone never holds the process.
+    if (this.#waiters.length === 0) this.#timer.unref()
   }
 }
