@@ -152,6 +152,8 @@ export class Slot {
   /** The last key list a function enricher's flat result was checked with. */
   flatKeys: string[] | undefined
   disposed = false
+  /** A background refresh of this global is under way. */
+  kicked = false
   runs = 0
   errors = 0
   timeouts = 0
@@ -206,14 +208,66 @@ export interface Gathering {
   onReady: (() => void) | undefined
 }
 
-/** @internal One way of writing prepared globals for a logger's options. */
-export interface View {
+/**
+ * @internal One way of writing prepared globals for a logger's options. Built
+ * on first use after the global values change, not when they change: a change
+ * costs the same with one logger or a hundred thousand, and each view rebuilds
+ * once, on its next line.
+ */
+export class View {
   /** Top-level keys that must go through pino's object path (redact, serializers); `true` for all. */
   readonly routed: ReadonlySet<string> | true
   /** The user's `base` fields other than pid and hostname: written beneath the enrichers. */
   readonly base: Fields | undefined
-  fragment: string
-  mixinGlobals: Array<{ minLevel: number; fields: Fields }>
+  readonly #p: Pipeline
+  #gen = -1
+  #fragment = ''
+  #mixinGlobals: Array<{ minLevel: number; fields: Fields }> = []
+
+  constructor(p: Pipeline, routed: ReadonlySet<string> | true, base: Fields | undefined) {
+    this.#p = p
+    this.routed = routed
+    this.base = base
+  }
+
+  /** The globals written as JSON text, `,"key":value` each. */
+  get fragment(): string {
+    if (this.#gen !== this.#p.globalsGen) this.#build()
+    return this.#fragment
+  }
+
+  /** Globals that go through pino's object path, each with its enricher's `minLevel`. */
+  get mixinGlobals(): Array<{ minLevel: number; fields: Fields }> {
+    if (this.#gen !== this.#p.globalsGen) this.#build()
+    return this.#mixinGlobals
+  }
+
+  #build(): void {
+    this.#gen = this.#p.globalsGen
+    // Base first, enrichers over it, objects merged (host.arch from one, host.id
+    // from another): one key each.
+    const merged: Fields = this.base === undefined ? {} : mergeDeep({}, this.base)
+    const always: Fields = {}
+    const mixinGlobals: View['mixinGlobals'] = [{ minLevel: Number.NEGATIVE_INFINITY, fields: always }]
+    const routed = this.routed
+    for (const { slot, fields } of this.#p.globalValues) {
+      if (slot.minLevel !== Number.NEGATIVE_INFINITY) mixinGlobals.push({ minLevel: slot.minLevel, fields })
+      else if (routed !== true && !touches(fields, routed)) mergeDeep(merged, fields)
+      else mergeDeep(always, fields)
+    }
+    if (Object.keys(always).length === 0) mixinGlobals.shift()
+    let fragment = ''
+    for (const key of Object.keys(merged)) fragment += `,${JSON.stringify(key)}:${JSON.stringify(merged[key])}`
+    this.#fragment = fragment
+    this.#mixinGlobals = mixinGlobals
+  }
+}
+
+/** @internal What the pipeline needs of a deferred queue that has lines waiting. */
+export interface ActiveQueue {
+  readonly size: number
+  whenEmpty(): Promise<void>
+  close(): void
 }
 
 /**
@@ -247,11 +301,23 @@ export class Pipeline {
    * @internal
    */
   enriching = 0
-  /** @internal */ readonly views = new Set<View>()
-  readonly #viewsBySignature = new Map<string, View>()
+  /** Global values as last prepared, in registration order. @internal */
+  globalValues: ReadonlyArray<{ slot: Slot; fields: Fields }> = []
+  /** Changes whenever {@link globalValues} is prepared again; views rebuild when it moved. @internal */
+  globalsGen = 0
+  /**
+   * Deferred queues with lines waiting. A queue is here only while it holds
+   * lines, so a dropped logger with nothing pending is not kept alive. @internal
+   */
+  readonly queues = new Set<ActiveQueue>()
+  // Views are shared by signature but held weakly: a per-tenant logger's view
+  // goes with the logger.
+  readonly #viewsBySignature = new Map<string, WeakRef<View>>()
+  readonly #viewsGone = new FinalizationRegistry<string>((signature) => {
+    if (this.#viewsBySignature.get(signature)?.deref() === undefined) this.#viewsBySignature.delete(signature)
+  })
   /** @internal */ readonly counters = { enriched: 0, timedOut: 0, dropped: 0, afterClose: 0, maxAddedDelayMs: 0 }
   /** @internal */ readonly closers: Array<() => Promise<void> | void> = []
-  /** @internal */ pendingCount: () => number = () => 0
   readonly #timeoutMs: number
   readonly #maxFieldBytes: number
   readonly #maxKeyLength: number
@@ -259,7 +325,7 @@ export class Pipeline {
   readonly #byName = new Map<string, Slot>()
   /** Lines waiting on each running compute. */
   readonly #waiters = new WeakMap<Promise<Prepared | undefined>, Set<Waiter>>()
-  readonly #allView: View = { routed: true, base: undefined, fragment: '', mixinGlobals: [] }
+  readonly #allView: View = new View(this, true, undefined)
   #fnCount = 0
   #closing: Promise<void> | undefined
 
@@ -292,7 +358,6 @@ export class Pipeline {
     this.clock = options.clock ?? systemClock
     this.coreKeys.add(this.errorKey)
     this.context = createContext<RequestContext>()
-    this.views.add(this.#allView)
     for (const e of options.enrichers ?? []) this.register(e)
   }
 
@@ -376,13 +441,24 @@ export class Pipeline {
   addView(routed: ReadonlySet<string> | true, base?: Fields): View {
     // A view is what its routed keys and base make it: loggers with the same options share one.
     const signature = `${routed === true ? '*' : [...routed].sort().join('\u0000')}|${JSON.stringify(base ?? null)}`
-    const existing = this.#viewsBySignature.get(signature)
+    const existing = this.#viewsBySignature.get(signature)?.deref()
     if (existing !== undefined) return existing
-    const view: View = { routed, base, fragment: '', mixinGlobals: [] }
-    this.#viewsBySignature.set(signature, view)
-    this.views.add(view)
-    this.prepareGlobals()
+    const view = new View(this, routed, base)
+    this.#viewsBySignature.set(signature, new WeakRef(view))
+    this.#viewsGone.register(view, signature)
     return view
+  }
+
+  /** Views held now (shared by signature). @internal */
+  get viewCount(): number {
+    return this.#viewsBySignature.size
+  }
+
+  /** Deferred lines waiting now, in every queue. @internal */
+  pendingCount(): number {
+    let n = 0
+    for (const q of this.queues) n += q.size
+    return n
   }
 
   /**
@@ -394,11 +470,15 @@ export class Pipeline {
     const cache = slot.cache
     if (cache === undefined || this.closed) return
     if (!force && cache.peek(GLOBAL_KEY).state === EntryState.Fresh) return
+    // One rebuild per refresh, however many lines or loggers asked for it meanwhile.
+    if (slot.kicked) return
+    slot.kicked = true
     const before = slot.runs
     const ctx: EnrichContext = { level: 30, time: this.clock.now(), record: EMPTY, context: undefined }
     cache
       .refresh(GLOBAL_KEY, (_k, { signal }) => this.compute(slot, undefined, ctx, signal))
       .then(() => {
+        slot.kicked = false
         if (slot.runs !== before) this.prepareGlobals()
       })
   }
@@ -442,23 +522,8 @@ export class Pipeline {
     if (problems !== undefined) Object.freeze(problems)
     this.globalProblems = problems
     this.nextCheck = next
-    for (const view of this.views) {
-      // Base first, enrichers over it, objects merged (host.arch from one, host.id
-      // from another): one key each. Rebuilt only when a global value changes.
-      const merged: Fields = view.base === undefined ? {} : mergeDeep({}, view.base)
-      const always: Fields = {}
-      const mixinGlobals: View['mixinGlobals'] = [{ minLevel: Number.NEGATIVE_INFINITY, fields: always }]
-      for (const { slot, fields } of values) {
-        if (slot.minLevel !== Number.NEGATIVE_INFINITY) mixinGlobals.push({ minLevel: slot.minLevel, fields })
-        else if (view.routed !== true && !touches(fields, view.routed)) mergeDeep(merged, fields)
-        else mergeDeep(always, fields)
-      }
-      if (Object.keys(always).length === 0) mixinGlobals.shift()
-      let fragment = ''
-      for (const key of Object.keys(merged)) fragment += `,${JSON.stringify(key)}:${JSON.stringify(merged[key])}`
-      view.fragment = fragment
-      view.mixinGlobals = mixinGlobals
-    }
+    this.globalValues = values
+    this.globalsGen++
   }
 
   /** Runs an enricher's compute and sanitizes its output. @internal */
@@ -918,6 +983,7 @@ export class Pipeline {
    * (`deadlineMs` after the last call). While it waits it keeps the process alive.
    */
   async flush(): Promise<void> {
+    if (this.queues.size !== 0) await Promise.all(Array.from(this.queues, (q) => q.whenEmpty()))
     for (const close of this.#flushers) await close()
   }
 
@@ -943,6 +1009,8 @@ export class Pipeline {
     // an awaited close() returns rather than the process exiting under it.
     await within(this.flush(), this.closeTimeoutMs, true)
     this.closed = true
+    // Only queues with lines left are here: bounded by the lines, not the loggers.
+    for (const q of Array.from(this.queues)) q.close()
     for (const c of this.closers) await c()
     for (const slot of this.slots) {
       for (const d of slot.disposers) d()

@@ -181,66 +181,64 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
 }
 
 /**
- * Every deferred queue's exit drain, behind one process 'exit' listener however
- * many loggers are made: one listener each would pass the default limit of 10
- * and raise a MaxListenersExceededWarning.
+ * Deferred queues with lines waiting, of every pipeline, for the exit drain.
+ * A queue is here only while it holds lines: loggers with nothing pending are
+ * not kept alive, and one process 'exit' listener serves them all.
  */
-const atExit = new Set<() => void>()
+const waitingQueues = new Set<OrderedQueue<Pending>>()
 let listening = false
+// Once 'exit' has begun nothing asynchronous runs again: a line logged from
+// then on (another 'exit' listener) is written at once with what is ready.
+let exiting = false
 function drainAllAtExit(): void {
-  for (const drain of atExit) drain()
+  exiting = true
+  for (const queue of Array.from(waitingQueues)) drainAtExit(queue)
+}
+
+/** Writes every line of `queue` now, then flushes the streams they went to. */
+function drainAtExit(queue: OrderedQueue<Pending>, written?: pino.Logger): void {
+  const streams = new Set<{ flushSync?: () => void }>()
+  const add = (l: pino.Logger): void => {
+    const s = (l as unknown as Record<symbol, unknown>)[pino.symbols.streamSym] as
+      | { flushSync?: () => void }
+      | undefined
+    if (s !== undefined) streams.add(s)
+  }
+  if (written !== undefined) add(written)
+  queue.forEach((item) => {
+    add(item.logger)
+  })
+  queue.drain(true)
+  // These lines were written during 'exit': flush them now rather than rely
+  // on the order of pino's own exit handler.
+  for (const s of streams) {
+    try {
+      s.flushSync?.()
+    } catch {
+      // A destination that cannot flush synchronously at exit has nothing more we can do.
+    }
+  }
 }
 
 /**
  * Deferred mode: lines queue in call order (see {@link OrderedQueue}); on
  * process exit every waiting line is written synchronously with what is ready.
+ * The pipeline and the exit drain know the queue only while it holds lines.
  */
 function deferredQueue(p: Pipeline, write: (item: Pending) => void) {
-  const queue = new OrderedQueue<Pending>(p, write)
-  const previous = p.pendingCount
-  p.pendingCount = () => previous() + queue.size
-
-  // Once 'exit' has begun nothing asynchronous runs again: a line logged from
-  // then on (another 'exit' listener) is written at once with what is ready.
-  let exiting = false
-  const drainAtExit = (written?: pino.Logger): void => {
-    const streams = new Set<{ flushSync?: () => void }>()
-    const add = (l: pino.Logger): void => {
-      const s = (l as unknown as Record<symbol, unknown>)[pino.symbols.streamSym] as
-        | { flushSync?: () => void }
-        | undefined
-      if (s !== undefined) streams.add(s)
+  const queue: OrderedQueue<Pending> = new OrderedQueue<Pending>(p, write, (active) => {
+    if (active) {
+      p.queues.add(queue)
+      waitingQueues.add(queue)
+    } else {
+      p.queues.delete(queue)
+      waitingQueues.delete(queue)
     }
-    if (written !== undefined) add(written)
-    queue.forEach((item) => {
-      add(item.logger)
-    })
-    queue.drain(true)
-    // These lines were written during 'exit': flush them now rather than rely
-    // on the order of pino's own exit handler.
-    for (const s of streams) {
-      try {
-        s.flushSync?.()
-      } catch {
-        // A destination that cannot flush synchronously at exit has nothing more we can do.
-      }
-    }
-  }
-  const onExit = (): void => {
-    exiting = true
-    drainAtExit()
-  }
-  atExit.add(onExit)
+  })
   if (!listening) {
     listening = true
     process.prependListener('exit', drainAllAtExit)
   }
-
-  p.addFlusher(() => queue.whenEmpty())
-  p.closers.push(() => {
-    queue.close()
-    atExit.delete(onExit)
-  })
 
   return {
     call(this: void, logger: pino.Logger, args: unknown[], method: LogMethod, level: number): void {
@@ -270,7 +268,7 @@ function deferredQueue(p: Pipeline, write: (item: Pending) => void) {
       // Logged from inside an enricher of this pipeline: written as it is, not enriched again.
       else if (p.enriching === 0) p.gather(item)
       queue.push(item)
-      if (exiting) drainAtExit(logger)
+      if (exiting) drainAtExit(queue, logger)
     },
   }
 }

@@ -1,4 +1,4 @@
-import type { Gathering, Pipeline } from '../pipeline.js'
+import type { ActiveQueue, Gathering, Pipeline } from '../pipeline.js'
 
 /** A line waiting for its enrichment. */
 export interface QueuedLine extends Gathering {
@@ -14,9 +14,11 @@ export interface QueuedLine extends Gathering {
  * One unref'd timer, for the head's deadline. Bounded by the pipeline's
  * `maxPending`: beyond it the oldest line is written early, still in order.
  */
-export class OrderedQueue<T extends QueuedLine> {
+export class OrderedQueue<T extends QueuedLine> implements ActiveQueue {
   readonly #p: Pipeline
   readonly #write: (item: T) => void
+  readonly #onActive: ((active: boolean) => void) | undefined
+  #active = false
   #items: Array<T | undefined> = []
   #head = 0
   #timer: NodeJS.Timeout | undefined
@@ -27,9 +29,11 @@ export class OrderedQueue<T extends QueuedLine> {
   // re-entering the loop that is writing.
   #writing = false
 
-  constructor(p: Pipeline, write: (item: T) => void) {
+  /** `onActive` is told when the queue starts holding lines (true) and when it is empty again (false). */
+  constructor(p: Pipeline, write: (item: T) => void, onActive?: (active: boolean) => void) {
     this.#p = p
     this.#write = write
+    this.#onActive = onActive
   }
 
   get size(): number {
@@ -54,6 +58,10 @@ export class OrderedQueue<T extends QueuedLine> {
       this.#emit(oldest)
     }
     this.#items.push(item)
+    if (!this.#active) {
+      this.#active = true
+      this.#onActive?.(true)
+    }
     if (item.waiting !== undefined) item.onReady = () => this.drain(false)
     this.drain(false)
   }
@@ -81,6 +89,10 @@ export class OrderedQueue<T extends QueuedLine> {
       if (this.#timer !== undefined) clearTimeout(this.#timer)
       this.#timer = undefined
       this.#timerFor = undefined
+      if (this.#active) {
+        this.#active = false
+        this.#onActive?.(false)
+      }
       const waiters = this.#waiters
       this.#waiters = []
       for (const resolve of waiters) resolve()
