@@ -1,6 +1,7 @@
 import pino, { type LoggerOptions } from 'pino'
 import type { EnrichContext, Fields } from '../enricher.js'
 import { type Gathering, type Pipeline, problemsJson, type View } from '../pipeline.js'
+import { copyAtCall } from '../util/copy.js'
 import { OrderedQueue, type QueuedLine } from './ordered-queue.js'
 
 /** How enrichment reaches pino's lines. */
@@ -40,7 +41,11 @@ interface Pending extends QueuedLine {
   logger: pino.Logger
   args: unknown[]
   method: LogMethod
+  /** The logger's bindings at the call, for a line that waits: `setBindings()` later must not show. */
+  chindings: unknown
 }
+
+const { chindingsSym } = pino.symbols
 
 const EMPTY: Readonly<Record<string, unknown>> = Object.freeze({})
 
@@ -151,10 +156,15 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
   if (mode === PinoMode.Deferred) {
     const queue = deferredQueue(p, (item) => {
       current = item
+      const logger = item.logger as unknown as Record<symbol, unknown>
+      const bindings = logger[chindingsSym]
+      const swap = item.chindings !== undefined && item.chindings !== bindings
+      if (swap) logger[chindingsSym] = item.chindings
       try {
         item.method.apply(item.logger, item.args)
       } finally {
         current = undefined
+        if (swap) logger[chindingsSym] = bindings
       }
     })
     const userHook = user.hooks?.logMethod
@@ -261,12 +271,20 @@ function deferredQueue(p: Pipeline, write: (item: Pending) => void) {
         logger,
         args,
         method,
+        chindings: undefined,
         deadline: time + p.deadlineMs,
         start: time,
       }
       if (p.closed) p.counters.afterClose++
       // Logged from inside an enricher of this pipeline: written as it is, not enriched again.
       else if (p.enriching === 0) p.gather(item)
+      if (item.waiting !== undefined || queue.busy) {
+        // The line is written later: it shows its objects, format arguments,
+        // errors and bindings as they are now, as pino would have. A line
+        // written at once (every value cached) pays nothing for this.
+        for (let i = 0; i < args.length; i++) args[i] = copyAtCall(args[i])
+        item.chindings = (logger as unknown as Record<symbol, unknown>)[chindingsSym]
+      }
       queue.push(item)
       if (exiting) drainAtExit(queue, logger)
     },

@@ -40,6 +40,11 @@ export class OrderedQueue<T extends QueuedLine> implements ActiveQueue {
     return this.#items.length - this.#head
   }
 
+  /** Whether a line pushed now is queued rather than written at once, even when it waits for nothing. */
+  get busy(): boolean {
+    return this.#writing || this.#items.length !== this.#head
+  }
+
   /**
    * Takes a gathered line: written at once when it waits for nothing and
    * nothing is ahead of it, else queued.

@@ -227,3 +227,85 @@ describe('an enricher that logs through the logger it enriches', () => {
     })
   }
 })
+
+describe('a deferred line shows what pino would have written at the call', () => {
+  const setup = () => {
+    const { gates, enricher } = heldUser()
+    const p = pipeline({ deadlineMs: 100, enrichers: [enricher] })
+    const out = sink()
+    const log = pino(p.pinoOptions({ mode: 'deferred' }), out)
+    return { gates, p, out, log }
+  }
+
+  it('nested objects, arrays, format arguments and error properties changed after the call', async () => {
+    const { gates, out, log } = setup()
+    const order = { status: { code: 'NEW' }, items: [{ sku: 'a' }] }
+    const arg = { step: 1 }
+    const err = Object.assign(new Error('boom'), { code: 'E1', detail: { retry: false } })
+    log.info({ user: 'u1', order }, 'waits')
+    log.info('queued behind it %o', arg)
+    log.error(err)
+    log.info({ err }, 'wrapped')
+    order.status.code = 'SHIPPED'
+    order.items.push({ sku: 'b' })
+    arg.step = 2
+    err.message = 'changed'
+    err.code = 'E2'
+    err.detail.retry = true
+    gates.get('u1')?.resolve({ name: 'one' })
+    await vi.advanceTimersByTimeAsync(0)
+    const [first, second, third, fourth] = out.lines()
+    expect(first).toMatchObject({ order: { status: { code: 'NEW' }, items: [{ sku: 'a' }] }, name: 'one' })
+    expect(second?.msg).toBe('queued behind it {"step":1}')
+    expect(third).toMatchObject({ msg: 'boom', err: { message: 'boom', code: 'E1', detail: { retry: false } } })
+    expect(third?.err).toMatchObject({ type: 'Error', stack: expect.stringContaining('boom') })
+    expect(fourth).toMatchObject({ msg: 'wrapped', err: { message: 'boom', code: 'E1' } })
+  })
+
+  it("a child's setBindings() after the call does not reach the line", async () => {
+    const { gates, out, log } = setup()
+    const child = log.child({ phase: 'before' })
+    child.info({ user: 'u1' }, 'waits')
+    child.setBindings({ phase: 'after' })
+    child.info('later')
+    gates.get('u1')?.resolve({ name: 'one' })
+    await vi.advanceTimersByTimeAsync(0)
+    expect(out.lines().map((l) => [l.msg, l.phase])).toEqual([
+      ['waits', 'before'],
+      ['later', 'after'],
+    ])
+    // The logger keeps its new bindings.
+    child.info('now')
+    expect(out.lines()[2]?.phase).toBe('after')
+  })
+
+  it('keeps cycles, class instances and a throwing getter as pino would see them', async () => {
+    const { gates, out, log } = setup()
+    class Money {
+      constructor(readonly cents: number) {}
+      toJSON() {
+        return `${this.cents / 100} EUR`
+      }
+    }
+    const cyclic: Record<string, unknown> = { name: 'loop' }
+    cyclic.self = cyclic
+    const hostile = {
+      get boom(): never {
+        throw new Error('getter')
+      },
+    }
+    log.info({ user: 'u1', cyclic, price: new Money(1250) }, 'waits')
+    log.info({ hostile }, 'hostile')
+    gates.get('u1')?.resolve({ name: 'one' })
+    await vi.advanceTimersByTimeAsync(0)
+    const lines = out.chunks.join('').split('\n').filter(Boolean)
+    expect(JSON.parse(lines[0] as string)).toMatchObject({
+      cyclic: { name: 'loop', self: '[Circular]' },
+      price: '12.5 EUR',
+    })
+    // Kept by reference, it is read when written, as pino would: the line is written all the same.
+    expect(JSON.parse(lines[1] as string)).toMatchObject({ msg: 'hostile' })
+    log.info('after')
+    expect(out.lines().at(-1)?.msg).toBe('after')
+  })
+})
