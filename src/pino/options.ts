@@ -46,6 +46,22 @@ interface Pending extends QueuedLine {
 }
 
 const { chindingsSym } = pino.symbols
+const NO_KEYS: readonly string[] = []
+const bindingKeys = new WeakMap<object, { chindings: unknown; keys: readonly string[] }>()
+
+/** The keys a logger's bindings (pino's serialized chindings) set, other than its base and pino's own. */
+function parseBindingKeys(chindings: unknown, baseKeys: ReadonlySet<string>, coreKeys: ReadonlySet<string>) {
+  if (typeof chindings !== 'string' || chindings.length < 2) return NO_KEYS
+  try {
+    const keys = Object.keys(JSON.parse(`{${chindings.slice(1)}}`) as object).filter(
+      (k) => !baseKeys.has(k) && !coreKeys.has(k),
+    )
+    return keys.length === 0 ? NO_KEYS : keys
+  } catch {
+    // Bindings pino wrote in a shape of the user's own (formatters.bindings): left to pino's order.
+    return NO_KEYS
+  }
+}
 
 const EMPTY: Readonly<Record<string, unknown>> = Object.freeze({})
 
@@ -57,9 +73,10 @@ const EMPTY: Readonly<Record<string, unknown>> = Object.freeze({})
  * concatenation for them, as pino pays for bindings. Keys that pino must see as
  * objects (redacted, serialized, or all of them under `formatters.log`) go
  * through the mixin instead. Keyed and per-record enrichers go through the
- * mixin. Precedence follows pino's own rule, later keys win: enrichers, then
- * bindings, then request-context function enrichers, then your `mixin`, then
- * the call site.
+ * mixin. Precedence, whatever the enricher's kind: the call site, then your
+ * `mixin`, then a child's bindings, then request context, then enrichers, then
+ * `base`. Enricher keys a child binds are left out of the mixin's object; a
+ * global one written in the fragment comes before the bindings in the line.
  *
  * @internal use {@link Pipeline.pinoOptions}
  */
@@ -86,6 +103,25 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
     if (Object.keys(moved).length > 0) base = JSON.parse(JSON.stringify(moved)) as Fields
   }
   const view = p.addView(routed, base)
+  // Keys pino keeps in this logger's base rank beneath enrichers, unlike a child's bindings.
+  const baseKeys = new Set(Object.keys((user.base as Fields | null | undefined) ?? {}))
+  // The binding keys of the last logger seen, then per logger: parsed once per bindings string.
+  let lastLogger: object | undefined
+  let lastChindings: unknown
+  let lastKeys: readonly string[] = NO_KEYS
+  const boundKeys = (logger: pino.Logger): readonly string[] => {
+    const chindings = (logger as unknown as Record<symbol, unknown>)[chindingsSym]
+    if (logger === lastLogger && chindings === lastChindings) return lastKeys
+    let known = bindingKeys.get(logger)
+    if (known === undefined || known.chindings !== chindings) {
+      known = { chindings, keys: parseBindingKeys(chindings, baseKeys, p.coreKeys) }
+      bindingKeys.set(logger, known)
+    }
+    lastLogger = logger
+    lastChindings = chindings
+    lastKeys = known.keys
+    return lastKeys
+  }
   const errorKey = p.errorKey
   const userMixin = user.mixin
   const timePart = timeFormatter(user.timestamp)
@@ -147,6 +183,12 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
       }
       const all = problems === undefined ? p.globalProblems : p.problemsFor(problems)
       if (all !== undefined) out[errorKey] = all
+    }
+    // A child's bindings are the caller's own fields: they beat every enricher.
+    const bound = boundKeys(logger)
+    for (let i = 0; i < bound.length; i++) {
+      const k = bound[i] as string
+      if (k in out) delete out[k]
     }
     if (userMixin !== undefined) Object.assign(out, userMixin(mergeObject, level, logger))
     return out

@@ -309,3 +309,46 @@ describe('a deferred line shows what pino would have written at the call', () =>
     expect(out.lines().at(-1)?.msg).toBe('after')
   })
 })
+
+describe("a child logger's bindings beat every kind of enricher", () => {
+  for (const mode of ['snapshot', 'deferred'] as const) {
+    it(`global, routed global, keyed and function values yield to a binding (${mode})`, async () => {
+      const p = pipeline({
+        enrichers: [
+          defineEnricher({ name: 'region', compute: () => ({ region: 'enricher' }) }),
+          defineEnricher({ name: 'account', compute: () => ({ account: { id: 'enricher' } }) }),
+          defineEnricher({
+            name: 'tenant',
+            key: (ctx) => ctx.record.t as string | undefined,
+            compute: () => ({ tenant: 'enricher' }),
+          }),
+          function team() {
+            return { team: 'enricher' }
+          },
+        ],
+      })
+      await p.ready()
+      await p.enrich({ record: { t: 'x' } })
+      const out = sink()
+      // `account` goes through pino's object path (redact), the others through the fragment or the mixin.
+      const log = pino(p.pinoOptions({ mode, redact: ['account.secret'] }), out)
+      const child = log.child({ region: 'bound', account: { id: 'bound' }, tenant: 'bound', team: 'bound' })
+      child.info({ t: 'x' }, 'child')
+      log.info({ t: 'x' }, 'root')
+      child.info({ t: 'x', team: 'call' }, 'call site')
+      await vi.advanceTimersByTimeAsync(20)
+      const [bound, root, call] = out.lines()
+      expect(bound).toMatchObject({ region: 'bound', account: { id: 'bound' }, tenant: 'bound', team: 'bound' })
+      expect(root).toMatchObject({
+        region: 'enricher',
+        account: { id: 'enricher' },
+        tenant: 'enricher',
+        team: 'enricher',
+      })
+      expect(call).toMatchObject({ team: 'call', tenant: 'bound' })
+      // Only the global fragment can repeat a key in the text; the binding comes after it.
+      expect(out.chunks[0]?.match(/"tenant"/g)).toHaveLength(1)
+      expect(out.chunks[0]?.match(/"team"/g)).toHaveLength(1)
+    })
+  }
+})
