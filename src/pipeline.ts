@@ -129,6 +129,8 @@ export const CORE_KEYS: readonly string[] = ['level', 'time', 'msg', 'pid', 'hos
 export interface Prepared {
   readonly fields: Fields | undefined
   readonly invalid: boolean
+  /** The pipeline's {@link Pipeline.coreGen} when sanitized: a core key added since is filtered on read. */
+  readonly gen?: number
 }
 
 /** @internal One registered enricher. */
@@ -140,7 +142,7 @@ export class Slot {
   readonly global: boolean
   readonly minLevel: number
   readonly allow: ReadonlySet<string> | undefined
-  readonly fallback: Fields | undefined
+  fallback: Fields | undefined
   /** A defineContextFields enricher: context keys and the output keys they are written under. */
   readonly from: readonly string[] | undefined
   readonly to: readonly string[] | undefined
@@ -283,6 +285,9 @@ export class Pipeline {
   readonly context: ContextHelpers<RequestContext>
   /** @internal */ readonly clock: Clock
   /** @internal */ readonly coreKeys = new Set<string>(CORE_KEYS)
+  /** Counts core keys added after construction (a logger's `messageKey`). @internal */
+  coreGen = 0
+  readonly #refiltered = new WeakMap<Prepared, Fields | undefined>()
   /** @internal */ slots: Slot[] = []
   /** @internal */ keyed: Slot[] = []
   /** @internal */ fns: Slot[] = []
@@ -449,6 +454,30 @@ export class Pipeline {
     return view
   }
 
+  /**
+   * Adds a key enrichers never write (a logger's `messageKey`). Values cached
+   * before are filtered when next read, whatever the order of calls. @internal
+   */
+  addCoreKey(key: string): void {
+    if (this.coreKeys.has(key)) return
+    this.coreKeys.add(key)
+    this.coreGen++
+    for (const slot of this.slots) {
+      slot.flatKeys = undefined
+      if (slot.fallback !== undefined && key in slot.fallback) slot.fallback = withoutCore(slot.fallback, this.coreKeys)
+    }
+    this.prepareGlobals()
+  }
+
+  /** A cached value's fields, without core keys added since it was sanitized. @internal */
+  fieldsOf(v: Prepared | undefined): Fields | undefined {
+    if (v === undefined || (v.gen ?? 0) === this.coreGen || v.fields === undefined) return v?.fields
+    if (this.#refiltered.has(v)) return this.#refiltered.get(v)
+    const fields = withoutCore(v.fields, this.coreKeys)
+    this.#refiltered.set(v, fields)
+    return fields
+  }
+
   /** Views held now (shared by signature). @internal */
   get viewCount(): number {
     return this.#viewsBySignature.size
@@ -499,7 +528,7 @@ export class Pipeline {
       const p = cache.peek(GLOBAL_KEY)
       let fields: Fields | undefined
       if (p.state === EntryState.Fresh || p.state === EntryState.Stale) {
-        fields = p.value?.fields
+        fields = this.fieldsOf(p.value)
         if (p.value?.invalid) problems = addProblem(problems, ProblemKind.Invalid, slot.name)
         if (p.state === EntryState.Stale) {
           problems = addProblem(problems, ProblemKind.Stale, slot.name)
@@ -550,7 +579,7 @@ export class Pipeline {
       }
       // No fields at all is a negative result: cached for negativeTtlMs.
       if (s.fields === undefined && s.problem === undefined) return undefined
-      return { fields: s.fields, invalid: s.problem !== undefined }
+      return { fields: s.fields, invalid: s.problem !== undefined, gen: this.coreGen }
     } catch (e) {
       slot.errors++
       if (this.#events.hasListeners && !signal.aborted) {
@@ -594,7 +623,8 @@ export class Pipeline {
       const p = cache.lookup(k, now)
       if (p.state === EntryState.Fresh || p.state === EntryState.Stale) {
         const v = p.value
-        if (v?.fields !== undefined) Object.assign(out, v.fields)
+        const fields = v === undefined || v.gen === this.coreGen ? v?.fields : this.fieldsOf(v)
+        if (fields !== undefined) Object.assign(out, fields)
         if (v?.invalid) problems = addProblem(problems, ProblemKind.Invalid, slot.name)
         if (p.state === EntryState.Stale) {
           problems = addProblem(problems, ProblemKind.Stale, slot.name)
@@ -709,7 +739,7 @@ export class Pipeline {
             Promise.resolve(r).then((v) => {
               const s = sanitizeFields(v, this.#maxFieldBytes, this.coreKeys, undefined)
               if (s.problem !== undefined) slot.invalid++
-              const prepared: Prepared = { fields: s.fields, invalid: s.problem !== undefined }
+              const prepared: Prepared = { fields: s.fields, invalid: s.problem !== undefined, gen: this.coreGen }
               return prepared
             }),
             false,
@@ -789,7 +819,7 @@ export class Pipeline {
   }
 
   #gathered(g: Gathering, i: number, slot: Slot, v: Prepared | undefined, stale: boolean): void {
-    g.parts[i] = v?.fields
+    g.parts[i] = this.fieldsOf(v)
     if (v?.invalid) g.problems = addProblem(g.problems, ProblemKind.Invalid, slot.name)
     if (stale) g.problems = addProblem(g.problems, ProblemKind.Stale, slot.name)
   }
@@ -1218,6 +1248,14 @@ function isPlainObject(v: unknown): v is Fields {
 /** An enricher refreshed every `refreshMs` stays fresh until the refresh after next could have landed. */
 function refreshTtl(e: Enricher, timeoutMs: number): { ttlMs?: number } {
   return e.refreshMs === undefined ? {} : { ttlMs: 2 * e.refreshMs + (e.timeoutMs ?? timeoutMs) }
+}
+
+/** `fields` without `keys`, the same object when it has none of them; undefined when nothing is left. */
+function withoutCore(fields: Fields, keys: ReadonlySet<string>): Fields | undefined {
+  if (!touches(fields, keys)) return fields
+  const out: Fields = {}
+  for (const k of Object.keys(fields)) if (!keys.has(k)) out[k] = fields[k]
+  return Object.keys(out).length === 0 ? undefined : Object.freeze(out)
 }
 
 function touches(fields: Fields, keys: ReadonlySet<string>): boolean {

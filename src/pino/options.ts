@@ -86,7 +86,7 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
   if (mode !== PinoMode.Snapshot && mode !== PinoMode.Deferred) {
     throw new TypeError(`mode must be 'snapshot', 'deferred' or 'transport', received ${JSON.stringify(mode)}`)
   }
-  if (typeof user.messageKey === 'string') p.coreKeys.add(user.messageKey)
+  if (typeof user.messageKey === 'string') p.addCoreKey(user.messageKey)
   // Enrichers rank above `base`: its fields other than pid and hostname move
   // beneath them into the prepared fragment; pino keeps pid and hostname.
   // Keys pino must see itself (redacted, serialized) stay in pino's base.

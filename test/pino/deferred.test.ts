@@ -352,3 +352,36 @@ describe("a child logger's bindings beat every kind of enricher", () => {
     })
   }
 })
+
+describe('a messageKey set after values are cached', () => {
+  for (const mode of ['snapshot', 'deferred'] as const) {
+    it(`is never filled by an enricher, global, keyed or function (${mode})`, async () => {
+      const p = pipeline({
+        enrichers: [
+          defineEnricher({ name: 'notice', compute: () => ({ message: 'from global', region: 'eu' }) }),
+          defineEnricher({
+            name: 'tenant',
+            key: (ctx) => ctx.record.t as string | undefined,
+            compute: () => ({ message: 'from keyed', tenant: 'x' }),
+          }),
+          function team() {
+            return { message: 'from function', team: 'core' }
+          },
+        ],
+      })
+      await p.ready()
+      await p.enrich({ record: { t: 'x' } })
+      // A first logger with pino's default key: the function's keys are known by now.
+      pino(p.pinoOptions({ mode }), sink()).info({ t: 'x' }, 'warm')
+      const out = sink()
+      const log = pino(p.pinoOptions({ mode, messageKey: 'message' }), out)
+      log.info({ t: 'x' })
+      log.info({ t: 'x' }, 'own')
+      await vi.advanceTimersByTimeAsync(20)
+      const [bare, own] = out.lines()
+      expect(bare).toMatchObject({ region: 'eu', tenant: 'x', team: 'core' })
+      expect(bare?.message).toBeUndefined()
+      expect(own?.message).toBe('own')
+    })
+  }
+})
