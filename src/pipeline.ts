@@ -171,6 +171,8 @@ export const CORE_KEYS: readonly string[] = ['level', 'time', 'msg', 'pid', 'hos
 export interface Prepared {
   readonly fields: Fields | undefined
   readonly invalid: boolean
+  /** The pipeline's {@link Pipeline.coreGen} when sanitized: a core key added since is filtered on read. */
+  readonly gen?: number
 }
 
 /** @internal One registered enricher. */
@@ -182,7 +184,7 @@ export class Slot {
   readonly global: boolean
   readonly minLevel: number
   readonly allow: ReadonlySet<string> | undefined
-  readonly fallback: Fields | undefined
+  fallback: Fields | undefined
   /** A defineContextFields enricher: context keys and the output keys they are written under. */
   readonly from: readonly string[] | undefined
   readonly to: readonly string[] | undefined
@@ -194,6 +196,8 @@ export class Slot {
   /** The last key list a function enricher's flat result was checked with. */
   flatKeys: string[] | undefined
   disposed = false
+  /** A background refresh of this global is under way. */
+  kicked = false
   runs = 0
   errors = 0
   timeouts = 0
@@ -249,14 +253,66 @@ export interface Gathering {
   onReady: (() => void) | undefined
 }
 
-/** @internal One way of writing prepared globals for a logger's options. */
-export interface View {
+/**
+ * @internal One way of writing prepared globals for a logger's options. Built
+ * on first use after the global values change, not when they change: a change
+ * costs the same with one logger or a hundred thousand, and each view rebuilds
+ * once, on its next line.
+ */
+export class View {
   /** Top-level keys that must go through pino's object path (redact, serializers); `true` for all. */
   readonly routed: ReadonlySet<string> | true
   /** The user's `base` fields other than pid and hostname: written beneath the enrichers. */
   readonly base: Fields | undefined
-  fragment: string
-  mixinGlobals: Array<{ minLevel: number; fields: Fields }>
+  readonly #p: Pipeline
+  #gen = -1
+  #fragment = ''
+  #mixinGlobals: Array<{ minLevel: number; fields: Fields }> = []
+
+  constructor(p: Pipeline, routed: ReadonlySet<string> | true, base: Fields | undefined) {
+    this.#p = p
+    this.routed = routed
+    this.base = base
+  }
+
+  /** The globals written as JSON text, `,"key":value` each. */
+  get fragment(): string {
+    if (this.#gen !== this.#p.globalsGen) this.#build()
+    return this.#fragment
+  }
+
+  /** Globals that go through pino's object path, each with its enricher's `minLevel`. */
+  get mixinGlobals(): Array<{ minLevel: number; fields: Fields }> {
+    if (this.#gen !== this.#p.globalsGen) this.#build()
+    return this.#mixinGlobals
+  }
+
+  #build(): void {
+    this.#gen = this.#p.globalsGen
+    // Base first, enrichers over it, objects merged (host.arch from one, host.id
+    // from another): one key each.
+    const merged: Fields = this.base === undefined ? {} : mergeDeep({}, this.base)
+    const always: Fields = {}
+    const mixinGlobals: View['mixinGlobals'] = [{ minLevel: Number.NEGATIVE_INFINITY, fields: always }]
+    const routed = this.routed
+    for (const { slot, fields } of this.#p.globalValues) {
+      if (slot.minLevel !== Number.NEGATIVE_INFINITY) mixinGlobals.push({ minLevel: slot.minLevel, fields })
+      else if (routed !== true && !touches(fields, routed)) mergeDeep(merged, fields)
+      else mergeDeep(always, fields)
+    }
+    if (Object.keys(always).length === 0) mixinGlobals.shift()
+    let fragment = ''
+    for (const key of Object.keys(merged)) fragment += `,${JSON.stringify(key)}:${JSON.stringify(merged[key])}`
+    this.#fragment = fragment
+    this.#mixinGlobals = mixinGlobals
+  }
+}
+
+/** @internal What the pipeline needs of a deferred queue that has lines waiting. */
+export interface ActiveQueue {
+  readonly size: number
+  whenEmpty(): Promise<void>
+  close(): void
 }
 
 /**
@@ -274,6 +330,9 @@ export class Pipeline {
   /** Deadlines and added delays are measured on this: the injected clock, else a monotonic one. @internal */
   readonly ticks: Clock
   /** @internal */ readonly coreKeys = new Set<string>(CORE_KEYS)
+  /** Counts core keys added after construction (a logger's `messageKey`). @internal */
+  coreGen = 0
+  readonly #refiltered = new WeakMap<Prepared, Fields | undefined>()
   /** @internal */ slots: Slot[] = []
   /** @internal */ keyed: Slot[] = []
   /** @internal */ fns: Slot[] = []
@@ -290,11 +349,30 @@ export class Pipeline {
   /** @internal */ globalTimeouts: string[] | undefined
   /** @internal */ nextCheck = 0
   /** @internal */ closed = false
-  /** @internal */ readonly views = new Set<View>()
-  readonly #viewsBySignature = new Map<string, View>()
+  /**
+   * Above 0 while a line's keyed and function enrichers run: a log call made
+   * from inside one (a `key()` or a function that logs) is written without
+   * enrichment, once, instead of re-entering it line after line.
+   * @internal
+   */
+  enriching = 0
+  /** Global values as last prepared, in registration order. @internal */
+  globalValues: ReadonlyArray<{ slot: Slot; fields: Fields }> = []
+  /** Changes whenever {@link globalValues} is prepared again; views rebuild when it moved. @internal */
+  globalsGen = 0
+  /**
+   * Deferred queues with lines waiting. A queue is here only while it holds
+   * lines, so a dropped logger with nothing pending is not kept alive. @internal
+   */
+  readonly queues = new Set<ActiveQueue>()
+  // Views are shared by signature but held weakly: a per-tenant logger's view
+  // goes with the logger.
+  readonly #viewsBySignature = new Map<string, WeakRef<View>>()
+  readonly #viewsGone = new FinalizationRegistry<string>((signature) => {
+    if (this.#viewsBySignature.get(signature)?.deref() === undefined) this.#viewsBySignature.delete(signature)
+  })
   /** @internal */ readonly counters = { enriched: 0, timedOut: 0, dropped: 0, afterClose: 0, maxAddedDelayMs: 0 }
   /** @internal */ readonly closers: Array<() => Promise<void> | void> = []
-  /** @internal */ pendingCount: () => number = () => 0
   readonly #timeoutMs: number
   readonly #maxFieldBytes: number
   readonly #maxKeyLength: number
@@ -302,7 +380,7 @@ export class Pipeline {
   readonly #byName = new Map<string, Slot>()
   /** Lines waiting on each running compute. */
   readonly #waiters = new WeakMap<Promise<Prepared | undefined>, Set<Waiter>>()
-  readonly #allView: View = { routed: true, base: undefined, fragment: '', mixinGlobals: [] }
+  readonly #allView: View = new View(this, true, undefined)
   #fnCount = 0
   #closing: Promise<void> | undefined
 
@@ -330,7 +408,6 @@ export class Pipeline {
     this.ticks = options.clock ?? monotonicClock
     this.coreKeys.add(this.errorKey)
     this.context = createContext<RequestContext>(options.context)
-    this.views.add(this.#allView)
     for (const e of options.enrichers ?? []) this.register(e)
   }
 
@@ -417,13 +494,48 @@ export class Pipeline {
   addView(routed: ReadonlySet<string> | true, base?: Fields): View {
     // A view is what its routed keys and base make it: loggers with the same options share one.
     const signature = `${routed === true ? '*' : [...routed].sort().join('\u0000')}|${JSON.stringify(base ?? null)}`
-    const existing = this.#viewsBySignature.get(signature)
+    const existing = this.#viewsBySignature.get(signature)?.deref()
     if (existing !== undefined) return existing
-    const view: View = { routed, base, fragment: '', mixinGlobals: [] }
-    this.#viewsBySignature.set(signature, view)
-    this.views.add(view)
-    this.prepareGlobals()
+    const view = new View(this, routed, base)
+    this.#viewsBySignature.set(signature, new WeakRef(view))
+    this.#viewsGone.register(view, signature)
     return view
+  }
+
+  /**
+   * Adds a key enrichers never write (a logger's `messageKey`). Values cached
+   * before are filtered when next read, whatever the order of calls. @internal
+   */
+  addCoreKey(key: string): void {
+    if (this.coreKeys.has(key)) return
+    this.coreKeys.add(key)
+    this.coreGen++
+    for (const slot of this.slots) {
+      slot.flatKeys = undefined
+      if (slot.fallback !== undefined && key in slot.fallback) slot.fallback = withoutCore(slot.fallback, this.coreKeys)
+    }
+    this.prepareGlobals()
+  }
+
+  /** A cached value's fields, without core keys added since it was sanitized. @internal */
+  fieldsOf(v: Prepared | undefined): Fields | undefined {
+    if (v === undefined || (v.gen ?? 0) === this.coreGen || v.fields === undefined) return v?.fields
+    if (this.#refiltered.has(v)) return this.#refiltered.get(v)
+    const fields = withoutCore(v.fields, this.coreKeys)
+    this.#refiltered.set(v, fields)
+    return fields
+  }
+
+  /** Views held now (shared by signature). @internal */
+  get viewCount(): number {
+    return this.#viewsBySignature.size
+  }
+
+  /** Deferred lines waiting now, in every queue. @internal */
+  pendingCount(): number {
+    let n = 0
+    for (const q of this.queues) n += q.size
+    return n
   }
 
   /**
@@ -435,11 +547,15 @@ export class Pipeline {
     const cache = slot.cache
     if (cache === undefined || this.closed) return
     if (!force && cache.peek(GLOBAL_KEY).state === EntryState.Fresh) return
+    // One rebuild per refresh, however many lines or loggers asked for it meanwhile.
+    if (slot.kicked) return
+    slot.kicked = true
     const before = slot.runs
     const ctx: EnrichContext = { level: 30, time: this.clock.now(), record: EMPTY, context: undefined }
     cache
       .refresh(GLOBAL_KEY, (_k, { signal }) => this.compute(slot, undefined, ctx, signal))
       .then(() => {
+        slot.kicked = false
         if (slot.runs !== before) this.prepareGlobals()
       })
   }
@@ -460,7 +576,7 @@ export class Pipeline {
       const p = cache.peek(GLOBAL_KEY)
       let fields: Fields | undefined
       if (p.state === EntryState.Fresh || p.state === EntryState.Stale) {
-        fields = p.value?.fields
+        fields = this.fieldsOf(p.value)
         if (p.value?.invalid) problems = addProblem(problems, ProblemKind.Invalid, slot.name)
         if (p.state === EntryState.Stale) {
           problems = addProblem(problems, ProblemKind.Stale, slot.name)
@@ -483,23 +599,8 @@ export class Pipeline {
     if (problems !== undefined) Object.freeze(problems)
     this.globalProblems = problems
     this.nextCheck = next
-    for (const view of this.views) {
-      // Base first, enrichers over it, objects merged (host.arch from one, host.id
-      // from another): one key each. Rebuilt only when a global value changes.
-      const merged: Fields = view.base === undefined ? {} : mergeDeep({}, view.base)
-      const always: Fields = {}
-      const mixinGlobals: View['mixinGlobals'] = [{ minLevel: Number.NEGATIVE_INFINITY, fields: always }]
-      for (const { slot, fields } of values) {
-        if (slot.minLevel !== Number.NEGATIVE_INFINITY) mixinGlobals.push({ minLevel: slot.minLevel, fields })
-        else if (view.routed !== true && !touches(fields, view.routed)) mergeDeep(merged, fields)
-        else mergeDeep(always, fields)
-      }
-      if (Object.keys(always).length === 0) mixinGlobals.shift()
-      let fragment = ''
-      for (const key of Object.keys(merged)) fragment += `,${JSON.stringify(key)}:${JSON.stringify(merged[key])}`
-      view.fragment = fragment
-      view.mixinGlobals = mixinGlobals
-    }
+    this.globalValues = values
+    this.globalsGen++
   }
 
   /**
@@ -558,7 +659,7 @@ export class Pipeline {
       }
       // No fields at all is a negative result: cached for negativeTtlMs.
       if (s.fields === undefined && s.problem === undefined) return undefined
-      return { fields: s.fields, invalid: s.problem !== undefined }
+      return { fields: s.fields, invalid: s.problem !== undefined, gen: this.coreGen }
     } catch (e) {
       slot.errors++
       if (this.#events.hasListeners && !signal.aborted) {
@@ -585,9 +686,11 @@ export class Pipeline {
     writeContexts: ContextWriter<Problems> = this.writeContexts,
   ): Problems | undefined {
     const outer = beginLine()
+    this.enriching++
     try {
       return this.#collectNow(ctx, out, into, now, writeContexts)
     } finally {
+      this.enriching--
       endLine(outer)
     }
   }
@@ -614,7 +717,8 @@ export class Pipeline {
       const p = cache.lookup(k, now)
       if (p.state === EntryState.Fresh || p.state === EntryState.Stale) {
         const v = p.value
-        if (v?.fields !== undefined) Object.assign(out, v.fields)
+        const fields = v === undefined || v.gen === this.coreGen ? v?.fields : this.fieldsOf(v)
+        if (fields !== undefined) Object.assign(out, fields)
         if (v?.invalid) problems = addProblem(problems, ProblemKind.Invalid, slot.name)
         if (p.state === EntryState.Stale) {
           problems = addProblem(problems, ProblemKind.Stale, slot.name)
@@ -673,9 +777,11 @@ export class Pipeline {
    */
   gather(g: Gathering, writeContexts: ContextWriter<Problems> = this.writeContexts): void {
     const outer = beginLine()
+    this.enriching++
     try {
       this.#gather(g, writeContexts)
     } finally {
+      this.enriching--
       endLine(outer)
     }
   }
@@ -732,7 +838,7 @@ export class Pipeline {
             Promise.resolve(r).then((v) => {
               const s = sanitizeFields(v, this.#maxFieldBytes, this.coreKeys, undefined)
               if (s.problem !== undefined) slot.invalid++
-              const prepared: Prepared = { fields: s.fields, invalid: s.problem !== undefined }
+              const prepared: Prepared = { fields: s.fields, invalid: s.problem !== undefined, gen: this.coreGen }
               return prepared
             }),
             false,
@@ -815,7 +921,7 @@ export class Pipeline {
   }
 
   #gathered(g: Gathering, i: number, slot: Slot, v: Prepared | undefined, stale: boolean): void {
-    g.parts[i] = v?.fields
+    g.parts[i] = this.fieldsOf(v)
     if (v?.invalid) g.problems = addProblem(g.problems, ProblemKind.Invalid, slot.name)
     if (stale) g.problems = addProblem(g.problems, ProblemKind.Stale, slot.name)
   }
@@ -925,6 +1031,7 @@ export class Pipeline {
   /**
    * Runs every enricher concurrently and resolves with what is ready by
    * `deadlineMs` at the latest. Never rejects: problems are under `errorKey`.
+   * While it waits it keeps the process alive (`deadlineMs` at most).
    */
   enrich(ctx: Partial<EnrichContext> = {}): Promise<Fields> {
     const full = fullContext(ctx, this)
@@ -955,7 +1062,7 @@ export class Pipeline {
         this.timeOut(g)
         resolve(finish())
       }, this.deadlineMs)
-      timer.unref()
+      // Not unref'd: an awaited enrich() resolves by deadlineMs even when nothing else is alive.
       g.onReady = () => {
         clearTimeout(timer)
         resolve(finish())
@@ -966,6 +1073,7 @@ export class Pipeline {
   /**
    * Computes every global enricher now, so the first lines carry their values.
    * Resolves when all have settled or after `timeoutMs` (default 1 000); rejects only for a bad `timeoutMs`.
+   * While it waits it keeps the process alive (`timeoutMs` at most).
    *
    * @throws RangeError (as a rejection) for a `timeoutMs` that is not an integer from 0 to 2^31 - 1
    */
@@ -984,7 +1092,8 @@ export class Pipeline {
           ),
       ),
     )
-    await within(all, timeoutMs)
+    // Held on a ref'd timer: an awaited ready() returns rather than the process exiting under it.
+    await within(all, timeoutMs, true)
     this.prepareGlobals()
     const result: ReadyResult = { ready: [], failed: [], pending: [] }
     for (const slot of this.globals) {
@@ -1004,8 +1113,12 @@ export class Pipeline {
     return buildPinoOptions(this, options)
   }
 
-  /** Writes every pending deferred line (waiting at most their deadlines). */
+  /**
+   * Writes every pending deferred line, waiting at most their deadlines
+   * (`deadlineMs` after the last call). While it waits it keeps the process alive.
+   */
   async flush(): Promise<void> {
+    if (this.queues.size !== 0) await Promise.all(Array.from(this.queues, (q) => q.whenEmpty()))
     for (const close of this.#flushers) await close()
   }
 
@@ -1031,6 +1144,8 @@ export class Pipeline {
     // an awaited close() returns rather than the process exiting under it.
     await within(this.flush(), this.closeTimeoutMs, true)
     this.closed = true
+    // Only queues with lines left are here: bounded by the lines, not the loggers.
+    for (const q of Array.from(this.queues)) q.close()
     for (const c of this.closers) await c()
     for (const slot of this.slots) {
       for (const d of slot.disposers) d()
@@ -1288,6 +1403,14 @@ function isPlainObject(v: unknown): v is Fields {
 /** An enricher refreshed every `refreshMs` stays fresh until the refresh after next could have landed. */
 function refreshTtl(e: Enricher, timeoutMs: number): { ttlMs?: number } {
   return e.refreshMs === undefined ? {} : { ttlMs: 2 * e.refreshMs + (e.timeoutMs ?? timeoutMs) }
+}
+
+/** `fields` without `keys`, the same object when it has none of them; undefined when nothing is left. */
+function withoutCore(fields: Fields, keys: ReadonlySet<string>): Fields | undefined {
+  if (!touches(fields, keys)) return fields
+  const out: Fields = {}
+  for (const k of Object.keys(fields)) if (!keys.has(k)) out[k] = fields[k]
+  return Object.keys(out).length === 0 ? undefined : Object.freeze(out)
 }
 
 function touches(fields: Fields, keys: ReadonlySet<string>): boolean {

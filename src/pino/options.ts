@@ -2,6 +2,7 @@ import { createRequire } from 'node:module'
 import pino, { type LoggerOptions } from 'pino'
 import type { EnrichContext, Fields } from '../enricher.js'
 import { type Gathering, type Pipeline, problemsJson, type View } from '../pipeline.js'
+import { copyAtCall } from '../util/copy.js'
 import { destinationWatch } from './destination.js'
 import { OrderedQueue, type QueuedLine } from './ordered-queue.js'
 
@@ -43,6 +44,26 @@ interface Pending extends QueuedLine {
   logger: pino.Logger
   args: unknown[]
   method: LogMethod
+  /** The logger's bindings at the call, for a line that waits: `setBindings()` later must not show. */
+  chindings: unknown
+}
+
+const { chindingsSym } = pino.symbols
+const NO_KEYS: readonly string[] = []
+const bindingKeys = new WeakMap<object, { chindings: unknown; keys: readonly string[] }>()
+
+/** The keys a logger's bindings (pino's serialized chindings) set, other than its base and pino's own. */
+function parseBindingKeys(chindings: unknown, baseKeys: ReadonlySet<string>, coreKeys: ReadonlySet<string>) {
+  if (typeof chindings !== 'string' || chindings.length < 2) return NO_KEYS
+  try {
+    const keys = Object.keys(JSON.parse(`{${chindings.slice(1)}}`) as object).filter(
+      (k) => !baseKeys.has(k) && !coreKeys.has(k),
+    )
+    return keys.length === 0 ? NO_KEYS : keys
+  } catch {
+    // Bindings pino wrote in a shape of the user's own (formatters.bindings): left to pino's order.
+    return NO_KEYS
+  }
 }
 
 const EMPTY: Readonly<Record<string, unknown>> = Object.freeze({})
@@ -55,9 +76,10 @@ const EMPTY: Readonly<Record<string, unknown>> = Object.freeze({})
  * concatenation for them, as pino pays for bindings. Keys that pino must see as
  * objects (redacted, serialized, or all of them under `formatters.log`) go
  * through the mixin instead. Keyed and per-record enrichers go through the
- * mixin. Precedence follows pino's own rule, later keys win: enrichers, then
- * bindings, then request-context function enrichers, then your `mixin`, then
- * the call site.
+ * mixin. Precedence, whatever the enricher's kind: the call site, then your
+ * `mixin`, then a child's bindings, then request context, then enrichers, then
+ * `base`. Enricher keys a child binds are left out of the mixin's object; a
+ * global one written in the fragment comes before the bindings in the line.
  *
  * @internal use {@link Pipeline.pinoOptions}
  */
@@ -67,7 +89,7 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
   if (mode !== PinoMode.Snapshot && mode !== PinoMode.Deferred) {
     throw new TypeError(`mode must be 'snapshot', 'deferred' or 'transport', received ${JSON.stringify(mode)}`)
   }
-  if (typeof user.messageKey === 'string') p.coreKeys.add(user.messageKey)
+  if (typeof user.messageKey === 'string') p.addCoreKey(user.messageKey)
   // Enrichers rank above `base`: its fields other than pid and hostname move
   // beneath them into the prepared fragment; pino keeps pid and hostname.
   // Keys pino must see itself (redacted, serialized) stay in pino's base.
@@ -84,6 +106,25 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
     if (Object.keys(moved).length > 0) base = JSON.parse(JSON.stringify(moved)) as Fields
   }
   const view = p.addView(routed, base)
+  // Keys pino keeps in this logger's base rank beneath enrichers, unlike a child's bindings.
+  const baseKeys = new Set(Object.keys((user.base as Fields | null | undefined) ?? {}))
+  // The binding keys of the last logger seen, then per logger: parsed once per bindings string.
+  let lastLogger: object | undefined
+  let lastChindings: unknown
+  let lastKeys: readonly string[] = NO_KEYS
+  const boundKeys = (logger: pino.Logger): readonly string[] => {
+    const chindings = (logger as unknown as Record<symbol, unknown>)[chindingsSym]
+    if (logger === lastLogger && chindings === lastChindings) return lastKeys
+    let known = bindingKeys.get(logger)
+    if (known === undefined || known.chindings !== chindings) {
+      known = { chindings, keys: parseBindingKeys(chindings, baseKeys, p.coreKeys) }
+      bindingKeys.set(logger, known)
+    }
+    lastLogger = logger
+    lastChindings = chindings
+    lastKeys = known.keys
+    return lastKeys
+  }
   const errorKey = p.errorKey
   const userMixin = user.mixin
   const timePart = timeFormatter(user.timestamp)
@@ -134,7 +175,7 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
       p.mergeParts(current, out)
     } else {
       let problems: Gathering['problems']
-      if (p.keyed.length !== 0 || p.fns.length !== 0) {
+      if ((p.keyed.length !== 0 || p.fns.length !== 0) && p.enriching === 0) {
         const ctx: EnrichContext = {
           level,
           time: lineTime,
@@ -150,6 +191,12 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
       const all = problems === undefined ? p.globalProblems : p.problemsFor(problems)
       if (all !== undefined) out[errorKey] = all
     }
+    // A child's bindings are the caller's own fields: they beat every enricher.
+    const bound = boundKeys(logger)
+    for (let i = 0; i < bound.length; i++) {
+      const k = bound[i] as string
+      if (k in out) delete out[k]
+    }
     if (userMixin !== undefined) Object.assign(out, userMixin(mergeObject, level, logger))
     return out
   }
@@ -158,10 +205,15 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
   if (mode === PinoMode.Deferred) {
     const queue = deferredQueue(p, (item) => {
       current = item
+      const logger = item.logger as unknown as Record<symbol, unknown>
+      const bindings = logger[chindingsSym]
+      const swap = item.chindings !== undefined && item.chindings !== bindings
+      if (swap) logger[chindingsSym] = item.chindings
       try {
         item.method.apply(item.logger, item.args)
       } finally {
         current = undefined
+        if (swap) logger[chindingsSym] = bindings
       }
     })
     const userHook = user.hooks?.logMethod
@@ -188,66 +240,64 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
 }
 
 /**
- * Every deferred queue's exit drain, behind one process 'exit' listener however
- * many loggers are made: one listener each would pass the default limit of 10
- * and raise a MaxListenersExceededWarning.
+ * Deferred queues with lines waiting, of every pipeline, for the exit drain.
+ * A queue is here only while it holds lines: loggers with nothing pending are
+ * not kept alive, and one process 'exit' listener serves them all.
  */
-const atExit = new Set<() => void>()
+const waitingQueues = new Set<OrderedQueue<Pending>>()
 let listening = false
+// Once 'exit' has begun nothing asynchronous runs again: a line logged from
+// then on (another 'exit' listener) is written at once with what is ready.
+let exiting = false
 function drainAllAtExit(): void {
-  for (const drain of atExit) drain()
+  exiting = true
+  for (const queue of Array.from(waitingQueues)) drainAtExit(queue)
+}
+
+/** Writes every line of `queue` now, then flushes the streams they went to. */
+function drainAtExit(queue: OrderedQueue<Pending>, written?: pino.Logger): void {
+  const streams = new Set<{ flushSync?: () => void }>()
+  const add = (l: pino.Logger): void => {
+    const s = (l as unknown as Record<symbol, unknown>)[pino.symbols.streamSym] as
+      | { flushSync?: () => void }
+      | undefined
+    if (s !== undefined) streams.add(s)
+  }
+  if (written !== undefined) add(written)
+  queue.forEach((item) => {
+    add(item.logger)
+  })
+  queue.drain(true)
+  // These lines were written during 'exit': flush them now rather than rely
+  // on the order of pino's own exit handler.
+  for (const s of streams) {
+    try {
+      s.flushSync?.()
+    } catch {
+      // A destination that cannot flush synchronously at exit has nothing more we can do.
+    }
+  }
 }
 
 /**
  * Deferred mode: lines queue in call order (see {@link OrderedQueue}); on
  * process exit every waiting line is written synchronously with what is ready.
+ * The pipeline and the exit drain know the queue only while it holds lines.
  */
 function deferredQueue(p: Pipeline, write: (item: Pending) => void) {
-  const queue = new OrderedQueue<Pending>(p, write)
-  const previous = p.pendingCount
-  p.pendingCount = () => previous() + queue.size
-
-  // Once 'exit' has begun nothing asynchronous runs again: a line logged from
-  // then on (another 'exit' listener) is written at once with what is ready.
-  let exiting = false
-  const drainAtExit = (written?: pino.Logger): void => {
-    const streams = new Set<{ flushSync?: () => void }>()
-    const add = (l: pino.Logger): void => {
-      const s = (l as unknown as Record<symbol, unknown>)[pino.symbols.streamSym] as
-        | { flushSync?: () => void }
-        | undefined
-      if (s !== undefined) streams.add(s)
+  const queue: OrderedQueue<Pending> = new OrderedQueue<Pending>(p, write, (active) => {
+    if (active) {
+      p.queues.add(queue)
+      waitingQueues.add(queue)
+    } else {
+      p.queues.delete(queue)
+      waitingQueues.delete(queue)
     }
-    if (written !== undefined) add(written)
-    queue.forEach((item) => {
-      add(item.logger)
-    })
-    queue.drain(true)
-    // These lines were written during 'exit': flush them now rather than rely
-    // on the order of pino's own exit handler.
-    for (const s of streams) {
-      try {
-        s.flushSync?.()
-      } catch {
-        // A destination that cannot flush synchronously at exit has nothing more we can do.
-      }
-    }
-  }
-  const onExit = (): void => {
-    exiting = true
-    drainAtExit()
-  }
-  atExit.add(onExit)
+  })
   if (!listening) {
     listening = true
     process.prependListener('exit', drainAllAtExit)
   }
-
-  p.addFlusher(() => queue.whenEmpty())
-  p.closers.push(() => {
-    queue.close()
-    atExit.delete(onExit)
-  })
 
   return {
     call(this: void, logger: pino.Logger, args: unknown[], method: LogMethod, level: number): void {
@@ -270,13 +320,22 @@ function deferredQueue(p: Pipeline, write: (item: Pending) => void) {
         logger,
         args,
         method,
+        chindings: undefined,
         deadline: time + p.deadlineMs,
         start: time,
       }
       if (p.closed) p.counters.afterClose++
-      else p.gather(item, p.contextWriters.for(logger))
+      // Logged from inside an enricher of this pipeline: written as it is, not enriched again.
+      else if (p.enriching === 0) p.gather(item, p.contextWriters.for(logger))
+      if (item.waiting !== undefined || queue.busy) {
+        // The line is written later: it shows its objects, format arguments,
+        // errors and bindings as they are now, as pino would have. A line
+        // written at once (every value cached) pays nothing for this.
+        for (let i = 0; i < args.length; i++) args[i] = copyAtCall(args[i])
+        item.chindings = (logger as unknown as Record<symbol, unknown>)[chindingsSym]
+      }
       queue.push(item)
-      if (exiting) drainAtExit(logger)
+      if (exiting) drainAtExit(queue, logger)
     },
   }
 }

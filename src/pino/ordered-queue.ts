@@ -1,4 +1,4 @@
-import type { Gathering, Pipeline } from '../pipeline.js'
+import type { ActiveQueue, Gathering, Pipeline } from '../pipeline.js'
 
 /** A line waiting for its enrichment. */
 export interface QueuedLine extends Gathering {
@@ -18,22 +18,35 @@ export interface QueuedLine extends Gathering {
  * One unref'd timer, for the head's deadline. Bounded by the pipeline's
  * `maxPending`: beyond it the oldest line is written early, still in order.
  */
-export class OrderedQueue<T extends QueuedLine> {
+export class OrderedQueue<T extends QueuedLine> implements ActiveQueue {
   readonly #p: Pipeline
   readonly #write: (item: T) => void
+  readonly #onActive: ((active: boolean) => void) | undefined
+  #active = false
   #items: Array<T | undefined> = []
   #head = 0
   #timer: NodeJS.Timeout | undefined
   #timerFor: T | undefined
   #waiters: Array<() => void> = []
+  // True while a line is being written: a log call made from inside that write
+  // (a serializer, a mixin, a destination) queues behind it instead of
+  // re-entering the loop that is writing.
+  #writing = false
 
-  constructor(p: Pipeline, write: (item: T) => void) {
+  /** `onActive` is told when the queue starts holding lines (true) and when it is empty again (false). */
+  constructor(p: Pipeline, write: (item: T) => void, onActive?: (active: boolean) => void) {
     this.#p = p
     this.#write = write
+    this.#onActive = onActive
   }
 
   get size(): number {
     return this.#items.length - this.#head
+  }
+
+  /** Whether a line pushed now is queued rather than written at once, even when it waits for nothing. */
+  get busy(): boolean {
+    return this.#writing || this.#items.length !== this.#head
   }
 
   /**
@@ -41,30 +54,39 @@ export class OrderedQueue<T extends QueuedLine> {
    * nothing is ahead of it, else queued.
    */
   push(item: T): void {
-    if (item.waiting === undefined && this.size === 0) {
+    if (item.waiting === undefined && this.size === 0 && !this.#writing) {
       // Written in the call: no delay added, none to measure.
       this.#write1(item)
+      // A line logged while that one was written waits for no earlier line now.
+      if (this.size !== 0) this.drain(false)
       return
     }
     const start = this.#p.ticks.now()
     item.start = start
     item.deadline = start + this.#p.deadlineMs
-    if (this.size >= this.#p.maxPending) {
+    if (this.size >= this.#p.maxPending && !this.#writing) {
       const oldest = this.#items[this.#head] as T
       if (oldest.waiting !== undefined) this.#p.timeOut(oldest)
       this.#items[this.#head++] = undefined
       this.#emit(oldest)
     }
     this.#items.push(item)
+    if (!this.#active) {
+      this.#active = true
+      this.#onActive?.(true)
+    }
     if (item.waiting !== undefined) item.onReady = () => this.drain(false)
     this.drain(false)
   }
 
   /** Writes every line from the head that is ready or past its deadline; `force` writes all. */
   drain(force: boolean): void {
+    // The write under way drains what was queued meanwhile once it returns.
+    if (this.#writing) return
     const now = this.#p.ticks.now()
-    const items = this.#items
-    while (this.#head < items.length) {
+    // Re-read on every turn: a line written may queue another.
+    while (this.#head < this.#items.length) {
+      const items = this.#items
       const item = items[this.#head] as T
       if (item.waiting !== undefined) {
         if (!force && now < item.deadline) break
@@ -76,6 +98,14 @@ export class OrderedQueue<T extends QueuedLine> {
     if (this.#head === this.#items.length) {
       this.#items = []
       this.#head = 0
+      // The deadline it was armed for is gone; left running, a ref'd one would hold the process.
+      if (this.#timer !== undefined) clearTimeout(this.#timer)
+      this.#timer = undefined
+      this.#timerFor = undefined
+      if (this.#active) {
+        this.#active = false
+        this.#onActive?.(false)
+      }
       const waiters = this.#waiters
       this.#waiters = []
       for (const resolve of waiters) resolve()
@@ -94,6 +124,8 @@ export class OrderedQueue<T extends QueuedLine> {
   /** Resolves when the queue is next empty. */
   whenEmpty(): Promise<void> {
     if (this.size === 0) return Promise.resolve()
+    // Someone awaits the queue: its deadline timer holds the process until it is empty.
+    this.#timer?.ref()
     return new Promise<void>((resolve) => this.#waiters.push(resolve))
   }
 
@@ -113,10 +145,13 @@ export class OrderedQueue<T extends QueuedLine> {
 
   #write1(item: T): void {
     item.done = true
+    this.#writing = true
     try {
       this.#write(item)
     } catch {
       this.#p.counters.dropped++
+    } finally {
+      this.#writing = false
     }
   }
 
@@ -133,6 +168,7 @@ export class OrderedQueue<T extends QueuedLine> {
       },
       Math.max(0, first.deadline - this.#p.ticks.now()),
     )
-    this.#timer.unref()
+    // Unref'd unless a flush() awaits this queue: a line alone never holds the process.
+    if (this.#waiters.length === 0) this.#timer.unref()
   }
 }

@@ -124,3 +124,23 @@ describe('process exit and signals (real child processes)', { timeout: 2 * CHILD
     expect(r.stdout.trim().split('\n')).toHaveLength(10)
   })
 })
+
+describe('waiting keeps the process alive, for its bound only (real child processes)', () => {
+  // deadlineMs 200 in the fixture; ready() is given timeoutMs 300.
+  const cases: Array<[string, RegExp, number]> = [
+    ['flush', /^flushed (\d+)$/m, 200],
+    ['ready', /^ready \{"ready":\[\],"failed":\[\],"pending":\["host"\]\} (\d+)$/m, 300],
+    ['enrich', /^enriched \{"enrich":\{"timeout":\["user"\]\}\} (\d+)$/m, 200],
+  ]
+  for (const [what, pattern, bound] of cases) {
+    it(`${what}() resolves within its bound when nothing else is alive, then the process exits`, async () => {
+      const r = await runChild('waits-alive.ts', [what], { timeoutMs: 15_000 })
+      expect(r.stderr).toMatch(pattern)
+      expect(r.code).toBe(0)
+      const waited = Number(pattern.exec(r.stderr)?.[1])
+      // Not before its bound (nothing settled early), and not much after.
+      expect(waited).toBeGreaterThanOrEqual(bound - 5)
+      expect(waited).toBeLessThan(bound + 1_000)
+    })
+  }
+})
