@@ -300,11 +300,12 @@ export class SmartCache<V> {
     ] as const) {
       checkInteger(k, o[k], min)
     }
-    for (const k of ['ttlMs', 'staleMs', 'retryMs', 'maxRetryMs'] as const) checkMs(k, o[k])
+    // Lifetimes are read off the clock, never set as timers: any safe integer is fine (2 ** 40 means "once").
+    for (const k of ['ttlMs', 'staleMs', 'retryMs', 'maxRetryMs'] as const) checkInteger(k, o[k], 0)
     if (typeof o.jitter !== 'number' || !(o.jitter >= 0 && o.jitter <= 1)) {
       throw new RangeError(`jitter must be between 0 and 1, received ${String(o.jitter)}`)
     }
-    if (options.negativeTtlMs !== undefined) checkMs('negativeTtlMs', options.negativeTtlMs)
+    if (options.negativeTtlMs !== undefined) checkInteger('negativeTtlMs', options.negativeTtlMs, 0)
     if (options.timeoutMs !== undefined) checkMs('timeoutMs', options.timeoutMs, 1)
     this.#clock = options.clock ?? systemClock
     this.#maxInflight = o.maxInflight
@@ -1065,7 +1066,7 @@ export class SmartCache<V> {
 
 /** Per-call options are checked as the cache's own are. */
 function checkCallOptions(options: ComputeOptions): void {
-  if (options.ttlMs !== undefined) checkMs('ttlMs', options.ttlMs)
+  if (options.ttlMs !== undefined) checkInteger('ttlMs', options.ttlMs, 0)
   if (options.timeoutMs !== undefined) checkMs('timeoutMs', options.timeoutMs, 1)
 }
 
