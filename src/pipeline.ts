@@ -213,6 +213,8 @@ export interface View {
   /** The user's `base` fields other than pid and hostname: written beneath the enrichers. */
   readonly base: Fields | undefined
   fragment: string
+  /** The fields serialized in `fragment`, for a line that must carry them as objects instead. */
+  fragmentFields: Fields
   mixinGlobals: Array<{ minLevel: number; fields: Fields }>
 }
 
@@ -252,7 +254,7 @@ export class Pipeline {
   readonly #byName = new Map<string, Slot>()
   /** Lines waiting on each running compute. */
   readonly #waiters = new WeakMap<Promise<Prepared | undefined>, Set<Waiter>>()
-  readonly #allView: View = { routed: true, base: undefined, fragment: '', mixinGlobals: [] }
+  readonly #allView: View = { routed: true, base: undefined, fragment: '', fragmentFields: {}, mixinGlobals: [] }
   #fnCount = 0
   #closing: Promise<void> | undefined
 
@@ -371,7 +373,7 @@ export class Pipeline {
     const signature = `${routed === true ? '*' : [...routed].sort().join('\u0000')}|${JSON.stringify(base ?? null)}`
     const existing = this.#viewsBySignature.get(signature)
     if (existing !== undefined) return existing
-    const view: View = { routed, base, fragment: '', mixinGlobals: [] }
+    const view: View = { routed, base, fragment: '', fragmentFields: {}, mixinGlobals: [] }
     this.#viewsBySignature.set(signature, view)
     this.views.add(view)
     this.prepareGlobals()
@@ -450,6 +452,7 @@ export class Pipeline {
       let fragment = ''
       for (const key of Object.keys(merged)) fragment += `,${JSON.stringify(key)}:${JSON.stringify(merged[key])}`
       view.fragment = fragment
+      view.fragmentFields = merged
       view.mixinGlobals = mixinGlobals
     }
   }
