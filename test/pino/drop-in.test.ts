@@ -321,3 +321,42 @@ describe.each(['snapshot', 'deferred'] as const)('pino drop-in, %s mode: the opt
     })
   })
 })
+
+/**
+ * Child options matrix: what `logger.child(bindings, options)` does to a field
+ * of the user's mixin, it does to the same field from a global enricher.
+ */
+const CHILD_OPTIONS: Array<{ name: string; options: pino.ChildLoggerOptions }> = [
+  { name: 'redact', options: { redact: ['svc.secret'] } },
+  { name: 'redact with a wildcard', options: { redact: ['*.secret'] } },
+  { name: 'serializers', options: { serializers: { svc: (v: { name: string }) => ({ only: v.name }) } } },
+  {
+    name: 'formatters.log',
+    options: {
+      formatters: {
+        log: (o) => {
+          const { svc: _, ...rest } = o
+          return { ...rest, svcSeen: true }
+        },
+      },
+    },
+  },
+]
+
+describe.each(['snapshot', 'deferred'] as const)('pino drop-in, %s mode: child options', (mode) => {
+  const svc = { name: 'api', secret: 's' }
+  it.each(CHILD_OPTIONS)('$name given to child() apply to an enriched field as to a mixin field', async (c) => {
+    const expected = lines()
+    const root = pino({ mixin: () => ({ svc }) }, expected)
+    root.child({ mod: 'db' }, c.options).info('x')
+    root.child({ mod: 'plain' }).info('y')
+
+    const p = pipeline({ enrichers: [defineEnricher({ name: 'svc', compute: () => ({ svc }) })] })
+    await p.ready()
+    const out = lines()
+    const log = pino(p.pinoOptions({ mode }), out)
+    log.child({ mod: 'db' }, c.options).info('x')
+    log.child({ mod: 'plain' }).info('y')
+    expect(out.parsed()).toEqual(expected.parsed())
+  })
+})
