@@ -3,10 +3,12 @@
 // the logger through `pipeline.pinoOptions()`. Plain runs load nothing.
 import { createRequire } from 'node:module'
 import { pathToFileURL } from 'node:url'
+import { isMainThread } from 'node:worker_threads'
 
 const mode = process.env.COMPAT_MODE
 const pinoPath = process.env.COMPAT_PINO
-if (mode !== undefined && mode !== 'plain' && pinoPath !== undefined) {
+// Worker threads (pino's transports) build their loggers in pino itself: nothing to wrap there.
+if (isMainThread && mode !== undefined && mode !== 'plain' && pinoPath !== undefined) {
   const require = createRequire(import.meta.url)
   const Module = require('node:module')
   const SonicBoom = createRequire(pinoPath)('sonic-boom')
@@ -25,6 +27,44 @@ if (mode !== undefined && mode !== 'plain' && pinoPath !== undefined) {
   // The field is written whole, so cutting its text leaves the line as plain pino writes it.
   const strip = (s) =>
     typeof s !== 'string' ? s : s.replace(`,${inner}`, '').replace(`{${inner},`, '{').replace(`{${inner}}`, '{}')
+
+  if (blind) {
+    // pino's asJson tracing events, as a subscriber sees them: without the field.
+    const dc = require('node:diagnostics_channel')
+    const views = new WeakMap()
+    const seen = (args) => {
+      let v = views.get(args)
+      if (v === undefined) {
+        const first = args[0]
+        const rest = Array.from(args).slice(1)
+        if (typeof first === 'object' && first !== null && field in first) {
+          const { [field]: _, ...kept } = first
+          v = [kept, ...rest]
+        } else v = [first, ...rest]
+        views.set(args, v)
+      }
+      return v
+    }
+    const wrapped = new WeakMap()
+    const wrapHandler = (handler) => {
+      let w = wrapped.get(handler)
+      if (w === undefined) {
+        w = (event, name) =>
+          handler(
+            event && typeof event === 'object' && event.arguments
+              ? { ...event, arguments: seen(event.arguments), result: strip(event.result) }
+              : event,
+            name,
+          )
+        wrapped.set(handler, w)
+      }
+      return w
+    }
+    const isAsJson = (name) => typeof name === 'string' && name.startsWith('tracing:pino_asJson:')
+    const { subscribe, unsubscribe } = dc
+    dc.subscribe = (name, handler) => subscribe(name, isAsJson(name) ? wrapHandler(handler) : handler)
+    dc.unsubscribe = (name, handler) => unsubscribe(name, isAsJson(name) ? wrapHandler(handler) : handler)
+  }
 
   const isStream = (o) => typeof o === 'string' || o instanceof SonicBoom || o?.writable || o?._writableState
 

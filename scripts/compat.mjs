@@ -220,7 +220,8 @@ const SUITES = [
     pinoDir: (pkg) => pkg,
     // borp's default pattern, as pino's "borp" script runs it; jest's test/jest is run by jest, not here.
     patterns: ['test/**/*.test.{js,mjs,cjs}'],
-    concurrency: 2,
+    // Most of the suite's time is its transport tests waiting on child processes and workers.
+    concurrency: 4,
     // The files whose `require()` of pino gets the wrapper: the tests, not pino itself.
     wrapFrom: (pkg) => [join(pkg, 'test')],
   },
@@ -240,10 +241,92 @@ const VARIANTS = [
   { name: 'plain', env: { COMPAT_MODE: 'plain' } },
   { name: 'snapshot', env: { COMPAT_MODE: 'snapshot' }, gate: true },
   { name: 'deferred', env: { COMPAT_MODE: 'deferred' }, gate: true },
-  { name: 'snapshot+field', env: { COMPAT_MODE: 'snapshot', COMPAT_FIELD: FIELD } },
+  // Informative and slow (one more run of each suite): with --raw.
+  ...(args.has('--raw') ? [{ name: 'snapshot+field', env: { COMPAT_MODE: 'snapshot', COMPAT_FIELD: FIELD } }] : []),
   { name: 'snapshot+field, blind', env: { COMPAT_MODE: 'snapshot', COMPAT_FIELD: FIELD, COMPAT_BLIND: '1' }, gate: true },
   { name: 'deferred+field, blind', env: { COMPAT_MODE: 'deferred', COMPAT_FIELD: FIELD, COMPAT_BLIND: '1' }, gate: true },
 ]
+
+const JEST_VERSION = '30'
+
+/**
+ * pino-enrich is ESM only. A Jest project loads it with Jest's ESM support
+ * (README, "Jest"): this runs one such project, outside the repo, and one
+ * that requires it from CommonJS, which Jest's own runtime cannot do.
+ */
+function runJest() {
+  const dir = join(cache, `jest-${JEST_VERSION}`)
+  if (!existsSync(join(dir, '.ready'))) {
+    rmSync(dir, { recursive: true, force: true })
+    mkdirSync(dir, { recursive: true })
+    writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'jest-esm', private: true, type: 'module' }))
+    log(`installing jest@${JEST_VERSION} into ${dir} (once)`)
+    execFileSync(
+      'npm',
+      ['install', `jest@${JEST_VERSION}`, '--no-save', '--no-audit', '--no-fund', '--no-package-lock', '--loglevel=error'],
+      { cwd: dir, stdio: ['ignore', 'inherit', 'inherit'] },
+    )
+    writeFileSync(join(dir, '.ready'), new Date().toISOString())
+  }
+  // pino-enrich as an installed package: package.json and dist; pino and the rest from the repo.
+  const mod = join(dir, 'node_modules')
+  const copy = join(mod, 'pino-enrich')
+  rmSync(copy, { recursive: true, force: true })
+  mkdirSync(copy, { recursive: true })
+  cpSync(join(repo, 'package.json'), join(copy, 'package.json'))
+  cpSync(join(repo, 'dist'), join(copy, 'dist'), { recursive: true })
+  const deps = Object.keys(JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')).dependencies).concat('pino')
+  for (const dep of deps) {
+    const target = join(copy, 'node_modules', dep)
+    mkdirSync(dirname(target), { recursive: true })
+    symlinkSync(join(repo, 'node_modules', dep), target)
+  }
+  rmSync(join(mod, 'pino'), { force: true })
+  symlinkSync(join(repo, 'node_modules', 'pino'), join(mod, 'pino'))
+  const test = join(dir, 'test')
+  rmSync(test, { recursive: true, force: true })
+  mkdirSync(test)
+  writeFileSync(join(dir, 'jest.config.json'), JSON.stringify({ transform: {}, testMatch: ['**/test/*.test.mjs'] }))
+  writeFileSync(
+    join(test, 'esm.test.mjs'),
+    `import pino from 'pino'
+import { createPipeline, defineEnricher } from 'pino-enrich'
+
+test('pino-enrich loads under Jest with its ESM setup and enriches a line', async () => {
+  const p = createPipeline({ enrichers: [defineEnricher({ name: 'app', compute: () => ({ app: 'shop' }) })] })
+  await p.ready()
+  const lines = []
+  pino(p.pinoOptions(), { write: (s) => lines.push(JSON.parse(s)) }).info('x')
+  expect(lines[0]).toMatchObject({ app: 'shop', msg: 'x' })
+  await p.close()
+})
+`,
+  )
+  writeFileSync(
+    join(test, 'cjs.test.cjs'),
+    `test('require() of pino-enrich in Jest CommonJS runtime', () => {
+  expect(() => require('pino-enrich')).toThrow(/Must use import to load ES Module/)
+})
+`,
+  )
+  const jest = join(mod, 'jest', 'bin', 'jest.js')
+  const run = (extra, env) => {
+    try {
+      execFileSync(process.execPath, [jest, '--ci', '--silent', ...extra], {
+        cwd: dir,
+        env: { ...process.env, ...env },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      })
+      return true
+    } catch (e) {
+      log(String(e.stderr ?? e).slice(-3000))
+      return false
+    }
+  }
+  const esm = run([], { NODE_OPTIONS: '--experimental-vm-modules --no-warnings=ExperimentalWarning' })
+  const cjs = run(['--testMatch', '**/test/*.test.cjs'], {})
+  return { esm, cjs }
+}
 
 async function main() {
   if (!args.has('--no-build')) {
@@ -300,6 +383,15 @@ async function main() {
         if (args.has('--verbose')) log(res.out)
       }
     }
+  }
+  if (only === undefined || only === 'jest') {
+    const t0 = Date.now()
+    const { esm, cjs } = runJest()
+    const secs = ((Date.now() - t0) / 1000).toFixed(0)
+    rows.push([`jest@${JEST_VERSION}`, 'ESM setup: loads, enriches', esm ? 1 : 0, esm ? 0 : 1, 'README "Jest"', secs])
+    rows.push([`jest@${JEST_VERSION}`, 'CommonJS require(): refused', cjs ? 1 : 0, cjs ? 0 : 1, 'as documented', ''])
+    if (!esm) failures++
+    if (!cjs) failures++
   }
   const head = ['suite', 'variant', 'passed', 'failed', 'baseline', 's']
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)))

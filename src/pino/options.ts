@@ -64,8 +64,11 @@ type Views = { [VIEW]?: View }
  * Global enricher values are serialized into one fragment whenever they
  * change and appended by the `timestamp` function, so a line pays one string
  * concatenation for them, as pino pays for bindings. Keys that pino must see as
- * objects (redacted, serialized, or all of them under `formatters.log`) go
- * through the mixin instead. Keyed and per-record enrichers go through the
+ * objects (redacted, serialized, bound by `base`, or all of them under
+ * `formatters.log`) go through the mixin instead, as do all of them while
+ * pino's `pino_asJson` tracing channel has subscribers (they are handed the
+ * time string). Otherwise pino sees your options as you gave them: `base`,
+ * `mixin`, `mixinMergeStrategy`, `hooks` and `onChild` apply as in pino. Keyed and per-record enrichers go through the
  * mixin. Precedence follows pino's own rule, later keys win: enrichers, then
  * bindings, then request-context function enrichers, then your `mixin`, then
  * the call site.
