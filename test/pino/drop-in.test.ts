@@ -334,8 +334,8 @@ const CHILD_OPTIONS: Array<{ name: string; options: pino.ChildLoggerOptions }> =
     name: 'formatters.log',
     options: {
       formatters: {
-        log: (o) => {
-          const { svc: _, ...rest } = o
+        log: (o: object) => {
+          const { svc: _, ...rest } = o as Record<string, unknown>
           return { ...rest, svcSeen: true }
         },
       },
