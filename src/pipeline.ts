@@ -267,6 +267,7 @@ export class View {
   readonly #p: Pipeline
   #gen = -1
   #fragment = ''
+  #fragmentFields: Fields = {}
   #mixinGlobals: Array<{ minLevel: number; fields: Fields }> = []
 
   constructor(p: Pipeline, routed: ReadonlySet<string> | true, base: Fields | undefined) {
@@ -279,6 +280,12 @@ export class View {
   get fragment(): string {
     if (this.#gen !== this.#p.globalsGen) this.#build()
     return this.#fragment
+  }
+
+  /** The fields serialized in `fragment`, for a line that must carry them as objects instead. */
+  get fragmentFields(): Fields {
+    if (this.#gen !== this.#p.globalsGen) this.#build()
+    return this.#fragmentFields
   }
 
   /** Globals that go through pino's object path, each with its enricher's `minLevel`. */
@@ -304,6 +311,7 @@ export class View {
     let fragment = ''
     for (const key of Object.keys(merged)) fragment += `,${JSON.stringify(key)}:${JSON.stringify(merged[key])}`
     this.#fragment = fragment
+    this.#fragmentFields = merged
     this.#mixinGlobals = mixinGlobals
   }
 }

@@ -1,7 +1,8 @@
+import { tracingChannel } from 'node:diagnostics_channel'
 import { createRequire } from 'node:module'
 import pino, { type LoggerOptions } from 'pino'
 import type { EnrichContext, Fields } from '../enricher.js'
-import { type Gathering, type Pipeline, problemsJson, type View } from '../pipeline.js'
+import { type Gathering, type Pipeline, type Problems, problemsJson, type View } from '../pipeline.js'
 import { copyAtCall } from '../util/copy.js'
 import { destinationWatch } from './destination.js'
 import { OrderedQueue, type QueuedLine } from './ordered-queue.js'
@@ -46,6 +47,8 @@ interface Pending extends QueuedLine {
   method: LogMethod
   /** The logger's bindings at the call, for a line that waits: `setBindings()` later must not show. */
   chindings: unknown
+  /** What pino's write threw (a user mixin that returns nothing, say). */
+  failure?: unknown
 }
 
 const { chindingsSym } = pino.symbols
@@ -68,18 +71,33 @@ function parseBindingKeys(chindings: unknown, baseKeys: ReadonlySet<string>, cor
 
 const EMPTY: Readonly<Record<string, unknown>> = Object.freeze({})
 
+type PinoSymbol = 'streamSym' | 'serializersSym' | 'stringifiersSym' | 'formattersSym' | 'wildcardFirstSym'
+const { streamSym, serializersSym, stringifiersSym, formattersSym, wildcardFirstSym } =
+  pino.symbols as unknown as Record<PinoSymbol, symbol>
+/** pino's mark of a stream that reads `lastTime`, `lastObj`... (pino.multistream). */
+const NEEDS_METADATA = Symbol.for('pino.metadata')
+// pino's own tracing channel for asJson: channels are shared by name, so this sees its subscribers.
+const asJsonChannel = tracingChannel('pino_asJson')
+/** A child logger's own view, when its options route more keys than its parent's. */
+const VIEW = Symbol('pino-enrich.view')
+type Views = { [VIEW]?: View }
+
 /**
  * Builds pino options for a pipeline.
  *
  * Global enricher values are serialized into one fragment whenever they
  * change and appended by the `timestamp` function, so a line pays one string
  * concatenation for them, as pino pays for bindings. Keys that pino must see as
- * objects (redacted, serialized, or all of them under `formatters.log`) go
- * through the mixin instead. Keyed and per-record enrichers go through the
- * mixin. Precedence, whatever the enricher's kind: the call site, then your
- * `mixin`, then a child's bindings, then request context, then enrichers, then
- * `base`. Enricher keys a child binds are left out of the mixin's object; a
- * global one written in the fragment comes before the bindings in the line.
+ * objects (redacted, serialized, bound by `base`, or all of them under
+ * `formatters.log`) go through the mixin instead, as do all of them while
+ * pino's `pino_asJson` tracing channel has subscribers (they are handed the
+ * time string). Otherwise pino sees your options as you gave them: `base`,
+ * `mixin`, `mixinMergeStrategy`, `hooks` and `onChild` apply as in pino. Keyed
+ * and per-record enrichers go through the mixin. Precedence, whatever the
+ * enricher's kind: the call site, then your `mixin`, then a child's bindings,
+ * then request context, then enrichers, then `base`. Enricher keys a child
+ * binds are left out of the mixin's object; a global one written in the
+ * fragment comes before the bindings in the line.
  *
  * @internal use {@link Pipeline.pinoOptions}
  */
@@ -89,25 +107,21 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
   if (mode !== PinoMode.Snapshot && mode !== PinoMode.Deferred) {
     throw new TypeError(`mode must be 'snapshot', 'deferred' or 'transport', received ${JSON.stringify(mode)}`)
   }
-  if (typeof user.messageKey === 'string') p.addCoreKey(user.messageKey)
-  // Enrichers rank above `base`: its fields other than pid and hostname move
-  // beneath them into the prepared fragment; pino keeps pid and hostname.
-  // Keys pino must see itself (redacted, serialized) stay in pino's base.
-  const routed = routedKeys(user)
-  let base: Fields | undefined
-  if (user.base !== undefined && user.base !== null && routed !== true) {
-    const kept: Fields = {}
-    const moved: Fields = {}
-    for (const [k, v] of Object.entries(user.base as Fields)) {
-      if (k === 'pid' || k === 'hostname' || routed.has(k)) kept[k] = v
-      else moved[k] = v
-    }
-    user.base = kept
-    if (Object.keys(moved).length > 0) base = JSON.parse(JSON.stringify(moved)) as Fields
+  // pino's own check and message, at construction; a falsy mixin is none, as in pino.
+  if (user.mixin && typeof user.mixin !== 'function') {
+    throw new TypeError(`Unknown mixin type "${typeof user.mixin}" - expected "function"`)
   }
-  const view = p.addView(routed, base)
+  const userMixin = user.mixin || undefined
+  // pino calls the merge strategy only when there is a mixin.
+  const userStrategy = userMixin === undefined ? undefined : user.mixinMergeStrategy || undefined
+  if (typeof user.messageKey === 'string') p.addCoreKey(user.messageKey)
+  // `base` and `name` stay pino's bindings (bindings(), formatters.bindings and
+  // serializers see them); an enricher key equal to one of them goes through
+  // the mixin, written after the bindings, so that enrichers still rank above base.
+  const rootView = p.addView(withBindingKeys(routedKeys(user), user))
   // Keys pino keeps in this logger's base rank beneath enrichers, unlike a child's bindings.
   const baseKeys = new Set(Object.keys((user.base as Fields | null | undefined) ?? {}))
+  if (user.name !== undefined) baseKeys.add('name')
   // The binding keys of the last logger seen, then per logger: parsed once per bindings string.
   let lastLogger: object | undefined
   let lastChindings: unknown
@@ -126,31 +140,67 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
     return lastKeys
   }
   const errorKey = p.errorKey
-  const userMixin = user.mixin
   const timePart = timeFormatter(user.timestamp)
   // The deferred line being written now; pino's write is synchronous, so one slot suffices.
   let current: Pending | undefined
   // The line's call time, and the clock's time when pino took the line.
   let lineTime = 0
   let lineNow = 0
+  // This line's prepared globals (and a deferred line's problems) go through
+  // the mixin as objects: pino hands its time string to asJson's tracing subscribers.
+  let inMixin = false
+  let lineProblems: Problems | undefined
+  // A metadata stream (pino.multistream) whose `lastTime` pino sets from the
+  // time string: set back to the time alone before the line reaches the stream.
+  let meta: { lastTime?: string } | undefined
+  let metaTime = ''
+  let sliceIndex = 0
+  // What the user's mixin returned for this line, for the merge strategy pino calls next.
+  let userValue: object | undefined
 
   const errorKeyJson = JSON.stringify(errorKey)
-  const timestamp = (): string => {
+  const timestamp = function (this: pino.Logger | undefined): string {
+    if (this === undefined) {
+      // pino's call at construction, to find where its time value starts: the time alone.
+      const t = timePart(p.clock.now())
+      sliceIndex = t.indexOf(':') + 1
+      return t
+    }
+    const view = (this as unknown as Views)[VIEW] ?? rootView
+    let now: number
+    let tail = ''
+    lineProblems = undefined
     if (current !== undefined) {
       // A deferred line's problems are known before pino writes it: serialize
       // them here, once per shared problem set, instead of per line in the mixin.
-      const now = current.ctx.time
+      now = current.ctx.time
       lineTime = now
       if (current.now >= p.nextCheck) p.prepareGlobals()
-      const all = p.problemsFor(current.problems)
-      const tail = all === undefined ? '' : `,${errorKeyJson}:${problemsJson(all)}`
-      return timePart(now) + view.fragment + tail
+      lineProblems = p.problemsFor(current.problems)
+      if (lineProblems !== undefined) tail = `,${errorKeyJson}:${problemsJson(lineProblems)}`
+    } else {
+      now = p.clock.now()
+      lineTime = now
+      lineNow = now
+      if (now >= p.nextCheck) p.prepareGlobals()
     }
-    const now = p.clock.now()
-    lineTime = now
-    lineNow = now
-    if (now >= p.nextCheck) p.prepareGlobals()
-    return timePart(now) + view.fragment
+    const t = timePart(now)
+    const stream = (this as unknown as Record<symbol, Record<symbol, unknown>>)[streamSym]
+    if (stream !== undefined && stream[NEEDS_METADATA] === true) {
+      meta = stream as { lastTime?: string }
+      metaTime = t
+    }
+    inMixin = asJsonChannel.hasSubscribers !== false
+    return inMixin ? t : t + view.fragment + tail
+  }
+
+  const userStreamWrite = user.hooks?.streamWrite
+  const streamWrite = (s: string): string => {
+    if (meta !== undefined) {
+      meta.lastTime = metaTime.slice(sliceIndex)
+      meta = undefined
+    }
+    return userStreamWrite === undefined ? s : userStreamWrite(s)
   }
 
   // One reader of the request context for every mode: the pipeline's own or the application's.
@@ -163,16 +213,19 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
     refused(logger)
     // A deferred line is counted when logged: one logged before close() may be written by it.
     if (p.closed && current === undefined) counters.afterClose++
-    // A fresh object every line: pino assigns the call's fields into it.
+    const view = (logger as unknown as Views)[VIEW] ?? rootView
+    // A fresh object every line: the call's fields are assigned into it.
     const out: Fields = {}
+    if (inMixin) Object.assign(out, view.fragmentFields)
     const mg = view.mixinGlobals
     for (let i = 0; i < mg.length; i++) {
       const g = mg[i] as View['mixinGlobals'][number]
       if (level >= g.minLevel) Object.assign(out, g.fields)
     }
     if (current !== undefined) {
-      // Its problems went out with the timestamp fragment.
+      // Its problems went out with the timestamp fragment, unless that is not written.
       p.mergeParts(current, out)
+      if (inMixin && lineProblems !== undefined) out[errorKey] = lineProblems
     } else {
       let problems: Gathering['problems']
       if ((p.keyed.length !== 0 || p.fns.length !== 0) && p.enriching === 0) {
@@ -197,11 +250,49 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
       const k = bound[i] as string
       if (k in out) delete out[k]
     }
-    if (userMixin !== undefined) Object.assign(out, userMixin(mergeObject, level, logger))
+    if (userMixin !== undefined) userValue = userMixin(mergeObject, level, logger)
     return out
   }
+  // pino calls this with the mixin's result: the user's mixin and merge
+  // strategy apply exactly as pino applies them, and the enriched fields go
+  // beneath their result. A line with nothing added is pino's own object.
+  const mixinMergeStrategy = (mergeObject: object, out: object): object => {
+    let merged = mergeObject
+    if (userMixin !== undefined) {
+      const value = userValue as object
+      userValue = undefined
+      merged = userStrategy !== undefined ? userStrategy(mergeObject, value) : Object.assign(value, mergeObject)
+    }
+    for (const _ in out) return assignOwn(out as Fields, merged)
+    return merged
+  }
 
-  const options: LoggerOptions = { ...user, timestamp, mixin }
+  const userOnChild = user.onChild
+  const onChild = (child: pino.Logger): void => {
+    // A child given its own serializers, redact or formatters.log gets a view
+    // routing those keys through pino's object path, as the root's options do.
+    const c = child as unknown as Record<symbol, unknown> & Views
+    const parent = Object.getPrototypeOf(child) as Record<symbol, unknown> & Views
+    const log = (c[formattersSym] as { log?: unknown } | undefined)?.log
+    if (
+      c[serializersSym] !== parent[serializersSym] ||
+      c[stringifiersSym] !== parent[stringifiersSym] ||
+      log !== (parent[formattersSym] as { log?: unknown } | undefined)?.log
+    ) {
+      const base = (parent[VIEW] ?? rootView).routed
+      c[VIEW] = p.addView(childRouted(base, c, log !== undefined))
+    }
+    if (typeof userOnChild === 'function') userOnChild(child)
+  }
+
+  const options: LoggerOptions = {
+    ...user,
+    timestamp,
+    mixin,
+    mixinMergeStrategy,
+    onChild,
+    hooks: { ...user.hooks, streamWrite },
+  }
   if (mode === PinoMode.Deferred) {
     const queue = deferredQueue(p, (item) => {
       current = item
@@ -211,26 +302,41 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
       if (swap) logger[chindingsSym] = item.chindings
       try {
         item.method.apply(item.logger, item.args)
+      } catch (e) {
+        item.failure = e
+        throw e
       } finally {
         current = undefined
         if (swap) logger[chindingsSym] = bindings
       }
     })
     const userHook = user.hooks?.logMethod
+    // One stand-in per pino log method, named and shaped like it, handed to the
+    // user's hook: calling it queues the line instead of writing it.
+    const standIns = new WeakMap<LogMethod, LogMethod>()
+    const standIn = (logger: pino.Logger, method: LogMethod, level: number): LogMethod => {
+      let fn = standIns.get(method)
+      if (fn === undefined) {
+        fn = function (this: pino.Logger, ...a: unknown[]) {
+          queue.call(this ?? logger, a, method, level)
+        }
+        Object.defineProperty(fn, 'name', { value: method.name })
+        Object.defineProperty(fn, 'length', { value: method.length })
+        standIns.set(method, fn)
+      }
+      return fn
+    }
     options.hooks = {
-      ...user.hooks,
+      ...options.hooks,
       logMethod(this: pino.Logger, args: unknown[], method: LogMethod, level: number) {
         if (userHook === undefined) {
           queue.call(this, args, method, level)
           return
         }
-        const logger = this
         userHook.call(
           this,
           args as Parameters<typeof userHook>[0],
-          function (this: pino.Logger, ...a: unknown[]) {
-            queue.call(this ?? logger, a, method, level)
-          } as unknown as Parameters<typeof userHook>[1],
+          standIn(this, method, level) as unknown as Parameters<typeof userHook>[1],
           level,
         )
       },
@@ -304,11 +410,8 @@ function deferredQueue(p: Pipeline, write: (item: Pending) => void) {
       const time = p.clock.now()
       let record: Record<string, unknown> = EMPTY
       const first = args[0]
-      if (typeof first === 'object' && first !== null && Object.getPrototypeOf(first) === Object.prototype) {
-        // The caller may change its object after the call returns; the line shows it as it was.
-        record = Object.assign({}, first) as Record<string, unknown>
-        args[0] = record
-      }
+      const plain = typeof first === 'object' && first !== null && Object.getPrototypeOf(first) === Object.prototype
+      if (plain) record = first as Record<string, unknown>
       const item: Pending = {
         ctx: { level, time, record, context: p.context.get() },
         now: time,
@@ -335,7 +438,17 @@ function deferredQueue(p: Pipeline, write: (item: Pending) => void) {
         item.chindings = (logger as unknown as Record<symbol, unknown>)[chindingsSym]
       }
       queue.push(item)
+      if (plain && !item.done && args[0] === first) {
+        // A line written at once was written from the caller's own object, as
+        // pino writes it. One that waits keeps a copy: the caller may change
+        // its object after the call returns, and the line shows it as it was.
+        const copy = assignOwn({}, first as object)
+        ;(item.ctx as { record: Record<string, unknown> }).record = copy
+        args[0] = copy
+      }
       if (exiting) drainAtExit(queue, logger)
+      // Written during the call, a line that pino's write refused throws to the caller, as in pino.
+      if (item.done && item.failure !== undefined) throw item.failure
     },
   }
 }
@@ -522,6 +635,49 @@ export function quote(s: string): string {
   return `"${s}"`
 }
 
+/**
+ * `target` with `source`'s own enumerable keys, an own `__proto__` key (what
+ * `JSON.parse` makes of untrusted input) kept as an own key, as pino writes it.
+ */
+function assignOwn(target: Fields, source: object): Fields {
+  if (!Object.hasOwn(source, '__proto__')) return Object.assign(target, source)
+  for (const k of Object.keys(source)) {
+    Object.defineProperty(target, k, {
+      value: (source as Fields)[k],
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    })
+  }
+  return target
+}
+
+/** `routed` plus the keys pino writes as bindings: `base` (but pid and hostname, which enrichers never set) and `name`. */
+function withBindingKeys(routed: ReadonlySet<string> | true, user: LoggerOptions): ReadonlySet<string> | true {
+  if (routed === true) return true
+  const keys = new Set(routed)
+  const base = user.base
+  if (typeof base === 'object' && base !== null) {
+    for (const k of Object.keys(base)) if (k !== 'pid' && k !== 'hostname') keys.add(k)
+  }
+  if (user.name !== undefined) keys.add('name')
+  return keys
+}
+
+/** The routed keys of a child logger made with its own serializers, redact or formatters.log. */
+function childRouted(
+  parent: ReadonlySet<string> | true,
+  child: Record<symbol, unknown>,
+  hasLog: boolean,
+): ReadonlySet<string> | true {
+  const stringifiers = child[stringifiersSym] as Record<string | symbol, unknown> | undefined
+  if (parent === true || hasLog || stringifiers?.[wildcardFirstSym] !== undefined) return true
+  const keys = new Set(parent)
+  for (const k of Object.keys((child[serializersSym] as object | undefined) ?? {})) keys.add(k)
+  for (const k of Object.keys(stringifiers ?? {})) keys.add(k)
+  return keys
+}
+
 /** Top-level keys pino must see as objects for the user's options to apply, or `true` for all. */
 function routedKeys(user: LoggerOptions): ReadonlySet<string> | true {
   if (user.formatters?.log !== undefined) return true
@@ -544,8 +700,10 @@ function firstSegment(path: string): string {
 }
 
 function timeFormatter(t: LoggerOptions['timestamp']): (now: number) => string {
-  if (t === false || t === pino.stdTimeFunctions.nullTime) return () => ''
-  if (t === undefined || t === true || t === pino.stdTimeFunctions.epochTime) return (now) => `,"time":${now}`
+  // As pino: a function is called, any other truthy value is epoch time, a falsy one none.
+  if (typeof t !== 'function') return t || t === undefined ? (now) => `,"time":${now}` : () => ''
+  if (t === pino.stdTimeFunctions.nullTime) return () => ''
+  if (t === pino.stdTimeFunctions.epochTime) return (now) => `,"time":${now}`
   if (t === pino.stdTimeFunctions.unixTime) return (now) => `,"time":${Math.round(now / 1000)}`
   if (t === pino.stdTimeFunctions.isoTime) return (now) => `,"time":"${new Date(now).toISOString()}"`
   // A custom function cannot be told the call time: it is called when the line is written.
