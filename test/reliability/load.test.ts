@@ -11,7 +11,9 @@ import { sink } from '../helpers/sink.js'
 
 // Both load runs go through a deferred logger in a child process of their own
 // (test/fixtures/reliability/load-bounds.ts), so memory is the library's and not
-// the test runner's. No time passes in them but the computes' own turns.
+// the test runner's. No time passes in them but the computes' own turns; their
+// deadline is set out of a loaded machine's reach, so that a stall cannot time
+// out computes and open the breaker (no timeout is asserted, to say so if one does).
 // Growth is judged by the heap after a full GC (run with --expose-gc): RSS is
 // the allocator's business too, and on Node 22 and 24 it stays 100 MB and more
 // above its baseline after GC while the heap has grown by 3-4 MB. RSS is
@@ -29,6 +31,7 @@ describe('load and bounds (child processes)', { timeout: 300_000 }, () => {
     figures(ctx, {
       lines: res.written as number,
       computes: res.computes as number,
+      timeouts: res.timeouts as number,
       samples: res.samples as number,
       maxEntries: res.maxEntries as number,
       maxInflight: res.maxInflight as number,
@@ -40,6 +43,8 @@ describe('load and bounds (child processes)', { timeout: 300_000 }, () => {
     })
     expect(r.code).toBe(0)
     expect(res.written).toBe(1_000_000)
+    expect(res.timeouts).toBe(0)
+    expect(res.breaker).toBe('closed')
     // Nearly every id was computed (the bound is on entries, not on work).
     expect(res.computes as number).toBeGreaterThan(900_000)
     expect(res.samples as number).toBeGreaterThanOrEqual(200)
@@ -60,6 +65,7 @@ describe('load and bounds (child processes)', { timeout: 300_000 }, () => {
     figures(ctx, {
       lines: res.written as number,
       computes: res.computes as number,
+      timeouts: res.timeouts as number,
       maxEntries: res.maxEntries as number,
       hashedKeys: res.hashedKeys as number,
       peakRssMB: res.peakRssMB as number,
@@ -69,6 +75,8 @@ describe('load and bounds (child processes)', { timeout: 300_000 }, () => {
     })
     expect(r.code).toBe(0)
     expect(res.written).toBe(100_000)
+    expect(res.timeouts).toBe(0)
+    expect(res.breaker).toBe('closed')
     expect(res.computes as number).toBeGreaterThan(90_000)
     expect(res.maxEntries).toBeLessThanOrEqual(10_000)
     expect(res.maxInflight).toBeLessThanOrEqual(100)
