@@ -256,9 +256,7 @@ class RedisCacheStore implements RedisStore {
   /** Signatures of the messages received lately, with when each goes stale: a replay is refused. */
   readonly #seen = new Map<string, number>()
   #listener: ((invalidation: Invalidation) => void) | undefined
-  #onMessage: ((channel: string, message: string) => void) | undefined
-  #onReady: (() => void) | undefined
-  #onClose: (() => void) | undefined
+  #hooks: SubscriberHooks | undefined
   #listening = false
   #subscribed = false
   #closed = false
@@ -496,12 +494,9 @@ class RedisCacheStore implements RedisStore {
     const onClose = (): void => {
       this.#listening = false
     }
-    this.#onMessage = onMessage
-    this.#onReady = onReady
-    this.#onClose = onClose
-    sub.on(this.#sharded ? 'smessage' : 'message', onMessage)
-    sub.on('ready', onReady)
-    sub.on('close', onClose)
+    const hooks: SubscriberHooks = { channel: this.#channel, sharded: this.#sharded, onMessage, onReady, onClose }
+    this.#hooks = hooks
+    hubOf(sub).add(hooks)
     this.#subscribeChannel(sub)
     let active = true
     return () => {
@@ -553,17 +548,17 @@ class RedisCacheStore implements RedisStore {
     const sub = this.#subscriber
     this.#listener = undefined
     if (sub === undefined) return
-    if (this.#onMessage !== undefined) sub.off(this.#sharded ? 'smessage' : 'message', this.#onMessage)
-    if (this.#onReady !== undefined) sub.off('ready', this.#onReady)
-    if (this.#onClose !== undefined) sub.off('close', this.#onClose)
-    this.#onMessage = undefined
-    this.#onReady = undefined
-    this.#onClose = undefined
+    const hooks = this.#hooks
+    this.#hooks = undefined
     this.#listening = false
+    // Another store on the same subscriber may listen on the same channel: it stays subscribed.
+    const lastOnChannel = hooks === undefined || hubOf(sub).remove(hooks)
     if (this.#ownSubscriber) {
       // disconnect(), not quit(): quit waits for a reply a hung Redis never sends.
       sub.disconnect()
       this.#subscriber = undefined
+    } else if (hooks === undefined || !lastOnChannel) {
+      return
     } else if (this.#sharded) {
       sub.sunsubscribe(this.#channel).catch(() => {})
     } else {
@@ -771,6 +766,91 @@ class RedisCacheStore implements RedisStore {
     this.#rejected++
     return Promise.reject(new StoreUnavailableError(this.#name, why))
   }
+}
+
+/** What one store listens for on a subscriber. */
+interface SubscriberHooks {
+  readonly channel: string
+  readonly sharded: boolean
+  readonly onMessage: (channel: string, message: string) => void
+  readonly onReady: () => void
+  readonly onClose: () => void
+}
+
+/**
+ * The stores listening on one subscriber client, behind one listener per
+ * event: any number of stores can share a subscriber without adding a
+ * listener each (which past ten warns, and would run every store's handler
+ * for every message of every channel).
+ */
+class SubscriberHub {
+  readonly #sub: RedisClient
+  /** Per event (`message` or `smessage`), per channel, the stores listening. */
+  readonly #byChannel = {
+    message: new Map<string, Set<SubscriberHooks>>(),
+    smessage: new Map<string, Set<SubscriberHooks>>(),
+  }
+  readonly #all = new Set<SubscriberHooks>()
+  readonly #onMessage = (channel: string, message: string): void => this.#dispatch('message', channel, message)
+  readonly #onSMessage = (channel: string, message: string): void => this.#dispatch('smessage', channel, message)
+  readonly #onReady = (): void => {
+    for (const h of [...this.#all]) h.onReady()
+  }
+  readonly #onClose = (): void => {
+    for (const h of [...this.#all]) h.onClose()
+  }
+
+  constructor(sub: RedisClient) {
+    this.#sub = sub
+  }
+
+  add(hooks: SubscriberHooks): void {
+    if (this.#all.size === 0) {
+      this.#sub.on('message', this.#onMessage)
+      this.#sub.on('smessage', this.#onSMessage)
+      this.#sub.on('ready', this.#onReady)
+      this.#sub.on('close', this.#onClose)
+    }
+    this.#all.add(hooks)
+    const byChannel = this.#byChannel[hooks.sharded ? 'smessage' : 'message']
+    const set = byChannel.get(hooks.channel)
+    if (set === undefined) byChannel.set(hooks.channel, new Set([hooks]))
+    else set.add(hooks)
+  }
+
+  /** Removes `hooks`; true when no other store listens on its channel. */
+  remove(hooks: SubscriberHooks): boolean {
+    if (!this.#all.delete(hooks)) return false
+    const byChannel = this.#byChannel[hooks.sharded ? 'smessage' : 'message']
+    const set = byChannel.get(hooks.channel)
+    set?.delete(hooks)
+    const last = set === undefined || set.size === 0
+    if (last) byChannel.delete(hooks.channel)
+    if (this.#all.size === 0) {
+      this.#sub.off('message', this.#onMessage)
+      this.#sub.off('smessage', this.#onSMessage)
+      this.#sub.off('ready', this.#onReady)
+      this.#sub.off('close', this.#onClose)
+      hubs.delete(this.#sub)
+    }
+    return last
+  }
+
+  #dispatch(event: 'message' | 'smessage', channel: string, message: string): void {
+    const set = this.#byChannel[event].get(channel)
+    if (set === undefined) return
+    for (const h of [...set]) h.onMessage(channel, message)
+  }
+}
+
+const hubs = new WeakMap<RedisClient, SubscriberHub>()
+
+function hubOf(sub: RedisClient): SubscriberHub {
+  const found = hubs.get(sub)
+  if (found !== undefined) return found
+  const hub = new SubscriberHub(sub)
+  hubs.set(sub, hub)
+  return hub
 }
 
 interface Script {
