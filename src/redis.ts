@@ -253,8 +253,8 @@ class RedisCacheStore implements RedisStore {
   readonly #signer: Signer | undefined
   readonly #valueSigner: Signer | undefined
   readonly #maxAgeMs: number
-  /** Signatures of the messages received lately, with when each goes stale: a replay is refused. */
-  readonly #seen = new Map<string, number>()
+  /** Signatures of the messages received lately, by timestamp: a replay is refused. */
+  readonly #seen = new SeenSignatures()
   #listener: ((invalidation: Invalidation) => void) | undefined
   #hooks: SubscriberHooks | undefined
   #listening = false
@@ -618,17 +618,20 @@ class RedisCacheStore implements RedisStore {
       return false
     }
     const seen = this.#seen
-    // Oldest first: kept until the message itself goes stale, when the age check refuses it anyway.
-    for (const [sig, until] of seen) {
-      if (until >= now && seen.size < MAX_SEEN) break
-      seen.delete(sig)
-    }
+    // Kept until the message itself goes stale, when the age check refuses it anyway.
+    seen.expire(now - this.#maxAgeMs)
     const sig = message.slice(0, 43)
     if (seen.has(sig)) {
       this.#replayed++
       return false
     }
-    seen.set(sig, ts + this.#maxAgeMs)
+    // Past MAX_SEEN, the earliest timestamps are forgotten before they go stale: from then on
+    // a message no later than one forgotten may be a replay, and is refused as stale.
+    if (ts <= seen.floor) {
+      this.#stale++
+      return false
+    }
+    seen.add(sig, ts)
     return true
   }
 
@@ -765,6 +768,69 @@ class RedisCacheStore implements RedisStore {
   #refuse(why: string): Promise<never> {
     this.#rejected++
     return Promise.reject(new StoreUnavailableError(this.#name, why))
+  }
+}
+
+/**
+ * The signatures of the messages received within the age bound, each with
+ * its timestamp, at most `MAX_SEEN`: a min-heap on the timestamp, so the
+ * earliest go first, whether they expire or make room.
+ */
+interface Seen {
+  readonly ts: number
+  readonly sig: string
+}
+
+class SeenSignatures {
+  readonly #sigs = new Set<string>()
+  readonly #heap: Array<Seen> = []
+  /** The latest timestamp forgotten to make room: no message at or before it is known new. */
+  floor = Number.NEGATIVE_INFINITY
+
+  has(sig: string): boolean {
+    return this.#sigs.has(sig)
+  }
+
+  /** Forgets the signatures of messages timestamped before `oldest`. */
+  expire(oldest: number): void {
+    while (this.#heap.length > 0 && (this.#heap[0] as Seen).ts < oldest) this.#pop()
+  }
+
+  add(sig: string, ts: number): void {
+    while (this.#heap.length >= MAX_SEEN) {
+      const top = this.#pop()
+      if (top.ts > this.floor) this.floor = top.ts
+    }
+    this.#sigs.add(sig)
+    const h = this.#heap
+    let i = h.push({ ts, sig }) - 1
+    while (i > 0) {
+      const parent = (i - 1) >> 1
+      if ((h[parent] as Seen).ts <= ts) break
+      ;[h[i], h[parent]] = [h[parent] as Seen, h[i] as Seen]
+      i = parent
+    }
+  }
+
+  #pop(): Seen {
+    const h = this.#heap
+    const top = h[0] as Seen
+    const last = h.pop() as Seen
+    this.#sigs.delete(top.sig)
+    if (h.length === 0) return top
+    h[0] = last
+    let i = 0
+    for (;;) {
+      const l = 2 * i + 1
+      const r = l + 1
+      let m = i
+      if (l < h.length && (h[l] as Seen).ts < (h[m] as Seen).ts) m = l
+      if (r < h.length && (h[r] as Seen).ts < (h[m] as Seen).ts) m = r
+      if (m === i) break
+      ;[h[i], h[m]] = [h[m] as Seen, h[i] as Seen]
+      i = m
+    }
+    return top
   }
 }
 

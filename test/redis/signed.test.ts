@@ -155,6 +155,25 @@ describe('redisStore with a secret: invalidation messages', () => {
     expect(receiver.stats().forgedMessages - forged).toBe(variants.length)
   })
 
+  it('still drops a captured message after 10,000 other valid ones within the age bound (the guard is full)', async () => {
+    const { sender, receiver, heard } = await pair()
+    const now = Date.now()
+    const captured = sign(SECRET, CHANNEL, JSON.stringify({ o: 'x', p: 'captured', ts: now - 1_000 }))
+    // What a busy fleet sends within the window, each validly signed, all later than the captured one.
+    const traffic = Array.from({ length: 10_000 }, (_, i) =>
+      sign(SECRET, CHANNEL, JSON.stringify({ o: 'x', k: [`k${i}`], ts: now })),
+    )
+    const pipeline = attacker.pipeline()
+    for (const m of [captured, ...traffic]) pipeline.publish(CHANNEL, m)
+    await pipeline.exec()
+    // All handled before the replay (and before the sender's bounded command has to wait behind them).
+    await until(() => heard.length === 10_001, 10_000)
+    await publishThenSync(sender, receiver, [captured])
+    expect(heard.filter((inv) => 'pattern' in inv)).toEqual([{ pattern: 'captured' }])
+    expect(heard.length).toBe(10_002)
+    expect(receiver.stats().replayedMessages + receiver.stats().staleMessages).toBe(1)
+  })
+
   it('keeps a cache whole under a flood of 1,000 unsigned "empty everything" messages', async () => {
     const sender = await store()
     const cacheStore = await store()
