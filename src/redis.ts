@@ -355,10 +355,14 @@ class RedisCacheStore implements RedisStore {
   async set(key: string, record: StoreRecord, options?: { broadcast?: boolean }): Promise<void> {
     const ttl = Math.round(Math.max(0, record.freshMs) + Math.max(0, record.staleMs))
     if (!(ttl >= 1)) return
-    const payload: { s: number; v?: unknown; u?: 1; t?: readonly string[] } = { s: Math.max(0, record.staleMs) }
+    const payload: { s: number; v?: unknown; u?: 1; t?: readonly string[]; e?: number } = {
+      s: Math.max(0, record.staleMs),
+    }
     if (record.value === undefined) payload.u = 1
     else payload.v = record.value
     if (record.tags !== undefined && record.tags.length > 0) payload.t = record.tags
+    // Signed, the end of its life: whoever can write keys cannot lengthen it with their own PX.
+    if (this.#valueSigner !== undefined) payload.e = Date.now() + ttl
     const json = JSON.stringify(payload)
     if (Buffer.byteLength(json) > this.#maxValueBytes) {
       throw new RangeError(`value of ${key} exceeds maxValueBytes (${this.#maxValueBytes})`)
@@ -674,7 +678,8 @@ class RedisCacheStore implements RedisStore {
     return out
   }
 
-  #decode(name: string, stored: string, pttl: number): StoreRecord | undefined {
+  #decode(name: string, stored: string, remainingMs: number): StoreRecord | undefined {
+    let pttl = remainingMs
     if (stored.length > this.#maxValueBytes + 44) return undefined
     let text = stored
     if (this.#valueSigner !== undefined) {
@@ -695,8 +700,14 @@ class RedisCacheStore implements RedisStore {
       return undefined
     }
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return undefined
-    const { s, v, u, t } = parsed as { s?: unknown; v?: unknown; u?: unknown; t?: unknown }
+    const { s, v, u, t, e } = parsed as { s?: unknown; v?: unknown; u?: unknown; t?: unknown; e?: unknown }
     if (typeof s !== 'number' || !(s >= 0)) return undefined
+    if (this.#valueSigner !== undefined) {
+      // A signed value lives no longer than it was written for, whatever PX the key now has.
+      if (typeof e !== 'number') return undefined
+      pttl = Math.min(pttl, e - Date.now())
+      if (!(pttl > 0)) return undefined
+    }
     if (t !== undefined && !isStringArray(t)) return undefined
     if (!scrub(v, 0)) return undefined
     const freshMs = Math.max(0, pttl - s)

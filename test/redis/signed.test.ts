@@ -234,6 +234,27 @@ describe('redisStore with a secret: values', () => {
     expect(await u.get('user:2')).toMatchObject({ value: { name: 'Computed' } })
   })
 
+  it('serves a signed value put back under a longer PX for no longer than it was written for, and not at all once past it', async () => {
+    const s = await store()
+    await s.set('user:1', { value: { role: 'admin' }, freshMs: 60_000, staleMs: 0 })
+    const one = (await attacker.get('signed:1:v:user:1')) as string
+    // As the store wrote it an hour ago for a minute (what a reader of the keys kept back then).
+    const two = sign(
+      SECRET,
+      'signed:1:v:user:2',
+      JSON.stringify({ s: 0, v: { role: 'admin' }, e: Date.now() - 3_540_000 }),
+    )
+    // The values are revoked, then an attacker who can write keys puts the old ones back for a day.
+    await s.invalidate({ keys: ['user:1'] })
+    await attacker.set('signed:1:v:user:1', one, 'PX', 86_400_000)
+    await attacker.set('signed:1:v:user:2', two, 'PX', 86_400_000)
+    const r = await s.get('user:1')
+    expect(r).toMatchObject({ value: { role: 'admin' } })
+    expect((r?.freshMs ?? 0) + (r?.staleMs ?? 0)).toBeLessThanOrEqual(60_000)
+    // Its life ended long ago.
+    expect(await s.get('user:2')).toBeUndefined()
+  })
+
   it('with signValues: false, signs messages only and reads plain values', async () => {
     const s = await store({ signValues: false })
     await attacker.set('signed:1:v:k', JSON.stringify({ s: 0, v: 1 }), 'PX', 60_000)
