@@ -254,12 +254,10 @@ class RedisCacheStore implements RedisStore {
   readonly #signer: Signer | undefined
   readonly #valueSigner: Signer | undefined
   readonly #maxAgeMs: number
-  /** Signatures of the messages received lately, with when each goes stale: a replay is refused. */
-  readonly #seen = new Map<string, number>()
+  /** Signatures of the messages received lately, by timestamp: a replay is refused. */
+  readonly #seen = new SeenSignatures()
   #listener: ((invalidation: Invalidation) => void) | undefined
-  #onMessage: ((channel: string, message: string) => void) | undefined
-  #onReady: (() => void) | undefined
-  #onClose: (() => void) | undefined
+  #hooks: SubscriberHooks | undefined
   #listening = false
   #subscribed = false
   #closed = false
@@ -358,10 +356,14 @@ class RedisCacheStore implements RedisStore {
   async set(key: string, record: StoreRecord, options?: { broadcast?: boolean }): Promise<void> {
     const ttl = Math.round(Math.max(0, record.freshMs) + Math.max(0, record.staleMs))
     if (!(ttl >= 1)) return
-    const payload: { s: number; v?: unknown; u?: 1; t?: readonly string[] } = { s: Math.max(0, record.staleMs) }
+    const payload: { s: number; v?: unknown; u?: 1; t?: readonly string[]; e?: number } = {
+      s: Math.max(0, record.staleMs),
+    }
     if (record.value === undefined) payload.u = 1
     else payload.v = record.value
     if (record.tags !== undefined && record.tags.length > 0) payload.t = record.tags
+    // Signed, the end of its life: whoever can write keys cannot lengthen it with their own PX.
+    if (this.#valueSigner !== undefined) payload.e = Date.now() + ttl
     const json = JSON.stringify(payload)
     if (Buffer.byteLength(json) > this.#maxValueBytes) {
       throw new RangeError(`value of ${key} exceeds maxValueBytes (${this.#maxValueBytes})`)
@@ -497,12 +499,9 @@ class RedisCacheStore implements RedisStore {
     const onClose = (): void => {
       this.#listening = false
     }
-    this.#onMessage = onMessage
-    this.#onReady = onReady
-    this.#onClose = onClose
-    sub.on(this.#sharded ? 'smessage' : 'message', onMessage)
-    sub.on('ready', onReady)
-    sub.on('close', onClose)
+    const hooks: SubscriberHooks = { channel: this.#channel, sharded: this.#sharded, onMessage, onReady, onClose }
+    this.#hooks = hooks
+    hubOf(sub).add(hooks)
     this.#subscribeChannel(sub)
     let active = true
     return () => {
@@ -554,17 +553,17 @@ class RedisCacheStore implements RedisStore {
     const sub = this.#subscriber
     this.#listener = undefined
     if (sub === undefined) return
-    if (this.#onMessage !== undefined) sub.off(this.#sharded ? 'smessage' : 'message', this.#onMessage)
-    if (this.#onReady !== undefined) sub.off('ready', this.#onReady)
-    if (this.#onClose !== undefined) sub.off('close', this.#onClose)
-    this.#onMessage = undefined
-    this.#onReady = undefined
-    this.#onClose = undefined
+    const hooks = this.#hooks
+    this.#hooks = undefined
     this.#listening = false
+    // Another store on the same subscriber may listen on the same channel: it stays subscribed.
+    const lastOnChannel = hooks === undefined || hubOf(sub).remove(hooks)
     if (this.#ownSubscriber) {
       // disconnect(), not quit(): quit waits for a reply a hung Redis never sends.
       sub.disconnect()
       this.#subscriber = undefined
+    } else if (hooks === undefined || !lastOnChannel) {
+      return
     } else if (this.#sharded) {
       sub.sunsubscribe(this.#channel).catch(() => {})
     } else {
@@ -624,17 +623,20 @@ class RedisCacheStore implements RedisStore {
       return false
     }
     const seen = this.#seen
-    // Oldest first: kept until the message itself goes stale, when the age check refuses it anyway.
-    for (const [sig, until] of seen) {
-      if (until >= now && seen.size < MAX_SEEN) break
-      seen.delete(sig)
-    }
+    // Kept until the message itself goes stale, when the age check refuses it anyway.
+    seen.expire(now - this.#maxAgeMs)
     const sig = message.slice(0, 43)
     if (seen.has(sig)) {
       this.#replayed++
       return false
     }
-    seen.set(sig, ts + this.#maxAgeMs)
+    // Past MAX_SEEN, the earliest timestamps are forgotten before they go stale: from then on
+    // a message no later than one forgotten may be a replay, and is refused as stale.
+    if (ts <= seen.floor) {
+      this.#stale++
+      return false
+    }
+    seen.add(sig, ts)
     return true
   }
 
@@ -677,7 +679,8 @@ class RedisCacheStore implements RedisStore {
     return out
   }
 
-  #decode(name: string, stored: string, pttl: number): StoreRecord | undefined {
+  #decode(name: string, stored: string, remainingMs: number): StoreRecord | undefined {
+    let pttl = remainingMs
     if (stored.length > this.#maxValueBytes + 44) return undefined
     let text = stored
     if (this.#valueSigner !== undefined) {
@@ -698,8 +701,14 @@ class RedisCacheStore implements RedisStore {
       return undefined
     }
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return undefined
-    const { s, v, u, t } = parsed as { s?: unknown; v?: unknown; u?: unknown; t?: unknown }
+    const { s, v, u, t, e } = parsed as { s?: unknown; v?: unknown; u?: unknown; t?: unknown; e?: unknown }
     if (typeof s !== 'number' || !(s >= 0)) return undefined
+    if (this.#valueSigner !== undefined) {
+      // A signed value lives no longer than it was written for, whatever PX the key now has.
+      if (typeof e !== 'number') return undefined
+      pttl = Math.min(pttl, e - Date.now())
+      if (!(pttl > 0)) return undefined
+    }
     if (t !== undefined && !isStringArray(t)) return undefined
     if (!scrub(v, 0)) return undefined
     const freshMs = Math.max(0, pttl - s)
@@ -772,6 +781,154 @@ class RedisCacheStore implements RedisStore {
     this.#rejected++
     return Promise.reject(new StoreUnavailableError(this.#name, why))
   }
+}
+
+/**
+ * The signatures of the messages received within the age bound, each with
+ * its timestamp, at most `MAX_SEEN`: a min-heap on the timestamp, so the
+ * earliest go first, whether they expire or make room.
+ */
+interface Seen {
+  readonly ts: number
+  readonly sig: string
+}
+
+class SeenSignatures {
+  readonly #sigs = new Set<string>()
+  readonly #heap: Array<Seen> = []
+  /** The latest timestamp forgotten to make room: no message at or before it is known new. */
+  floor = Number.NEGATIVE_INFINITY
+
+  has(sig: string): boolean {
+    return this.#sigs.has(sig)
+  }
+
+  /** Forgets the signatures of messages timestamped before `oldest`. */
+  expire(oldest: number): void {
+    while (this.#heap.length > 0 && (this.#heap[0] as Seen).ts < oldest) this.#pop()
+  }
+
+  add(sig: string, ts: number): void {
+    while (this.#heap.length >= MAX_SEEN) {
+      const top = this.#pop()
+      if (top.ts > this.floor) this.floor = top.ts
+    }
+    this.#sigs.add(sig)
+    const h = this.#heap
+    let i = h.push({ ts, sig }) - 1
+    while (i > 0) {
+      const parent = (i - 1) >> 1
+      if ((h[parent] as Seen).ts <= ts) break
+      ;[h[i], h[parent]] = [h[parent] as Seen, h[i] as Seen]
+      i = parent
+    }
+  }
+
+  #pop(): Seen {
+    const h = this.#heap
+    const top = h[0] as Seen
+    const last = h.pop() as Seen
+    this.#sigs.delete(top.sig)
+    if (h.length === 0) return top
+    h[0] = last
+    let i = 0
+    for (;;) {
+      const l = 2 * i + 1
+      const r = l + 1
+      let m = i
+      if (l < h.length && (h[l] as Seen).ts < (h[m] as Seen).ts) m = l
+      if (r < h.length && (h[r] as Seen).ts < (h[m] as Seen).ts) m = r
+      if (m === i) break
+      ;[h[i], h[m]] = [h[m] as Seen, h[i] as Seen]
+      i = m
+    }
+    return top
+  }
+}
+
+/** What one store listens for on a subscriber. */
+interface SubscriberHooks {
+  readonly channel: string
+  readonly sharded: boolean
+  readonly onMessage: (channel: string, message: string) => void
+  readonly onReady: () => void
+  readonly onClose: () => void
+}
+
+/**
+ * The stores listening on one subscriber client, behind one listener per
+ * event: any number of stores can share a subscriber without adding a
+ * listener each (which past ten warns, and would run every store's handler
+ * for every message of every channel).
+ */
+class SubscriberHub {
+  readonly #sub: RedisClient
+  /** Per event (`message` or `smessage`), per channel, the stores listening. */
+  readonly #byChannel = {
+    message: new Map<string, Set<SubscriberHooks>>(),
+    smessage: new Map<string, Set<SubscriberHooks>>(),
+  }
+  readonly #all = new Set<SubscriberHooks>()
+  readonly #onMessage = (channel: string, message: string): void => this.#dispatch('message', channel, message)
+  readonly #onSMessage = (channel: string, message: string): void => this.#dispatch('smessage', channel, message)
+  readonly #onReady = (): void => {
+    for (const h of [...this.#all]) h.onReady()
+  }
+  readonly #onClose = (): void => {
+    for (const h of [...this.#all]) h.onClose()
+  }
+
+  constructor(sub: RedisClient) {
+    this.#sub = sub
+  }
+
+  add(hooks: SubscriberHooks): void {
+    if (this.#all.size === 0) {
+      this.#sub.on('message', this.#onMessage)
+      this.#sub.on('smessage', this.#onSMessage)
+      this.#sub.on('ready', this.#onReady)
+      this.#sub.on('close', this.#onClose)
+    }
+    this.#all.add(hooks)
+    const byChannel = this.#byChannel[hooks.sharded ? 'smessage' : 'message']
+    const set = byChannel.get(hooks.channel)
+    if (set === undefined) byChannel.set(hooks.channel, new Set([hooks]))
+    else set.add(hooks)
+  }
+
+  /** Removes `hooks`; true when no other store listens on its channel. */
+  remove(hooks: SubscriberHooks): boolean {
+    if (!this.#all.delete(hooks)) return false
+    const byChannel = this.#byChannel[hooks.sharded ? 'smessage' : 'message']
+    const set = byChannel.get(hooks.channel)
+    set?.delete(hooks)
+    const last = set === undefined || set.size === 0
+    if (last) byChannel.delete(hooks.channel)
+    if (this.#all.size === 0) {
+      this.#sub.off('message', this.#onMessage)
+      this.#sub.off('smessage', this.#onSMessage)
+      this.#sub.off('ready', this.#onReady)
+      this.#sub.off('close', this.#onClose)
+      hubs.delete(this.#sub)
+    }
+    return last
+  }
+
+  #dispatch(event: 'message' | 'smessage', channel: string, message: string): void {
+    const set = this.#byChannel[event].get(channel)
+    if (set === undefined) return
+    for (const h of [...set]) h.onMessage(channel, message)
+  }
+}
+
+const hubs = new WeakMap<RedisClient, SubscriberHub>()
+
+function hubOf(sub: RedisClient): SubscriberHub {
+  const found = hubs.get(sub)
+  if (found !== undefined) return found
+  const hub = new SubscriberHub(sub)
+  hubs.set(sub, hub)
+  return hub
 }
 
 interface Script {

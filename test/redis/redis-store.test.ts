@@ -171,6 +171,38 @@ describe('redisStore: locks and invalidation', () => {
   })
 })
 
+describe('redisStore: one subscriber shared by many stores', () => {
+  it('serves 200 stores and their caches on one subscriber without a listener each, and closing one keeps its channel for the others', async () => {
+    const sub = await client()
+    const caches: SmartCache<string>[] = []
+    const shared: RedisStore[] = []
+    for (let i = 0; i < 200; i++) {
+      // Two stores per prefix: each channel has two listeners.
+      const s = redisStore({ client: await client(), subscriber: sub, prefix: `many${i % 100}` })
+      stores.push(s)
+      shared.push(s)
+      caches.push(new SmartCache<string>({ name: `c${i}`, ttlMs: 60_000, store: s }))
+    }
+    try {
+      // One listener per event whatever the number of stores (the test setup fails on MaxListenersExceededWarning).
+      expect(sub.listenerCount('message')).toBeLessThanOrEqual(2)
+      await until(() => shared.every((s) => s.stats().listening))
+      ;(shared[0] as RedisStore).close()
+      const before = shared.map((s) => s.stats().received)
+      const sender = await store({ prefix: 'many0' })
+      await sender.invalidate({ keys: ['k'] })
+      await until(() => (shared[100] as RedisStore).stats().received > (before[100] as number))
+      // Only the channel's open store heard it: one message, handed to every store in the same event.
+      expect(shared.map((s, i) => s.stats().received - (before[i] as number))).toEqual(
+        shared.map((_, i) => (i === 100 ? 1 : 0)),
+      )
+    } finally {
+      for (const c of caches) c.close()
+    }
+    expect(sub.listenerCount('message')).toBe(0)
+  })
+})
+
 describe('redisStore: Redis away', () => {
   it('refuses at once, queueing nothing, while the client is not connected', async () => {
     const c = new Redis(server.port, '127.0.0.1', { lazyConnect: true, enableOfflineQueue: true })

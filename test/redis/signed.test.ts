@@ -155,6 +155,25 @@ describe('redisStore with a secret: invalidation messages', () => {
     expect(receiver.stats().forgedMessages - forged).toBe(variants.length)
   })
 
+  it('still drops a captured message after 10,000 other valid ones within the age bound (the guard is full)', async () => {
+    const { sender, receiver, heard } = await pair()
+    const now = Date.now()
+    const captured = sign(SECRET, CHANNEL, JSON.stringify({ o: 'x', p: 'captured', ts: now - 1_000 }))
+    // What a busy fleet sends within the window, each validly signed, all later than the captured one.
+    const traffic = Array.from({ length: 10_000 }, (_, i) =>
+      sign(SECRET, CHANNEL, JSON.stringify({ o: 'x', k: [`k${i}`], ts: now })),
+    )
+    const pipeline = attacker.pipeline()
+    for (const m of [captured, ...traffic]) pipeline.publish(CHANNEL, m)
+    await pipeline.exec()
+    // All handled before the replay (and before the sender's bounded command has to wait behind them).
+    await until(() => heard.length === 10_001, 10_000)
+    await publishThenSync(sender, receiver, [captured])
+    expect(heard.filter((inv) => 'pattern' in inv)).toEqual([{ pattern: 'captured' }])
+    expect(heard.length).toBe(10_002)
+    expect(receiver.stats().replayedMessages + receiver.stats().staleMessages).toBe(1)
+  })
+
   it('keeps a cache whole under a flood of 1,000 unsigned "empty everything" messages', async () => {
     const sender = await store()
     const cacheStore = await store()
@@ -213,6 +232,27 @@ describe('redisStore with a secret: values', () => {
     // ...and what it wrote is signed, and read back by another instance.
     const u = await store()
     expect(await u.get('user:2')).toMatchObject({ value: { name: 'Computed' } })
+  })
+
+  it('serves a signed value put back under a longer PX for no longer than it was written for, and not at all once past it', async () => {
+    const s = await store()
+    await s.set('user:1', { value: { role: 'admin' }, freshMs: 60_000, staleMs: 0 })
+    const one = (await attacker.get('signed:1:v:user:1')) as string
+    // As the store wrote it an hour ago for a minute (what a reader of the keys kept back then).
+    const two = sign(
+      SECRET,
+      'signed:1:v:user:2',
+      JSON.stringify({ s: 0, v: { role: 'admin' }, e: Date.now() - 3_540_000 }),
+    )
+    // The values are revoked, then an attacker who can write keys puts the old ones back for a day.
+    await s.invalidate({ keys: ['user:1'] })
+    await attacker.set('signed:1:v:user:1', one, 'PX', 86_400_000)
+    await attacker.set('signed:1:v:user:2', two, 'PX', 86_400_000)
+    const r = await s.get('user:1')
+    expect(r).toMatchObject({ value: { role: 'admin' } })
+    expect((r?.freshMs ?? 0) + (r?.staleMs ?? 0)).toBeLessThanOrEqual(60_000)
+    // Its life ended long ago.
+    expect(await s.get('user:2')).toBeUndefined()
   })
 
   it('with signValues: false, signs messages only and reads plain values', async () => {
