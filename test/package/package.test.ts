@@ -417,11 +417,15 @@ describe('the published package', () => {
       'ts/main.ts': cjsTsMain,
     })
     // The peers at the versions the repo is developed against; the npm cache is warm from `npm ci`.
-    const peers = ['pino', 'express', 'fastify', 'ioredis'].map((name) => `${name}@${pkg.devDependencies[name]}`)
+    const peers = ['pino', 'express', 'fastify', 'ioredis', 'prom-client'].map(
+      (name) => `${name}@${pkg.devDependencies[name]}`,
+    )
+    // README's snippet for a context the application already keeps uses this plugin.
+    const snippetDeps = ['@fastify/request-context'].map((name) => `${name}@${pkg.devDependencies[name]}`)
     const types = ['@types/node', '@types/express'].map((name) => `${name}@${pkg.devDependencies[name]}`)
     const install = ['install', tarball, '--no-audit', '--no-fund', '--prefer-offline']
     await Promise.all([
-      run('npm', [...install, ...peers, ...types], esmApp),
+      run('npm', [...install, ...peers, ...types, ...snippetDeps], esmApp),
       run('npm', [...install, ...peers], cjsApp),
     ])
   }, 360_000)
