@@ -581,8 +581,23 @@ function transportOptions(p: Pipeline, user: LoggerOptions, contextKeys: readonl
     return `${CAPTURE_OPEN}{${members}}`
   }
   let capture = build()
+  // A line logged while a line's context is read (by a user(req) or a context getter that logs)
+  // carries no context of its own: reading it again would call that code again, without end.
+  const bare = withTime
+    ? `${CAPTURE_OPEN}{${redact}${redact.length === 0 ? '' : ','}"t":`
+    : `${CAPTURE_OPEN}{${redact}}`
+  let capturing = false
   const timestamp = (): string => {
     const now = p.clock.now()
+    if (capturing) return withTime ? `${timePart(now)}${bare}${now}}` : timePart(now) + bare
+    capturing = true
+    try {
+      return capture1(now)
+    } finally {
+      capturing = false
+    }
+  }
+  const capture1 = (now: number): string => {
     const c = getContext() as Record<string, unknown> | undefined
     let changed = false
     for (let i = 0; i < keys.length; i++) {
