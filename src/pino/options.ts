@@ -608,19 +608,26 @@ function transportOptions(p: Pipeline, user: LoggerOptions, contextKeys: readonl
       }
     }
     if (api !== undefined) {
-      const sc = api.trace.getSpanContext(api.context.active() as never)
+      let sc: ReturnType<OtelApi['trace']['getSpanContext']>
+      try {
+        sc = api.trace.getSpanContext(api.context.active() as never)
+      } catch {
+        // A span of the application's making that throws: the line is written without one.
+        sc = undefined
+      }
       // A span hands out the same span context object on every call: checked (two regular expressions) once.
       if (sc !== lastSpan) {
         lastSpan = sc
-        if (sc === undefined || !api.isSpanContextValid(sc)) {
+        const ids = sc === undefined ? undefined : spanIds(api, sc)
+        if (ids === undefined) {
           if (flags !== -1) {
             flags = -1
             changed = true
           }
-        } else if (sc.traceId !== traceId || sc.spanId !== spanId || sc.traceFlags !== flags) {
-          traceId = sc.traceId
-          spanId = sc.spanId
-          flags = sc.traceFlags
+        } else if (ids.traceId !== traceId || ids.spanId !== spanId || ids.traceFlags !== flags) {
+          traceId = ids.traceId
+          spanId = ids.spanId
+          flags = ids.traceFlags
           changed = true
         }
       }
@@ -629,6 +636,19 @@ function transportOptions(p: Pipeline, user: LoggerOptions, contextKeys: readonl
     return withTime ? `${timePart(now)}${capture}${now}}` : timePart(now) + capture
   }
   return { ...user, timestamp }
+}
+
+/** A valid span context's ids, read once each; undefined for an invalid one or one whose getters throw. */
+function spanIds(
+  api: OtelApi,
+  sc: { traceId: string; spanId: string; traceFlags: number },
+): { traceId: string; spanId: string; traceFlags: number } | undefined {
+  try {
+    const ids = { traceId: sc.traceId, spanId: sc.spanId, traceFlags: sc.traceFlags }
+    return api.isSpanContextValid(ids) && Number.isInteger(ids.traceFlags) ? ids : undefined
+  } catch {
+    return undefined
+  }
 }
 
 /** A context value; a getter that throws costs its own key, never the line. */
