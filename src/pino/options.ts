@@ -150,10 +150,11 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
   // the mixin as objects: pino hands its time string to asJson's tracing subscribers.
   let inMixin = false
   let lineProblems: Problems | undefined
-  // A metadata stream (pino.multistream) whose `lastTime` pino sets from the
+  // Metadata streams (pino.multistream) whose `lastTime` pino sets from the
   // time string: set back to the time alone before the line reaches the stream.
-  let meta: { lastTime?: string } | undefined
-  let metaTime = ''
+  // One entry per line under way: a line logged from a serializer or a mixin
+  // is timed and written between its outer line's timestamp and write.
+  const metas: Array<{ stream: { lastTime?: string }; time: string; full: string }> = []
   let sliceIndex = 0
   // What the user's mixin returned for this line, for the merge strategy pino calls next.
   let userValue: object | undefined
@@ -185,20 +186,28 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
       if (now >= p.nextCheck) p.prepareGlobals()
     }
     const t = timePart(now)
+    inMixin = asJsonChannel.hasSubscribers !== false
+    const full = inMixin ? t : t + view.fragment + tail
     const stream = (this as unknown as Record<symbol, Record<symbol, unknown>>)[streamSym]
     if (stream !== undefined && stream[NEEDS_METADATA] === true) {
-      meta = stream as { lastTime?: string }
-      metaTime = t
+      // A line pino never wrote (its serializer threw) leaves an entry: bounded all the same.
+      if (metas.length >= 64) metas.shift()
+      metas.push({ stream: stream as { lastTime?: string }, time: t, full })
     }
-    inMixin = asJsonChannel.hasSubscribers !== false
-    return inMixin ? t : t + view.fragment + tail
+    return full
   }
 
   const userStreamWrite = user.hooks?.streamWrite
   const streamWrite = (s: string): string => {
-    if (meta !== undefined) {
-      meta.lastTime = metaTime.slice(sliceIndex)
-      meta = undefined
+    // pino has just set lastTime from this line's time string: the latest entry
+    // whose stream shows it is this line's (nested lines have had theirs).
+    for (let i = metas.length - 1; i >= 0; i--) {
+      const m = metas[i] as (typeof metas)[number]
+      if (m.stream.lastTime === m.full.slice(sliceIndex)) {
+        m.stream.lastTime = m.time.slice(sliceIndex)
+        metas.length = i
+        break
+      }
     }
     return userStreamWrite === undefined ? s : userStreamWrite(s)
   }
