@@ -279,6 +279,21 @@ describe('a deferred line shows what pino would have written at the call', () =>
     expect(out.lines()[2]?.phase).toBe('after')
   })
 
+  it('an array of length 2 ** 32 - 1 is not walked element by element at the call', async () => {
+    const { gates, out, log } = setup()
+    const huge: unknown[] = []
+    huge.length = 2 ** 32 - 1
+    const small = [1, 2]
+    log.info({ user: 'u1', huge, small }, 'waits')
+    small.push(3)
+    gates.get('u1')?.resolve({ name: 'one' })
+    await vi.advanceTimersByTimeAsync(0)
+    const [line] = out.lines()
+    // pino writes its first 100 elements, as it would have at the call.
+    expect((line?.huge as unknown[]).length).toBe(101)
+    expect(line).toMatchObject({ small: [1, 2], name: 'one' })
+  })
+
   it('keeps cycles, class instances and a throwing getter as pino would see them', async () => {
     const { gates, out, log } = setup()
     class Money {
