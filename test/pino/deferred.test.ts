@@ -290,7 +290,7 @@ describe('a deferred line shows what pino would have written at the call', () =>
     await vi.advanceTimersByTimeAsync(0)
     const [line] = out.lines()
     // pino writes its first 100 elements, as it would have at the call.
-    expect((line?.huge as unknown[]).length).toBe(101)
+    expect(line?.huge).toHaveLength(101)
     expect(line).toMatchObject({ small: [1, 2], name: 'one' })
   })
 
