@@ -49,7 +49,16 @@ interface Pending extends QueuedLine {
   chindings: unknown
   /** What pino's write threw (a user mixin that returns nothing, say). */
   failure?: unknown
+  /** How many lines' writes this call was made from within (a destination that logs): 0 for the application's own. */
+  depth: number
 }
+
+/**
+ * Most writes a line may be logged from within, one inside the other: past it
+ * (a destination that logs every line it is handed) the line is dropped and
+ * counted, where pino runs out of stack at about 2 000 and throws.
+ */
+const MAX_NESTED_WRITES = 1_000
 
 const { chindingsSym } = pino.symbols
 const NO_KEYS: readonly string[] = []
@@ -303,22 +312,26 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
     hooks: { ...user.hooks, streamWrite },
   }
   if (mode === PinoMode.Deferred) {
-    const queue = deferredQueue(p, (item) => {
-      current = item
-      const logger = item.logger as unknown as Record<symbol, unknown>
-      const bindings = logger[chindingsSym]
-      const swap = item.chindings !== undefined && item.chindings !== bindings
-      if (swap) logger[chindingsSym] = item.chindings
-      try {
-        item.method.apply(item.logger, item.args)
-      } catch (e) {
-        item.failure = e
-        throw e
-      } finally {
-        current = undefined
-        if (swap) logger[chindingsSym] = bindings
-      }
-    })
+    const queue = deferredQueue(
+      p,
+      () => (current === undefined ? 0 : current.depth + 1),
+      (item) => {
+        current = item
+        const logger = item.logger as unknown as Record<symbol, unknown>
+        const bindings = logger[chindingsSym]
+        const swap = item.chindings !== undefined && item.chindings !== bindings
+        if (swap) logger[chindingsSym] = item.chindings
+        try {
+          item.method.apply(item.logger, item.args)
+        } catch (e) {
+          item.failure = e
+          throw e
+        } finally {
+          current = undefined
+          if (swap) logger[chindingsSym] = bindings
+        }
+      },
+    )
     const userHook = user.hooks?.logMethod
     // One stand-in per pino log method, named and shaped like it, handed to the
     // user's hook: calling it queues the line instead of writing it.
@@ -399,7 +412,7 @@ function drainAtExit(queue: OrderedQueue<Pending>, written?: pino.Logger): void 
  * process exit every waiting line is written synchronously with what is ready.
  * The pipeline and the exit drain know the queue only while it holds lines.
  */
-function deferredQueue(p: Pipeline, write: (item: Pending) => void) {
+function deferredQueue(p: Pipeline, depthNow: () => number, write: (item: Pending) => void) {
   const queue: OrderedQueue<Pending> = new OrderedQueue<Pending>(p, write, (active) => {
     if (active) {
       p.queues.add(queue)
@@ -416,6 +429,12 @@ function deferredQueue(p: Pipeline, write: (item: Pending) => void) {
 
   return {
     call(this: void, logger: pino.Logger, args: unknown[], method: LogMethod, level: number): void {
+      const depth = depthNow()
+      if (depth > MAX_NESTED_WRITES) {
+        // Each write logs again: queued, the loop that writes would never end.
+        p.counters.dropped++
+        return
+      }
       const time = p.clock.now()
       let record: Record<string, unknown> = EMPTY
       const first = args[0]
@@ -433,6 +452,7 @@ function deferredQueue(p: Pipeline, write: (item: Pending) => void) {
         args,
         method,
         chindings: undefined,
+        depth,
         deadline: time + p.deadlineMs,
         start: time,
       }
