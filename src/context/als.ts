@@ -86,7 +86,13 @@ export function createContext<C extends object = RequestContext>(source?: Contex
     helpers = {
       run: (store, fn) => storage.run(store, fn),
       get: () => {
-        const c: unknown = storage.getStore()
+        // Any object with getStore and run is taken: its getStore must not throw into a log call either.
+        let c: unknown
+        try {
+          c = storage.getStore()
+        } catch {
+          return undefined
+        }
         return typeof c === 'object' && c !== null ? (c as C) : undefined
       },
       storage,

@@ -619,7 +619,10 @@ export class LineEnricher {
         if (f === undefined) out[key] = fields[key]
         else {
           try {
-            out[key] = f(fields[key])
+            const v = f(fields[key])
+            // As pino: a value with no JSON form (undefined, a function) leaves the key out. One that
+            // cannot be serialized (a BigInt, a cycle, a toJSON that throws) costs its key as a throw does.
+            if (JSON.stringify(v) !== undefined) out[key] = v
           } catch {
             // A serializer that throws costs its own key, never the line (left out: its input may be what it hides).
           }

@@ -49,7 +49,16 @@ interface Pending extends QueuedLine {
   chindings: unknown
   /** What pino's write threw (a user mixin that returns nothing, say). */
   failure?: unknown
+  /** How many lines' writes this call was made from within (a destination that logs): 0 for the application's own. */
+  depth: number
 }
+
+/**
+ * Most writes a line may be logged from within, one inside the other: past it
+ * (a destination that logs every line it is handed) the line is dropped and
+ * counted, where pino runs out of stack at about 2 000 and throws.
+ */
+const MAX_NESTED_WRITES = 1_000
 
 const { chindingsSym } = pino.symbols
 const NO_KEYS: readonly string[] = []
@@ -150,10 +159,11 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
   // the mixin as objects: pino hands its time string to asJson's tracing subscribers.
   let inMixin = false
   let lineProblems: Problems | undefined
-  // A metadata stream (pino.multistream) whose `lastTime` pino sets from the
+  // Metadata streams (pino.multistream) whose `lastTime` pino sets from the
   // time string: set back to the time alone before the line reaches the stream.
-  let meta: { lastTime?: string } | undefined
-  let metaTime = ''
+  // One entry per line under way: a line logged from a serializer or a mixin
+  // is timed and written between its outer line's timestamp and write.
+  const metas: Array<{ stream: { lastTime?: string }; time: string; full: string }> = []
   let sliceIndex = 0
   // What the user's mixin returned for this line, for the merge strategy pino calls next.
   let userValue: object | undefined
@@ -185,20 +195,28 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
       if (now >= p.nextCheck) p.prepareGlobals()
     }
     const t = timePart(now)
+    inMixin = asJsonChannel.hasSubscribers !== false
+    const full = inMixin ? t : t + view.fragment + tail
     const stream = (this as unknown as Record<symbol, Record<symbol, unknown>>)[streamSym]
     if (stream !== undefined && stream[NEEDS_METADATA] === true) {
-      meta = stream as { lastTime?: string }
-      metaTime = t
+      // A line pino never wrote (its serializer threw) leaves an entry: bounded all the same.
+      if (metas.length >= 64) metas.shift()
+      metas.push({ stream: stream as { lastTime?: string }, time: t, full })
     }
-    inMixin = asJsonChannel.hasSubscribers !== false
-    return inMixin ? t : t + view.fragment + tail
+    return full
   }
 
   const userStreamWrite = user.hooks?.streamWrite
   const streamWrite = (s: string): string => {
-    if (meta !== undefined) {
-      meta.lastTime = metaTime.slice(sliceIndex)
-      meta = undefined
+    // pino has just set lastTime from this line's time string: the latest entry
+    // whose stream shows it is this line's (nested lines have had theirs).
+    for (let i = metas.length - 1; i >= 0; i--) {
+      const m = metas[i] as (typeof metas)[number]
+      if (m.stream.lastTime === m.full.slice(sliceIndex)) {
+        m.stream.lastTime = m.time.slice(sliceIndex)
+        metas.length = i
+        break
+      }
     }
     return userStreamWrite === undefined ? s : userStreamWrite(s)
   }
@@ -294,22 +312,26 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
     hooks: { ...user.hooks, streamWrite },
   }
   if (mode === PinoMode.Deferred) {
-    const queue = deferredQueue(p, (item) => {
-      current = item
-      const logger = item.logger as unknown as Record<symbol, unknown>
-      const bindings = logger[chindingsSym]
-      const swap = item.chindings !== undefined && item.chindings !== bindings
-      if (swap) logger[chindingsSym] = item.chindings
-      try {
-        item.method.apply(item.logger, item.args)
-      } catch (e) {
-        item.failure = e
-        throw e
-      } finally {
-        current = undefined
-        if (swap) logger[chindingsSym] = bindings
-      }
-    })
+    const queue = deferredQueue(
+      p,
+      () => (current === undefined ? 0 : current.depth + 1),
+      (item) => {
+        current = item
+        const logger = item.logger as unknown as Record<symbol, unknown>
+        const bindings = logger[chindingsSym]
+        const swap = item.chindings !== undefined && item.chindings !== bindings
+        if (swap) logger[chindingsSym] = item.chindings
+        try {
+          item.method.apply(item.logger, item.args)
+        } catch (e) {
+          item.failure = e
+          throw e
+        } finally {
+          current = undefined
+          if (swap) logger[chindingsSym] = bindings
+        }
+      },
+    )
     const userHook = user.hooks?.logMethod
     // One stand-in per pino log method, named and shaped like it, handed to the
     // user's hook: calling it queues the line instead of writing it.
@@ -390,7 +412,7 @@ function drainAtExit(queue: OrderedQueue<Pending>, written?: pino.Logger): void 
  * process exit every waiting line is written synchronously with what is ready.
  * The pipeline and the exit drain know the queue only while it holds lines.
  */
-function deferredQueue(p: Pipeline, write: (item: Pending) => void) {
+function deferredQueue(p: Pipeline, depthNow: () => number, write: (item: Pending) => void) {
   const queue: OrderedQueue<Pending> = new OrderedQueue<Pending>(p, write, (active) => {
     if (active) {
       p.queues.add(queue)
@@ -407,6 +429,12 @@ function deferredQueue(p: Pipeline, write: (item: Pending) => void) {
 
   return {
     call(this: void, logger: pino.Logger, args: unknown[], method: LogMethod, level: number): void {
+      const depth = depthNow()
+      if (depth > MAX_NESTED_WRITES) {
+        // Each write logs again: queued, the loop that writes would never end.
+        p.counters.dropped++
+        return
+      }
       const time = p.clock.now()
       let record: Record<string, unknown> = EMPTY
       const first = args[0]
@@ -424,6 +452,7 @@ function deferredQueue(p: Pipeline, write: (item: Pending) => void) {
         args,
         method,
         chindings: undefined,
+        depth,
         deadline: time + p.deadlineMs,
         start: time,
       }
@@ -581,8 +610,23 @@ function transportOptions(p: Pipeline, user: LoggerOptions, contextKeys: readonl
     return `${CAPTURE_OPEN}{${members}}`
   }
   let capture = build()
+  // A line logged while a line's context is read (by a user(req) or a context getter that logs)
+  // carries no context of its own: reading it again would call that code again, without end.
+  const bare = withTime
+    ? `${CAPTURE_OPEN}{${redact}${redact.length === 0 ? '' : ','}"t":`
+    : `${CAPTURE_OPEN}{${redact}}`
+  let capturing = false
   const timestamp = (): string => {
     const now = p.clock.now()
+    if (capturing) return withTime ? `${timePart(now)}${bare}${now}}` : timePart(now) + bare
+    capturing = true
+    try {
+      return capture1(now)
+    } finally {
+      capturing = false
+    }
+  }
+  const capture1 = (now: number): string => {
     const c = getContext() as Record<string, unknown> | undefined
     let changed = false
     for (let i = 0; i < keys.length; i++) {
@@ -593,19 +637,26 @@ function transportOptions(p: Pipeline, user: LoggerOptions, contextKeys: readonl
       }
     }
     if (api !== undefined) {
-      const sc = api.trace.getSpanContext(api.context.active() as never)
+      let sc: ReturnType<OtelApi['trace']['getSpanContext']>
+      try {
+        sc = api.trace.getSpanContext(api.context.active() as never)
+      } catch {
+        // A span of the application's making that throws: the line is written without one.
+        sc = undefined
+      }
       // A span hands out the same span context object on every call: checked (two regular expressions) once.
       if (sc !== lastSpan) {
         lastSpan = sc
-        if (sc === undefined || !api.isSpanContextValid(sc)) {
+        const ids = sc === undefined ? undefined : spanIds(api, sc)
+        if (ids === undefined) {
           if (flags !== -1) {
             flags = -1
             changed = true
           }
-        } else if (sc.traceId !== traceId || sc.spanId !== spanId || sc.traceFlags !== flags) {
-          traceId = sc.traceId
-          spanId = sc.spanId
-          flags = sc.traceFlags
+        } else if (ids.traceId !== traceId || ids.spanId !== spanId || ids.traceFlags !== flags) {
+          traceId = ids.traceId
+          spanId = ids.spanId
+          flags = ids.traceFlags
           changed = true
         }
       }
@@ -614,6 +665,19 @@ function transportOptions(p: Pipeline, user: LoggerOptions, contextKeys: readonl
     return withTime ? `${timePart(now)}${capture}${now}}` : timePart(now) + capture
   }
   return { ...user, timestamp }
+}
+
+/** A valid span context's ids, read once each; undefined for an invalid one or one whose getters throw. */
+function spanIds(
+  api: OtelApi,
+  sc: { traceId: string; spanId: string; traceFlags: number },
+): { traceId: string; spanId: string; traceFlags: number } | undefined {
+  try {
+    const ids = { traceId: sc.traceId, spanId: sc.spanId, traceFlags: sc.traceFlags }
+    return api.isSpanContextValid(ids) && Number.isInteger(ids.traceFlags) ? ids : undefined
+  } catch {
+    return undefined
+  }
 }
 
 /** A context value; a getter that throws costs its own key, never the line. */

@@ -8,7 +8,7 @@
  * Proxy trap) is kept by reference whole, to fail, if at all, where pino
  * would have failed with it.
  *
- * @param budget most objects copied (default 10 000); past it the rest are kept by reference
+ * @param budget most objects and array elements copied (default 10 000); past it the rest are kept by reference
  */
 export function copyAtCall(value: unknown, budget = 10_000): unknown {
   if (typeof value !== 'object' || value === null) return value
@@ -25,7 +25,10 @@ function copy(v: unknown, seen: Map<object, unknown>, budget: { left: number }):
   if (known !== undefined) return known
   if (budget.left <= 0) return v
   if (Array.isArray(v)) {
-    budget.left--
+    // Its elements count: an array longer than what is left (a sparse one of
+    // length 2 ** 32 - 1 costs pino 100 elements) is kept by reference.
+    if (v.length >= budget.left) return v
+    budget.left -= 1 + v.length
     const out: unknown[] = new Array(v.length)
     seen.set(v, out)
     for (let i = 0; i < v.length; i++) out[i] = copy(v[i], seen, budget)

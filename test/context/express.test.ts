@@ -179,6 +179,51 @@ describe('expressContext', () => {
     expect(lookups.sort()).toEqual(['alice', 'bob'])
   })
 
+  for (const mode of ['snapshot', 'deferred', 'transport'] as const) {
+    it(`${mode}: a user() that logs is not asked again for the line it logs, and returns`, async () => {
+      const p = createPipeline({ deadlineMs: 2_000 })
+      pipelines.push(p)
+      p.register(requestFields)
+      const out = sink()
+      const log = pino(p.pinoOptions({ mode, redact: ['secret'] }), out)
+      let calls = 0
+      const app = express()
+      app.use(
+        expressContext(p, {
+          user: () => {
+            calls++
+            if (calls > 50) throw new Error('user() called again and again')
+            log.info({ at: 'in user()' })
+            return 'u1'
+          },
+        }),
+      )
+      app.get('/', (_req, res) => {
+        log.info({ at: 'handler' })
+        res.end()
+      })
+      const { url } = await start(app)
+      const client = httpClient()
+      clients.push(client)
+      const res = await client.request(`${url}/`)
+      expect(res.status).toBe(200)
+      await p.flush()
+      expect(calls).toBe(1)
+      const lines = out.lines()
+      expect(lines.map((l) => l.at)).toEqual(['in user()', 'handler'])
+      const uid = (l: Record<string, unknown>) =>
+        mode === 'transport' ? (l['@pino-enrich'] as { c?: { userId?: string } }).c?.userId : l.uid
+      expect(lines.map(uid)).toEqual([undefined, 'u1'])
+      if (mode === 'transport') {
+        // The line logged from user() still carries the redaction the worker applies to what it adds.
+        expect(lines.map((l) => (l['@pino-enrich'] as { r?: unknown }).r)).toEqual([
+          { paths: ['secret'] },
+          { paths: ['secret'] },
+        ])
+      }
+    })
+  }
+
   it('keeps a plain store whose lazy fields copy and serialize (as the transport mode copies it)', async () => {
     const { p, app, client } = setup()
     app.use(expressContext(p, { trustRequestId: true, user: () => 'u9' }))

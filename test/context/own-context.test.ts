@@ -170,6 +170,54 @@ describe('context option: the application keeps the request context', () => {
     expect(() => p.context.run({ requestId: 'x' }, () => 1)).toThrow(TypeError)
   })
 
+  it('a store whose getStore throws, or a Proxy store whose every trap throws, reads as no context in every mode', async () => {
+    const hostile = new Proxy(
+      {},
+      {
+        get() {
+          throw new Error('get trap')
+        },
+        has() {
+          throw new Error('has trap')
+        },
+        ownKeys() {
+          throw new Error('ownKeys trap')
+        },
+        getOwnPropertyDescriptor() {
+          throw new Error('descriptor trap')
+        },
+        getPrototypeOf() {
+          throw new Error('prototype trap')
+        },
+      },
+    )
+    let mode: 'throw' | 'proxy' | 'ok' = 'throw'
+    const storage = {
+      getStore(): unknown {
+        if (mode === 'throw') throw new Error('getStore failed')
+        return mode === 'proxy' ? hostile : { requestId: 'ok' }
+      },
+      run<R>(_store: object, fn: () => R): R {
+        return fn()
+      },
+    }
+    const p = pipeline({ context: storage, enrichers: [requestEnricher(), userLookup()] })
+    const out = sink()
+    const loggers = (['snapshot', 'deferred', 'transport'] as const).map((m) => pino(p.pinoOptions({ mode: m }), out))
+    for (const m of ['throw', 'proxy', 'ok'] as const) {
+      mode = m
+      for (const logger of loggers) expect(() => logger.info({ m }, 'line')).not.toThrow()
+    }
+    await p.flush()
+    const lines = out.lines()
+    expect(lines).toHaveLength(9)
+    expect(lines.filter((l) => l.m === 'ok').map((l) => l.reqId ?? (l[TRANSPORT_KEY] as { c?: unknown }).c)).toEqual([
+      'ok',
+      'ok',
+      { requestId: 'ok' },
+    ])
+  })
+
   it('refuses anything else at construction with a TypeError quoting it', () => {
     expect(() => createPipeline({ context: 42 as never })).toThrow(/received number 42/)
     expect(() => createPipeline({ context: { getStore: 1 } as never })).toThrow(/\["getStore"\]/)

@@ -127,3 +127,39 @@ describe('traceEnricher', () => {
     expect(traceEnricher({ name: 'trace2' }).enricherName).toBe('trace2')
   })
 })
+
+describe("mode 'transport': the main thread's capture of the active span", () => {
+  const hostileSpans = {
+    'a span whose spanContext() throws': {
+      spanContext() {
+        throw new Error('spanContext failed')
+      },
+    },
+    'a span context whose traceId getter throws': {
+      spanContext() {
+        return {
+          get traceId(): string {
+            throw new Error('traceId failed')
+          },
+          spanId: SAMPLED.spanId,
+          traceFlags: 1,
+        }
+      },
+    },
+  }
+  for (const [name, span] of Object.entries(hostileSpans)) {
+    it(`writes the line without a span for ${name}, and captures the next valid one`, () => {
+      const p = createPipeline({})
+      pipelines.push(p)
+      const out = sink()
+      const logger = pino(p.pinoOptions({ mode: 'transport' }), out)
+      const active = trace.setSpan(ROOT_CONTEXT, span as unknown as ReturnType<typeof trace.wrapSpanContext>)
+      expect(() => context.with(active, () => logger.info('hostile'))).not.toThrow()
+      inSpan(SAMPLED, () => logger.info('valid'))
+      expect(out.lines().map((l) => [l.msg, l['@pino-enrich']])).toEqual([
+        ['hostile', {}],
+        ['valid', { s: `${SAMPLED.traceId}${SAMPLED.spanId}01` }],
+      ])
+    })
+  }
+})

@@ -174,6 +174,31 @@ describe('a log call made while a deferred line is written', () => {
   })
 })
 
+describe('a destination that logs every line it is handed', () => {
+  it('stops after 1,000 writes one inside the other: the line is dropped and counted, the call returns', () => {
+    const p = pipeline()
+    const written: string[] = []
+    let log: pino.Logger | undefined
+    // Bounded here only so that the test ends whatever the outcome; unbounded, the queue's loop never did.
+    const stream = {
+      write(s: string) {
+        written.push(s)
+        if (written.length < 5_000) log?.info('audit')
+      },
+    }
+    log = pino(p.pinoOptions({ mode: 'deferred' }), stream)
+    expect(() => log?.info('first')).not.toThrow()
+    expect(written).toHaveLength(1_001)
+    expect(p.stats().records.dropped).toBe(1)
+    // The logger still writes the application's own lines.
+    stream.write = (s: string) => {
+      written.push(s)
+    }
+    log.info('after')
+    expect(JSON.parse(written.at(-1) as string).msg).toBe('after')
+  })
+})
+
 describe('an enricher that logs through the logger it enriches', () => {
   const build = (p: Pipeline, mode: 'snapshot' | 'deferred') => {
     const out = sink()
@@ -277,6 +302,21 @@ describe('a deferred line shows what pino would have written at the call', () =>
     // The logger keeps its new bindings.
     child.info('now')
     expect(out.lines()[2]?.phase).toBe('after')
+  })
+
+  it('an array of length 2 ** 32 - 1 is not walked element by element at the call', async () => {
+    const { gates, out, log } = setup()
+    const huge: unknown[] = []
+    huge.length = 2 ** 32 - 1
+    const small = [1, 2]
+    log.info({ user: 'u1', huge, small }, 'waits')
+    small.push(3)
+    gates.get('u1')?.resolve({ name: 'one' })
+    await vi.advanceTimersByTimeAsync(0)
+    const [line] = out.lines()
+    // pino writes its first 100 elements, as it would have at the call.
+    expect(line?.huge).toHaveLength(101)
+    expect(line).toMatchObject({ small: [1, 2], name: 'one' })
   })
 
   it('keeps cycles, class instances and a throwing getter as pino would see them', async () => {

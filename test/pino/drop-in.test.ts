@@ -269,6 +269,39 @@ const MATRIX: Case[] = [
     },
   },
   {
+    name: 'a metadata stream: lastTime is the time alone when a serializer logs through a child',
+    run: (make) => {
+      const seen: unknown[] = []
+      let nested: pino.Logger | undefined
+      const log = make(
+        {
+          serializers: {
+            a: (v: unknown) => {
+              nested?.info('nested')
+              return v
+            },
+          },
+        },
+        metadataStream((self, s) => seen.push([self.lastTime, JSON.parse(s)])),
+      )
+      // A child with serializers of its own: a view of its own, the same options.
+      nested = log.child({ c: 1 }, { serializers: { b: (v: unknown) => v } })
+      log.info({ a: 1 }, 'outer')
+      // Deferred mode writes the nested line after the outer one (call order): compared by message.
+      return seen.sort((x, y) =>
+        String((x as [string, { msg: string }])[1].msg).localeCompare((y as [string, { msg: string }])[1].msg),
+      )
+    },
+    // The enriched field is in each line and never in its lastTime.
+    enricher: (seen) => {
+      const rows = seen as Array<[string, Record<string, unknown>]>
+      expect(rows.map(([t, line]) => [t, line.msg, line[FIELD]])).toEqual([
+        ['1796000000000', 'nested', 'x'],
+        ['1796000000000', 'outer', 'x'],
+      ])
+    },
+  },
+  {
     name: 'a metadata stream: lastObj is the caller’s own object',
     run: (make) => {
       const record = { a: 1 }

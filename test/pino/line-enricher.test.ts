@@ -421,3 +421,40 @@ describe('LineEnricher: memory', () => {
     expect(heapMB).toBeLessThan(8)
   })
 })
+
+describe('LineEnricher: serializers for the fields it adds', () => {
+  const cyclic: Record<string, unknown> = {}
+  cyclic.self = cyclic
+  const results: Record<string, unknown> = {
+    undefined: undefined,
+    'a function': () => 1,
+    'a BigInt': 10n,
+    'a cyclic object': cyclic,
+    'an object whose toJSON throws': {
+      toJSON() {
+        throw new Error('no JSON')
+      },
+    },
+  }
+  for (const [name, result] of Object.entries(results)) {
+    it(`leaves out a key whose serializer returns ${name}, every line still JSON, with or without redact`, async () => {
+      const p = await contextOnly()
+      const out: string[] = []
+      const lines = new LineEnricher(p, (text) => out.push(text), { host: () => result })
+      const redacted = `,${CAPTURE_KEY}:${JSON.stringify({ c: { requestId: 'r1' }, r: { paths: ['x'] } })}`
+      lines.write(
+        line(1, ctx({ requestId: 'r1' }), ',"msg":"a"}') +
+          line(2, redacted, ',"msg":"b"}') +
+          line(3, `,${CAPTURE_KEY}:{}`, ',"msg":"c"}'),
+      )
+      await lines.settled()
+      const written = out.join('').trim().split('\n')
+      expect(written).toHaveLength(3)
+      expect(written.map((l) => JSON.parse(l) as Record<string, unknown>)).toEqual([
+        { level: 30, time: 1, reqId: 'r1', msg: 'a' },
+        { level: 30, time: 2, reqId: 'r1', msg: 'b' },
+        { level: 30, time: 3, msg: 'c' },
+      ])
+    })
+  }
+})
