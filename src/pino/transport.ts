@@ -188,24 +188,28 @@ export class EnrichToDestination extends Writable {
   }
 }
 
-async function loadPipeline(options: TransportOptions): Promise<Pipeline> {
-  const spec = options?.enrichers
+/** The module an option names (`enrichers`, `serializers`); a bad name or a failed import is a start-up error. */
+async function importOption(option: string, spec: unknown): Promise<Record<string, unknown>> {
   if (typeof spec !== 'string' || spec.length === 0) {
     throw new EnrichError(
       ErrorCodes.TRANSPORT_LOAD,
-      `pino-enrich/transport: options.enrichers must name a module exporting enrichers, received ${JSON.stringify(spec)}`,
+      `pino-enrich/transport: options.${option} must name a module exporting ${option}, received ${JSON.stringify(spec)}`,
     )
   }
-  let mod: Record<string, unknown>
   try {
-    mod = (await import(toUrl(spec))) as Record<string, unknown>
+    return (await import(toUrl(spec))) as Record<string, unknown>
   } catch (e) {
     throw new EnrichError(
       ErrorCodes.TRANSPORT_LOAD,
-      `pino-enrich/transport: cannot load enrichers module ${JSON.stringify(spec)}: ${e instanceof Error ? e.message : String(e)}`,
+      `pino-enrich/transport: cannot load ${option} module ${JSON.stringify(spec)}: ${e instanceof Error ? e.message : String(e)}`,
       { cause: e },
     )
   }
+}
+
+async function loadPipeline(options: TransportOptions): Promise<Pipeline> {
+  const spec = options?.enrichers
+  const mod = await importOption('enrichers', spec)
   let exported: unknown = mod.default ?? mod.enrichers
   if (typeof exported === 'function' && !isEnricher(exported)) {
     exported = await (exported as (o: unknown) => unknown)(options.enricherOptions)
@@ -238,22 +242,7 @@ async function loadPipeline(options: TransportOptions): Promise<Pipeline> {
 }
 
 async function loadSerializers(spec: unknown): Promise<Serializers> {
-  if (typeof spec !== 'string' || spec.length === 0) {
-    throw new EnrichError(
-      ErrorCodes.TRANSPORT_LOAD,
-      `pino-enrich/transport: options.serializers must name a module exporting serializers, received ${JSON.stringify(spec)}`,
-    )
-  }
-  let mod: Record<string, unknown>
-  try {
-    mod = (await import(toUrl(spec))) as Record<string, unknown>
-  } catch (e) {
-    throw new EnrichError(
-      ErrorCodes.TRANSPORT_LOAD,
-      `pino-enrich/transport: cannot load serializers module ${JSON.stringify(spec)}: ${e instanceof Error ? e.message : String(e)}`,
-      { cause: e },
-    )
-  }
+  const mod = await importOption('serializers', spec)
   const exported = mod.default ?? mod.serializers
   const bad =
     typeof exported !== 'object' || exported === null
