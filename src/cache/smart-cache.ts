@@ -261,6 +261,7 @@ export class SmartCache<V> {
   readonly #maxQueue: number
   /** In arrival order: a Map keeps insertion order, and a key waits once. */
   readonly #queue = new Map<string, Queued<V>>()
+  #pumping = false
   readonly #ttlMs: number
   readonly #staleMs: number
   readonly #jitter: number
@@ -433,6 +434,19 @@ export class SmartCache<V> {
 
   /** Gives free compute slots to waiting keys, oldest first. */
   #pump(): void {
+    // A compute that answers synchronously frees its slot inside #start: the loop
+    // below takes the next key, rather than a nested pump (one stack frame per key,
+    // until the stack overflows and leaves the remaining callers unsettled).
+    if (this.#pumping) return
+    this.#pumping = true
+    try {
+      this.#pumpLoop()
+    } finally {
+      this.#pumping = false
+    }
+  }
+
+  #pumpLoop(): void {
     while (this.#running < this.#maxInflight && this.#queue.size > 0 && !this.#closed) {
       const [k, q] = this.#queue.entries().next().value as [string, Queued<V>]
       this.#queue.delete(k)

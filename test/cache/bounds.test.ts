@@ -77,6 +77,20 @@ describe('SmartCache bounds', () => {
     expect(cache.stats()).toMatchObject({ queued: 0, inflight: 0, computes: 3 })
   })
 
+  it('settles 20,000 waiting keys whose computes answer synchronously once a slot frees', async () => {
+    const n = 20_000
+    const cache = new SmartCache<number>({ maxInflight: 1, maxQueue: n, breaker: false })
+    const gate = deferred<number>()
+    const first = cache.getOrCompute('first', () => gate.promise)
+    const waiting = Array.from({ length: n }, (_, i) => track(cache.getOrCompute(`k${i}`, () => i)))
+    gate.resolve(-1)
+    await first
+    await flush()
+    expect(waiting.filter((w) => w.status !== 'fulfilled')).toHaveLength(0)
+    expect(waiting[n - 1]?.value).toBe(n - 1)
+    expect(cache.stats()).toMatchObject({ queued: 0, inflight: 0, computes: n + 1 })
+  })
+
   it('answers a waiting key from a value set() meanwhile, without computing it', async () => {
     const cache = new SmartCache<string>({ maxInflight: 1, breaker: false })
     const gate = deferred<string>()
