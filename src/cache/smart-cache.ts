@@ -326,7 +326,10 @@ export class SmartCache<V> {
     // Storage only: expiry is ours (three tiers, one clock), so lru-cache's ttl
     // is off, and so is fetch(), which aborts in-flight fetches it evicts.
     this.#lru = new LRUCache<string, Entry<V>>({
-      max: o.max,
+      // lru-cache allocates `max` slots up front: a max of 10 ** 8 or 2 ** 31 ran the
+      // process out of memory at construction. Past PREALLOCATED_MAX the same bound is
+      // kept as a total size of one per entry, whose storage grows with the entries.
+      ...(o.max <= PREALLOCATED_MAX ? { max: o.max } : { maxSize: o.max, sizeCalculation: () => 1 }),
       dispose: (entry, key, reason) => {
         if (reason === 'evict') this.#evictions++
         if (entry.tags !== undefined) this.#untag(key, entry.tags)
@@ -1079,6 +1082,9 @@ export class SmartCache<V> {
 }
 
 /** Per-call options are checked as the cache's own are. */
+/** The largest `max` given to lru-cache as such (it allocates that many slots at once). */
+const PREALLOCATED_MAX = 65_536
+
 function checkCallOptions(options: ComputeOptions): void {
   if (options.ttlMs !== undefined) checkInteger('ttlMs', options.ttlMs, 0)
   if (options.timeoutMs !== undefined) checkMs('timeoutMs', options.timeoutMs, 1)
