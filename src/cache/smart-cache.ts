@@ -35,8 +35,9 @@ export interface SmartCacheOptions {
    * slot while `maxInflight` computes run, served first come, first served;
    * callers of a key already waiting share its place. Beyond it,
    * `getOrCompute` rejects with {@link InflightLimitError}; `0` rejects at
-   * once. Default 1 000 (with `maxInflight` 100, a batch of 1 100 distinct
-   * keys at once is computed without a rejection).
+   * once. A place waits at most its `timeoutMs` (per call, else the cache's),
+   * then rejects with {@link TimeoutError}. Default 1 000 (with `maxInflight`
+   * 100, a batch of 1 100 distinct keys at once is computed without a rejection).
    */
   maxQueue?: number
   /** Fast tier: how long a computed value is fresh, in ms. Default 60 000. */
@@ -213,6 +214,8 @@ interface Queued<V> {
   readonly reject: (e: unknown) => void
   readonly compute: Compute<V>
   readonly options: ComputeOptions | undefined
+  /** Rejects the place with a TimeoutError once `timeoutMs` passes in the queue. */
+  timer?: NodeJS.Timeout
 }
 
 interface Flight<V> {
@@ -431,7 +434,19 @@ export class SmartCache<V> {
       resolve = res
       reject = rej
     })
-    this.#queue.set(k, { promise, resolve, reject, compute, options })
+    const q: Queued<V> = { promise, resolve, reject, compute, options }
+    // A compute deadline bounds the wait for a slot too: behind computes that hang it would be none.
+    const timeoutMs = options?.timeoutMs ?? this.#timeoutMs
+    if (timeoutMs !== undefined) {
+      q.timer = setTimeout(() => {
+        if (this.#queue.get(k) !== q) return
+        this.#queue.delete(k)
+        this.#timeouts++
+        reject(new TimeoutError(`${this.name} compute`, timeoutMs))
+      }, timeoutMs)
+      q.timer.unref()
+    }
+    this.#queue.set(k, q)
     return promise
   }
 
@@ -453,6 +468,7 @@ export class SmartCache<V> {
     while (this.#running < this.#maxInflight && this.#queue.size > 0 && !this.#closed) {
       const [k, q] = this.#queue.entries().next().value as [string, Queued<V>]
       this.#queue.delete(k)
+      if (q.timer !== undefined) clearTimeout(q.timer)
       // The key may have been answered meanwhile: by set(), another caller's compute, a failure.
       const entry = this.#lru.peek(k)
       const now = this.#clock.now()
@@ -1020,7 +1036,10 @@ export class SmartCache<V> {
     this.clear()
     const reason = new ClosedError(this.name)
     for (const f of flights) f.abort(reason)
-    for (const q of queued) q.reject(reason)
+    for (const q of queued) {
+      if (q.timer !== undefined) clearTimeout(q.timer)
+      q.reject(reason)
+    }
   }
 
   /** Counters since construction and gauges now. Walks the entries: not for a hot path. */
