@@ -78,6 +78,10 @@ export interface HandleSignalsOptions {
  * enrichers once the pending lines are written) before handleSignals goes on, in ms.
  */
 const SIGNAL_CLOSE_GRACE_MS = 1_000
+/** The listeners handleSignals() installed, of every pipeline, and how many of their closes run. */
+const signalHandlers = new Set<(...args: never[]) => unknown>()
+let signalClosing = 0
+let signalExitCode: number | undefined
 
 /** Problem kinds recorded under `errorKey`. */
 export const ProblemKind = {
@@ -1197,16 +1201,22 @@ export class Pipeline {
       // Kept, not once(): while a listener remains, a second signal cannot take Node's default action.
       if (closing) return
       closing = true
-      const others = process.listenerCount(signal) > 1
+      // Another pipeline's handleSignals() is no application handler: it would leave the exit to us, we to it.
+      const others = process.listeners(signal).some((l) => !signalHandlers.has(l))
       const code = 128 + (osConstants.signals[signal] ?? 15)
+      signalClosing++
       within(this.close(), this.closeTimeoutMs + SIGNAL_CLOSE_GRACE_MS, true).then(() => {
         dispose()
-        // process.exit runs pino's own exit flush of its destinations.
-        if (exit ?? !others) process.exit(code)
+        signalClosing--
+        if (exit ?? !others) signalExitCode ??= code
+        // process.exit runs pino's own exit flush of its destinations; it waits for every pipeline closing.
+        if (signalClosing === 0 && signalExitCode !== undefined) process.exit(signalExitCode)
       })
     }
+    signalHandlers.add(handler)
     for (const s of signals) process.on(s, handler)
     const dispose = (): void => {
+      signalHandlers.delete(handler)
       for (const s of signals) process.removeListener(s, handler)
     }
     return dispose

@@ -35,8 +35,9 @@ export interface SmartCacheOptions {
    * slot while `maxInflight` computes run, served first come, first served;
    * callers of a key already waiting share its place. Beyond it,
    * `getOrCompute` rejects with {@link InflightLimitError}; `0` rejects at
-   * once. Default 1 000 (with `maxInflight` 100, a batch of 1 100 distinct
-   * keys at once is computed without a rejection).
+   * once. A place waits at most its `timeoutMs` (per call, else the cache's),
+   * then rejects with {@link TimeoutError}. Default 1 000 (with `maxInflight`
+   * 100, a batch of 1 100 distinct keys at once is computed without a rejection).
    */
   maxQueue?: number
   /** Fast tier: how long a computed value is fresh, in ms. Default 60 000. */
@@ -213,6 +214,8 @@ interface Queued<V> {
   readonly reject: (e: unknown) => void
   readonly compute: Compute<V>
   readonly options: ComputeOptions | undefined
+  /** Rejects the place with a TimeoutError once `timeoutMs` passes in the queue. */
+  timer?: NodeJS.Timeout
 }
 
 interface Flight<V> {
@@ -261,6 +264,7 @@ export class SmartCache<V> {
   readonly #maxQueue: number
   /** In arrival order: a Map keeps insertion order, and a key waits once. */
   readonly #queue = new Map<string, Queued<V>>()
+  #pumping = false
   readonly #ttlMs: number
   readonly #staleMs: number
   readonly #jitter: number
@@ -325,7 +329,10 @@ export class SmartCache<V> {
     // Storage only: expiry is ours (three tiers, one clock), so lru-cache's ttl
     // is off, and so is fetch(), which aborts in-flight fetches it evicts.
     this.#lru = new LRUCache<string, Entry<V>>({
-      max: o.max,
+      // lru-cache allocates `max` slots up front: a max of 10 ** 8 or 2 ** 31 ran the
+      // process out of memory at construction. Past PREALLOCATED_MAX the same bound is
+      // kept as a total size of one per entry, whose storage grows with the entries.
+      ...(o.max <= PREALLOCATED_MAX ? { max: o.max } : { maxSize: o.max, sizeCalculation: () => 1 }),
       dispose: (entry, key, reason) => {
         if (reason === 'evict') this.#evictions++
         if (entry.tags !== undefined) this.#untag(key, entry.tags)
@@ -427,15 +434,41 @@ export class SmartCache<V> {
       resolve = res
       reject = rej
     })
-    this.#queue.set(k, { promise, resolve, reject, compute, options })
+    const q: Queued<V> = { promise, resolve, reject, compute, options }
+    // A compute deadline bounds the wait for a slot too: behind computes that hang it would be none.
+    const timeoutMs = options?.timeoutMs ?? this.#timeoutMs
+    if (timeoutMs !== undefined) {
+      q.timer = setTimeout(() => {
+        if (this.#queue.get(k) !== q) return
+        this.#queue.delete(k)
+        this.#timeouts++
+        reject(new TimeoutError(`${this.name} compute`, timeoutMs))
+      }, timeoutMs)
+      q.timer.unref()
+    }
+    this.#queue.set(k, q)
     return promise
   }
 
   /** Gives free compute slots to waiting keys, oldest first. */
   #pump(): void {
+    // A compute that answers synchronously frees its slot inside #start: the loop
+    // below takes the next key, rather than a nested pump (one stack frame per key,
+    // until the stack overflows and leaves the remaining callers unsettled).
+    if (this.#pumping) return
+    this.#pumping = true
+    try {
+      this.#pumpLoop()
+    } finally {
+      this.#pumping = false
+    }
+  }
+
+  #pumpLoop(): void {
     while (this.#running < this.#maxInflight && this.#queue.size > 0 && !this.#closed) {
       const [k, q] = this.#queue.entries().next().value as [string, Queued<V>]
       this.#queue.delete(k)
+      if (q.timer !== undefined) clearTimeout(q.timer)
       // The key may have been answered meanwhile: by set(), another caller's compute, a failure.
       const entry = this.#lru.peek(k)
       const now = this.#clock.now()
@@ -1003,7 +1036,10 @@ export class SmartCache<V> {
     this.clear()
     const reason = new ClosedError(this.name)
     for (const f of flights) f.abort(reason)
-    for (const q of queued) q.reject(reason)
+    for (const q of queued) {
+      if (q.timer !== undefined) clearTimeout(q.timer)
+      q.reject(reason)
+    }
   }
 
   /** Counters since construction and gauges now. Walks the entries: not for a hot path. */
@@ -1065,6 +1101,9 @@ export class SmartCache<V> {
 }
 
 /** Per-call options are checked as the cache's own are. */
+/** The largest `max` given to lru-cache as such (it allocates that many slots at once). */
+const PREALLOCATED_MAX = 65_536
+
 function checkCallOptions(options: ComputeOptions): void {
   if (options.ttlMs !== undefined) checkInteger('ttlMs', options.ttlMs, 0)
   if (options.timeoutMs !== undefined) checkMs('timeoutMs', options.timeoutMs, 1)

@@ -1,9 +1,14 @@
 import pino from 'pino'
 
-/** What is known of one destination stream. */
+/** What is known of one destination stream, shared by every pipeline and logger writing to it. */
 interface Watched {
   /** Set at its first 'error': from then on every line given to it is counted as dropped. */
   failed: boolean
+  /** The counters of the pipelines writing to it, told of the lines it held when it failed. */
+  readonly sinks: Set<WeakRef<Counters>>
+  readonly known: WeakSet<Counters>
+  /** Size of `sinks` past which collected pipelines are pruned from it. */
+  prune: number
 }
 
 interface Counters {
@@ -16,22 +21,52 @@ type ErrorEmitter = {
 }
 
 /**
+ * Streams watched in this process. One 'error' listener per stream, whatever
+ * the number of `pinoOptions()` calls writing to it: one per call made every
+ * eleventh logger on stdout warn of a listener leak, and kept every dropped
+ * pipeline's listener on the stream for good.
+ */
+const watched = new WeakMap<object, Watched>()
+
+function watchStream(stream: object & ErrorEmitter): Watched {
+  let w = watched.get(stream)
+  if (w !== undefined) return w
+  const state: Watched = { failed: false, sinks: new Set(), known: new WeakSet(), prune: 64 }
+  w = state
+  watched.set(stream, state)
+  ;(stream.on as NonNullable<ErrorEmitter['on']>).call(stream, 'error', (err: unknown) => {
+    if (!state.failed) {
+      state.failed = true
+      const held = heldLines(stream)
+      if (held > 0) {
+        for (const ref of state.sinks) {
+          const c = ref.deref()
+          if (c !== undefined) c.dropped += held
+        }
+      }
+    }
+    if (stream.listenerCount?.('error') === 1) throw err
+  })
+  return w
+}
+
+/**
  * Counts the lines a logger's destination refuses into `counters.dropped`.
  * The returned function is called with the logger of every line, before pino
  * writes it; it costs one comparison per line while the logger is the last
  * one seen, and returns true when the line goes to a destination that has
  * failed (a reader gone, `EPIPE`; a disk error; a destroyed stream).
  *
- * Each stream gets one 'error' listener. When the stream fails, the lines it
- * still held are counted too, for pino's own destinations (`pino.destination()`,
- * the default stdout, SonicBoom), whose buffer is readable; another stream's
- * buffer is not, so only the lines given to it after its failure are counted.
+ * Each stream gets one 'error' listener in the process. When the stream
+ * fails, the lines it still held are counted too, for pino's own
+ * destinations (`pino.destination()`, the default stdout, SonicBoom), whose
+ * buffer is readable; another stream's buffer is not, so only the lines
+ * given to it after its failure are counted.
  * The listener changes nothing else: pino's own handling of `EPIPE` (further
  * writes become no-ops) stands, and where it is the stream's only listener
  * the error is thrown on, as it would have been without it.
  */
 export function destinationWatch(counters: Counters): (logger: pino.Logger) => boolean {
-  const watched = new WeakMap<object, Watched>()
   let lastLogger: unknown
   let last: Watched | undefined
   const watch = (logger: pino.Logger): Watched | undefined => {
@@ -39,18 +74,14 @@ export function destinationWatch(counters: Counters): (logger: pino.Logger) => b
       | (object & ErrorEmitter)
       | undefined
     if (typeof stream !== 'object' || stream === null || typeof stream.on !== 'function') return undefined
-    let w = watched.get(stream)
-    if (w === undefined) {
-      const state: Watched = { failed: false }
-      w = state
-      watched.set(stream, state)
-      stream.on('error', (err: unknown) => {
-        if (!state.failed) {
-          state.failed = true
-          counters.dropped += heldLines(stream)
-        }
-        if (stream.listenerCount?.('error') === 1) throw err
-      })
+    const w = watchStream(stream)
+    if (!w.known.has(counters)) {
+      w.known.add(counters)
+      if (w.sinks.size >= w.prune) {
+        for (const ref of w.sinks) if (ref.deref() === undefined) w.sinks.delete(ref)
+        w.prune = Math.max(64, 2 * w.sinks.size)
+      }
+      w.sinks.add(new WeakRef(counters))
     }
     return w
   }

@@ -1,6 +1,6 @@
 import { LRUCache } from 'lru-cache'
-import { describe, expect, it } from 'vitest'
-import { InflightLimitError, SmartCache } from '../../src/index.js'
+import { describe, expect, it, vi } from 'vitest'
+import { InflightLimitError, SmartCache, TimeoutError } from '../../src/index.js'
 import { deferred, manualClock } from '../helpers/deferred.js'
 import { flush, track } from '../helpers/track.js'
 
@@ -75,6 +75,49 @@ describe('SmartCache bounds', () => {
     expect(order).toEqual(['b', 'c'])
     expect([first.value, b.value, b2.value, c.value]).toEqual(['A', 'B', 'B', 'C'])
     expect(cache.stats()).toMatchObject({ queued: 0, inflight: 0, computes: 3 })
+  })
+
+  it('settles 20,000 waiting keys whose computes answer synchronously once a slot frees', async () => {
+    const n = 20_000
+    const cache = new SmartCache<number>({ maxInflight: 1, maxQueue: n, breaker: false })
+    const gate = deferred<number>()
+    const first = cache.getOrCompute('first', () => gate.promise)
+    const waiting = Array.from({ length: n }, (_, i) => track(cache.getOrCompute(`k${i}`, () => i)))
+    gate.resolve(-1)
+    await first
+    await flush()
+    expect(waiting.filter((w) => w.status !== 'fulfilled')).toHaveLength(0)
+    expect(waiting[n - 1]?.value).toBe(n - 1)
+    expect(cache.stats()).toMatchObject({ queued: 0, inflight: 0, computes: n + 1 })
+  })
+
+  it('rejects a waiting key with TimeoutError once its timeoutMs passes in the queue, behind computes that hang', async () => {
+    vi.useFakeTimers()
+    try {
+      const cache = new SmartCache<string>({ maxInflight: 1, breaker: false })
+      void cache.getOrCompute('hung', () => new Promise<string>(() => {})).catch(() => {})
+      let called = false
+      const waiting = track(
+        cache.getOrCompute(
+          'b',
+          () => {
+            called = true
+            return 'B'
+          },
+          { timeoutMs: 50 },
+        ),
+      )
+      await vi.advanceTimersByTimeAsync(49)
+      expect(waiting.status).toBe('pending')
+      await vi.advanceTimersByTimeAsync(1)
+      expect(waiting.status).toBe('rejected')
+      expect(waiting.error).toBeInstanceOf(TimeoutError)
+      expect(called).toBe(false)
+      expect(cache.stats()).toMatchObject({ queued: 0, inflight: 1, timeouts: 1 })
+      cache.close()
+    } finally {
+      vi.useRealTimers()
+    }
   })
 
   it('answers a waiting key from a value set() meanwhile, without computing it', async () => {

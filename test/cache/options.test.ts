@@ -21,6 +21,19 @@ describe('SmartCache options', () => {
     expect(() => new SmartCache(options)).toThrow(new RangeError(message))
   })
 
+  it('takes a max of 2 ** 31 without allocating for it up front, and still bounds a large max', () => {
+    const before = process.memoryUsage().heapUsed
+    const huge = new SmartCache<string>({ max: 2 ** 31, breaker: false })
+    expect(process.memoryUsage().heapUsed - before).toBeLessThan(64 * 1024 * 1024)
+    huge.set('a', 'v')
+    expect(huge.peek('a').value).toBe('v')
+    const large = new SmartCache<string>({ max: 100_000, breaker: false })
+    for (let i = 0; i < 100_005; i++) large.set(`k${i}`, 'v')
+    expect(large.stats()).toMatchObject({ totalEntries: 100_000, evictions: 5 })
+    expect(large.peek('k0').state).toBe('miss')
+    expect(large.peek('k100004').value).toBe('v')
+  })
+
   it('ignores options given as undefined and keeps the defaults', () => {
     const options = { max: undefined, name: undefined } as unknown as SmartCacheOptions
     const cache = new SmartCache<string>(options)

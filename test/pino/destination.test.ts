@@ -106,4 +106,32 @@ describe('lines a destination refuses are counted as dropped', { timeout: 120_00
     expect(stream.listenerCount('error')).toBe(1)
     expect(p.stats().records.dropped).toBe(0)
   })
+  it('adds one error listener to a stream shared by 200 loggers of their own pinoOptions(), and each still counts its refused lines', async () => {
+    const p = pipeline()
+    const q = pipeline()
+    const warnings: Error[] = []
+    const onWarning = (w: Error): void => {
+      warnings.push(w)
+    }
+    process.on('warning', onWarning)
+    try {
+      const stream = new Writable({
+        write(_chunk, _enc, cb) {
+          cb(new Error('refused'))
+        },
+      })
+      stream.on('error', () => {})
+      const logs = Array.from({ length: 200 }, (_, i) => pino((i % 2 === 0 ? p : q).pinoOptions(), stream))
+      for (const log of logs) log.info('line')
+      expect(stream.listenerCount('error')).toBe(2)
+      await turn()
+      for (const log of logs) log.info('after')
+      expect(p.stats().records.dropped).toBe(100)
+      expect(q.stats().records.dropped).toBe(100)
+      await turn()
+      expect(warnings.filter((w) => w.name === 'MaxListenersExceededWarning')).toEqual([])
+    } finally {
+      process.off('warning', onWarning)
+    }
+  })
 })

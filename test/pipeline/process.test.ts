@@ -53,6 +53,20 @@ describe('process exit and signals (real child processes)', { timeout: 2 * CHILD
     expectAllOnce(lines, 1000)
   })
 
+  it('handleSignals() on two pipelines of one process: SIGTERM closes both, writes every line and exits with 143', async () => {
+    const file = join(dir, 'sigterm-two.ndjson')
+    const r = await runChild('sigterm-two.ts', [file], {
+      timeoutMs: CHILD_MS,
+      onStdout: (chunk, pid) => {
+        if (chunk.includes('ready')) process.kill(pid, 'SIGTERM')
+      },
+    })
+    expect(r.stderr).toBe('')
+    expect(r.signal).toBeNull()
+    expect(r.code).toBe(143)
+    expectAllOnce(readLines(file), 1000)
+  })
+
   it('handleSignals(): a second SIGTERM during the close is absorbed; every line is written and the exit is 143', async (ctx) => {
     const file = join(dir, 'sigterm-twice.ndjson')
     // The lines wait on a hung enricher with a 5 s deadline: the close holds them for closeTimeoutMs (2 s).
