@@ -626,8 +626,14 @@ export class Pipeline {
   #fromStore(slot: Slot, v: unknown): { value: Prepared | undefined; refused?: boolean } {
     if (v === undefined || v === null) return { value: undefined }
     if (typeof v === 'object' && !Array.isArray(v)) {
-      const { fields, invalid } = v as { fields?: unknown; invalid?: unknown }
-      let shaped = typeof invalid === 'boolean' && Object.keys(v).length === (fields === undefined ? 1 : 2)
+      const { fields, invalid, gen } = v as { fields?: unknown; invalid?: unknown; gen?: unknown }
+      // A peer's value carries its own `gen` (its core-key generation), meaningless here:
+      // the value is checked against this pipeline's core keys below and stamped with its own.
+      const members = 1 + (fields === undefined ? 0 : 1) + (gen === undefined ? 0 : 1)
+      let shaped =
+        typeof invalid === 'boolean' &&
+        (gen === undefined || Number.isSafeInteger(gen)) &&
+        Object.keys(v).length === members
       if (shaped && fields !== undefined) {
         shaped = typeof fields === 'object' && fields !== null && !Array.isArray(fields)
         for (const key of shaped ? Object.keys(fields as object) : []) {
@@ -636,7 +642,9 @@ export class Pipeline {
       }
       if (shaped) {
         const s = sanitizeFields(fields, this.#maxFieldBytes, this.coreKeys, slot.allow)
-        if (s.problem === undefined) return { value: Object.freeze({ fields: s.fields, invalid: invalid === true }) }
+        if (s.problem === undefined) {
+          return { value: Object.freeze({ fields: s.fields, invalid: invalid === true, gen: this.coreGen }) }
+        }
       }
     }
     slot.invalid++

@@ -133,4 +133,15 @@ describe('values planted in Redis under the store prefix', () => {
     const again = await p.enrich({ context: { userId: 'u3' } })
     expect(Object.isFrozen(again.user)).toBe(true)
   })
+
+  it('serves a value another pipeline computed and wrote, without computing it again', async () => {
+    const writer = await setup()
+    const reader = await setup()
+    expect(await writer.p.enrich({ context: { userId: 'u4' } })).toEqual({ user: { name: 'name of u4' } })
+    expect(writer.computes).toEqual(['u4'])
+    await until(async () => (await admin.exists('planted:1:v:u4')) === 1)
+    expect(await reader.p.enrich({ context: { userId: 'u4' } })).toEqual({ user: { name: 'name of u4' } })
+    expect(reader.computes).toEqual([])
+    expect(reader.p.stats().enrichers[0]?.cache?.store).toMatchObject({ refused: 0, hits: 1 })
+  })
 })
