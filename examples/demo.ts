@@ -160,7 +160,10 @@ async function client(): Promise<void> {
     // By request count, not by the clock: on a machine too busy to keep the
     // schedule, each phase still gets its quarter of the requests.
     phase = PHASES[Math.min(PHASES.length - 1, Math.floor((n / REQUESTS) * PHASES.length))] as Phase
-    const user = n % 10 === 9 ? `new${n}` : `u${n % USERS}`
+    // The first request of each phase is a new user too: the failing phase shows its
+    // error before the failures of known users' refreshes open the breaker.
+    const startsPhase = n > 0 && Math.floor(((n - 1) / REQUESTS) * PHASES.length) !== PHASES.indexOf(phase)
+    const user = n % 10 === 9 || startsPhase ? `new${n}` : `u${n % USERS}`
     const res = await fetch(`${appUrl}/cart/${n}`, { headers: { 'x-user': user } })
     await res.arrayBuffer()
     answered++
