@@ -101,9 +101,13 @@ describe('faults: a backend that hangs, fails or misbehaves (real loopback HTTP)
     // event loop measured over the same run (monitorEventLoopDelay, 1 ms
     // resolution), and p99 within deadline + 2 ms + the loop's own p99 delay
     // (1.5 ms on a quiet machine, 3 ms with two other busy processes, when
-    // the lines' p99 moved from 6 to 8 ms). A pipeline that waited on the
-    // hung compute, or lost its deadline timer, misses them by seconds.
-    expect(res.excessOverLoopStallMs as number).toBeLessThanOrEqual(0)
+    // the lines' p99 moved from 6 to 8 ms). One line can meet two stalls: the
+    // queue's one timer fires on libuv's cached clock, a little early after a
+    // long callback, and is armed again for the rest, so the maximum allows the
+    // longest stall twice (a CI run on a loaded machine measured 2.7 ms past
+    // one). A pipeline that waited on the hung compute, or lost its deadline
+    // timer, misses them by seconds.
+    expect(res.excessOverLoopStallMs as number).toBeLessThanOrEqual(res.loopDelayMaxMs as number)
     expect(res.p99DelayMs as number).toBeLessThanOrEqual(5 + 2 + (res.loopDelayP99Ms as number))
     expect(res.pipelineMaxAddedDelayMs as number).toBeLessThanOrEqual((res.maxDelayMs as number) + 1)
     // Lines written by their deadline are not kept alive by the compute that still hangs
