@@ -3,12 +3,13 @@
 // runtime dependency on ioredis, which is an optional peer of this entry.
 import { createHash, randomBytes } from 'node:crypto'
 import type { Cluster, ClusterOptions, Redis, RedisOptions } from 'ioredis'
-import { type BreakerOptions, CircuitBreaker, checkInteger, Permit } from './breaker/circuit-breaker.js'
+import { type BreakerOptions, CircuitBreaker, Permit } from './breaker/circuit-breaker.js'
 import type { CacheStore, Invalidation, StoreRecord } from './cache/store.js'
 import { StoreUnavailableError, TimeoutError } from './errors.js'
 import type { Disposer } from './events.js'
 import { Signer } from './redis/signing.js'
-import { checkMs } from './util/validate.js'
+import { storedKey, UNSAFE_KEYS } from './util/keys.js'
+import { checkInteger, checkMs } from './util/validate.js'
 
 /** An ioredis client the store accepts: a `Redis` (standalone or Sentinel) or a `Cluster`. */
 export type RedisClient = Redis | Cluster
@@ -204,8 +205,6 @@ return 0`)
 const MAX_MESSAGE_BYTES = 65_536
 /** Bound on the nesting of a value read back. */
 const MAX_DEPTH = 64
-/** Keys dropped from every object read back: what `Object.assign` or a merge could turn into a prototype change. */
-const UNSAFE_KEYS = new Set(['__proto__', 'constructor', 'prototype'])
 /** Signatures of messages received within `maxMessageAgeMs`, kept to refuse a replay: at most this many. */
 const MAX_SEEN = 10_000
 
@@ -652,7 +651,7 @@ class RedisCacheStore implements RedisStore {
 
   /** A cache key or tag as it appears in key names: itself, or its digest when long. */
   #stored(key: string): string {
-    return key.length > this.#maxKeyLength ? digest(key) : key
+    return storedKey(key, this.#maxKeyLength)
   }
 
   /** The slot of a stored key among the store's `slots`: FNV-1a of its name, so every instance agrees. */
@@ -987,10 +986,6 @@ function escapeGlob(s: string, keepWildcards = false): string {
 
 function isCluster(client: RedisClient): client is Cluster {
   return (client as { isCluster?: unknown }).isCluster === true
-}
-
-function digest(key: string): string {
-  return `sha256:${createHash('sha256').update(key).digest('base64url')}`
 }
 
 function describeValue(v: unknown): string {

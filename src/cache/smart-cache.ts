@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
 import {
   BREAKER_DEFAULTS,
@@ -10,6 +9,9 @@ import {
 import { type Clock, systemClock } from '../clock.js'
 import { BreakerOpenError, CachedError, ClosedError, InflightLimitError, TimeoutError } from '../errors.js'
 import type { Disposer } from '../events.js'
+import { isThenable } from '../util/async.js'
+import { noop } from '../util/constants.js'
+import { storedKey } from '../util/keys.js'
 import { checkInteger, checkMs } from '../util/validate.js'
 import { compileGlob, MAX_PATTERN_LENGTH } from './glob.js'
 import type { CacheStore, Invalidation, StoreRecord } from './store.js'
@@ -242,8 +244,6 @@ export const CACHE_DEFAULTS = {
   lockTtlMs: 5_000,
 } as const
 
-const noop = (): void => {}
-
 /**
  * An async get-or-compute cache with three tiers, on lru-cache for storage:
  * fast (fresh values), slow (stale values served while they refresh or while
@@ -363,7 +363,7 @@ export class SmartCache<V> {
    */
   async getOrCompute(key: string, compute: Compute<V>, options?: ComputeOptions): Promise<V> {
     if (options !== undefined) checkCallOptions(options)
-    const k = key.length > this.#maxKeyLength ? digest(key) : key
+    const k = storedKey(key, this.#maxKeyLength)
     const entry = this.#lru.get(k)
     const now = this.#clock.now()
     if (entry !== undefined && entry.has && now < entry.freshUntil) {
@@ -500,7 +500,7 @@ export class SmartCache<V> {
    * never changes recency.
    */
   peek(key: string): PeekResult<V> {
-    const k = key.length > this.#maxKeyLength ? digest(key) : key
+    const k = storedKey(key, this.#maxKeyLength)
     const entry = this.#lru.peek(k)
     if (entry === undefined) return { state: EntryState.Miss }
     const now = this.#clock.now()
@@ -524,7 +524,7 @@ export class SmartCache<V> {
    * just read the cache's clock, saves reading it again.
    */
   lookup(key: string, now?: number): PeekResult<V> {
-    const k = key.length > this.#maxKeyLength ? digest(key) : key
+    const k = storedKey(key, this.#maxKeyLength)
     const entry = this.#lru.get(k)
     if (entry === undefined) {
       this.#misses++
@@ -558,7 +558,7 @@ export class SmartCache<V> {
   load(key: string, compute: Compute<V>, options?: ComputeOptions): Promise<V> {
     if (this.#closed) return Promise.reject(new ClosedError(this.name))
     if (options !== undefined) checkCallOptions(options)
-    const k = key.length > this.#maxKeyLength ? digest(key) : key
+    const k = storedKey(key, this.#maxKeyLength)
     const flight = this.#inflight.get(k)
     if (flight !== undefined) {
       if (flight.probe && this.#breaker !== undefined) {
@@ -582,7 +582,7 @@ export class SmartCache<V> {
   refresh(key: string, compute: Compute<V>, options?: ComputeOptions): Promise<void> {
     if (this.#closed) return Promise.resolve()
     if (options !== undefined) checkCallOptions(options)
-    const k = key.length > this.#maxKeyLength ? digest(key) : key
+    const k = storedKey(key, this.#maxKeyLength)
     const running = this.#inflight.get(k)
     if (running !== undefined) return running.promise.then(noop, noop)
     const entry = this.#lru.peek(k)
@@ -946,7 +946,7 @@ export class SmartCache<V> {
    */
   set(key: string, value: V, options?: SetOptions): void {
     if (options !== undefined) checkCallOptions(options)
-    const k = key.length > this.#maxKeyLength ? digest(key) : key
+    const k = storedKey(key, this.#maxKeyLength)
     this.#inflight.delete(k)
     const entry = this.#store(k, value, options)
     if (this.#shared !== undefined) this.#share(k, entry, undefined, true)
@@ -957,7 +957,7 @@ export class SmartCache<V> {
    * With a store, forgets it there and on every instance too.
    */
   delete(key: string): boolean {
-    const k = key.length > this.#maxKeyLength ? digest(key) : key
+    const k = storedKey(key, this.#maxKeyLength)
     if (this.#shared !== undefined) this.#broadcast({ keys: [k] })
     return this.#forget(k)
   }
@@ -1109,10 +1109,6 @@ function checkCallOptions(options: ComputeOptions): void {
   if (options.timeoutMs !== undefined) checkMs('timeoutMs', options.timeoutMs, 1)
 }
 
-function digest(key: string): string {
-  return `sha256:${createHash('sha256').update(key).digest('base64url')}`
-}
-
 /** Calls a store method; a synchronous throw or a non-promise becomes a promise. */
 function attempt<T>(f: () => Promise<T>): Promise<T> {
   try {
@@ -1138,14 +1134,6 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
     timer.unref()
     signal.addEventListener('abort', wake, { once: true })
   })
-}
-
-function isThenable(v: unknown): v is PromiseLike<unknown> {
-  return (
-    v !== null &&
-    (typeof v === 'object' || typeof v === 'function') &&
-    typeof (v as { then?: unknown }).then === 'function'
-  )
 }
 
 function definedOnly<T extends object>(o: T): Partial<T> {
