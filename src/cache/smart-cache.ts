@@ -13,8 +13,21 @@ import { isThenable } from '../util/async.js'
 import { noop } from '../util/constants.js'
 import { storedKey } from '../util/keys.js'
 import { checkInteger, checkMs } from '../util/validate.js'
+import {
+  classify,
+  type Entry,
+  EntryState,
+  failedEntry,
+  isFailing,
+  type PeekResult,
+  peekResult,
+  valueEntry,
+} from './entry.js'
 import { compileGlob, MAX_PATTERN_LENGTH } from './glob.js'
 import type { CacheStore, Invalidation, StoreRecord } from './store.js'
+
+export type { PeekResult } from './entry.js'
+export { EntryState }
 
 /** Options of {@link SmartCache}. Per-call options override these. */
 export interface SmartCacheOptions {
@@ -113,26 +126,6 @@ export interface ComputeContext {
 /** Produces the value of a key. A synchronous throw is treated as a rejection. */
 export type Compute<V> = (key: string, context: ComputeContext) => V | Promise<V>
 
-/** The states {@link SmartCache.peek} reports. */
-export const EntryState = {
-  Fresh: 'fresh',
-  Stale: 'stale',
-  Error: 'error',
-  Miss: 'miss',
-} as const
-export type EntryState = (typeof EntryState)[keyof typeof EntryState]
-
-/** What {@link SmartCache.peek} returns. */
-export interface PeekResult<V> {
-  state: EntryState
-  /** The value, when fresh or stale. */
-  value?: V
-  /** The remembered failure, in the error tier. */
-  error?: unknown
-  /** Clock time at which the state changes next (fresh to stale, stale to gone, error to retry). */
-  until?: number
-}
-
 /** Counters and gauges of one cache. */
 export interface SmartCacheStats {
   name: string
@@ -179,18 +172,6 @@ export interface StoreStats {
   invalidations: number
   /** Values read from the store that `fromStore` refused. */
   refused: number
-}
-
-interface Entry<V> {
-  readonly value: V | undefined
-  readonly has: boolean
-  readonly freshUntil: number
-  readonly staleUntil: number
-  readonly error: unknown
-  /** 0 when the key is not in the error tier. */
-  readonly errorUntil: number
-  readonly failures: number
-  readonly tags: readonly string[] | undefined
 }
 
 /** What the store phase of a flight decided. */
@@ -366,34 +347,34 @@ export class SmartCache<V> {
     const k = storedKey(key, this.#maxKeyLength)
     const entry = this.#lru.get(k)
     const now = this.#clock.now()
-    if (entry !== undefined && entry.has && now < entry.freshUntil) {
+    const state = classify(entry, now)
+    if (state === EntryState.Fresh) {
       this.#hits++
-      return entry.value as V
+      return (entry as Entry<V>).value as V
     }
-    return this.#slowPath(k, entry, now, compute, options)
+    return this.#slowPath(k, entry, state, now, compute, options)
   }
 
   #slowPath(
     k: string,
     entry: Entry<V> | undefined,
+    state: EntryState,
     now: number,
     compute: Compute<V>,
     options?: ComputeOptions,
   ): V | Promise<V> {
     if (this.#closed) throw new ClosedError(this.name)
-    const usable = entry !== undefined && entry.has && now < entry.staleUntil
-    if (entry !== undefined && now < entry.errorUntil) {
-      if (usable) {
-        this.#staleHits++
-        return entry.value as V
-      }
-      this.#errorHits++
-      throw new CachedError(k, entry.error, entry.errorUntil)
-    }
-    if (usable) {
+    if (state === EntryState.Stale) {
+      const stale = entry as Entry<V>
       this.#staleHits++
-      if (!this.#inflight.has(k)) this.#start(k, compute, options, true)
-      return entry.value as V
+      // A failing key is not refreshed: its error tier decides when it is tried again.
+      if (!isFailing(stale, now) && !this.#inflight.has(k)) this.#start(k, compute, options, true)
+      return stale.value as V
+    }
+    if (state === EntryState.Error) {
+      const failed = entry as Entry<V>
+      this.#errorHits++
+      throw new CachedError(k, failed.error, failed.errorUntil)
     }
     this.#misses++
     const flight = this.#inflight.get(k)
@@ -472,13 +453,15 @@ export class SmartCache<V> {
       // The key may have been answered meanwhile: by set(), another caller's compute, a failure.
       const entry = this.#lru.peek(k)
       const now = this.#clock.now()
-      if (entry !== undefined && entry.has && now < entry.freshUntil) {
-        q.resolve(entry.value as V)
+      const state = classify(entry, now)
+      // A stale value answers a failing key; a key merely stale is computed, as a miss is.
+      if (state === EntryState.Fresh || (state === EntryState.Stale && isFailing(entry as Entry<V>, now))) {
+        q.resolve((entry as Entry<V>).value as V)
         continue
       }
-      if (entry !== undefined && now < entry.errorUntil) {
-        if (entry.has && now < entry.staleUntil) q.resolve(entry.value as V)
-        else q.reject(new CachedError(k, entry.error, entry.errorUntil))
+      if (state === EntryState.Error) {
+        const failed = entry as Entry<V>
+        q.reject(new CachedError(k, failed.error, failed.errorUntil))
         continue
       }
       const flight = this.#inflight.get(k)
@@ -504,16 +487,7 @@ export class SmartCache<V> {
     const entry = this.#lru.peek(k)
     if (entry === undefined) return { state: EntryState.Miss }
     const now = this.#clock.now()
-    if (entry.has && now < entry.freshUntil) {
-      return { state: EntryState.Fresh, value: entry.value as V, until: entry.freshUntil }
-    }
-    if (entry.has && now < entry.staleUntil) {
-      const r: PeekResult<V> = { state: EntryState.Stale, value: entry.value as V, until: entry.staleUntil }
-      if (now < entry.errorUntil) r.error = entry.error
-      return r
-    }
-    if (now < entry.errorUntil) return { state: EntryState.Error, error: entry.error, until: entry.errorUntil }
-    return { state: EntryState.Miss }
+    return peekResult(entry, classify(entry, now), now)
   }
 
   /**
@@ -531,22 +505,12 @@ export class SmartCache<V> {
       return { state: EntryState.Miss }
     }
     now ??= this.#clock.now()
-    if (entry.has && now < entry.freshUntil) {
-      this.#hits++
-      return { state: EntryState.Fresh, value: entry.value as V, until: entry.freshUntil }
-    }
-    if (entry.has && now < entry.staleUntil) {
-      this.#staleHits++
-      const r: PeekResult<V> = { state: EntryState.Stale, value: entry.value as V, until: entry.staleUntil }
-      if (now < entry.errorUntil) r.error = entry.error
-      return r
-    }
-    if (now < entry.errorUntil) {
-      this.#errorHits++
-      return { state: EntryState.Error, error: entry.error, until: entry.errorUntil }
-    }
-    this.#misses++
-    return { state: EntryState.Miss }
+    const state = classify(entry, now)
+    if (state === EntryState.Fresh) this.#hits++
+    else if (state === EntryState.Stale) this.#staleHits++
+    else if (state === EntryState.Error) this.#errorHits++
+    else this.#misses++
+    return peekResult(entry, state, now)
   }
 
   /**
@@ -586,7 +550,7 @@ export class SmartCache<V> {
     const running = this.#inflight.get(k)
     if (running !== undefined) return running.promise.then(noop, noop)
     const entry = this.#lru.peek(k)
-    if (entry !== undefined && this.#clock.now() < entry.errorUntil) return Promise.resolve()
+    if (entry !== undefined && isFailing(entry, this.#clock.now())) return Promise.resolve()
     const started = this.#start(k, compute, options, true)
     return started instanceof Error ? Promise.resolve() : started.promise.then(noop, noop)
   }
@@ -832,7 +796,9 @@ export class SmartCache<V> {
 
   #usable(k: string): boolean {
     const e = this.#lru.peek(k)
-    return e !== undefined && e.has && this.#clock.now() < e.staleUntil
+    if (e === undefined) return false
+    const state = classify(e, this.#clock.now())
+    return state === EntryState.Fresh || state === EntryState.Stale
   }
 
   /** Keeps a record read from the store, with the lifetimes the store gave. */
@@ -906,35 +872,14 @@ export class SmartCache<V> {
   /** Stores a value as fresh until `freshUntil`, clearing any remembered failure; keeps the key's tags unless given. */
   #put(k: string, value: V, freshUntil: number, staleUntil: number, tags: readonly string[] | undefined): Entry<V> {
     const kept = tags ?? this.#lru.peek(k)?.tags
-    const entry: Entry<V> = {
-      value,
-      has: true,
-      freshUntil,
-      staleUntil,
-      error: undefined,
-      errorUntil: 0,
-      failures: 0,
-      tags: kept,
-    }
+    const entry = valueEntry(value, freshUntil, staleUntil, kept)
     this.#lru.set(k, entry)
     if (kept !== undefined) this.#tag(k, kept)
     return entry
   }
 
   #fail(k: string, error: unknown): void {
-    const prev = this.#lru.peek(k)
-    const failures = (prev?.failures ?? 0) + 1
-    const backoff = Math.min(this.#retryMs * 2 ** Math.min(failures - 1, 30), this.#maxRetryMs)
-    const entry: Entry<V> = {
-      value: prev?.value,
-      has: prev?.has ?? false,
-      freshUntil: prev?.freshUntil ?? 0,
-      staleUntil: prev?.staleUntil ?? 0,
-      error,
-      errorUntil: this.#clock.now() + backoff,
-      failures,
-      tags: prev?.tags,
-    }
+    const entry = failedEntry(this.#lru.peek(k), error, this.#clock.now(), this.#retryMs, this.#maxRetryMs)
     this.#lru.set(k, entry)
     if (entry.tags !== undefined) this.#tag(k, entry.tags)
   }
@@ -1049,11 +994,10 @@ export class SmartCache<V> {
     let errorEntries = 0
     let staleEntries = 0
     for (const e of this.#lru.values()) {
-      if (e.has && now < e.staleUntil) {
-        successEntries++
-        if (now >= e.freshUntil) staleEntries++
-      }
-      if (now < e.errorUntil) errorEntries++
+      const state = classify(e, now)
+      if (state === EntryState.Fresh || state === EntryState.Stale) successEntries++
+      if (state === EntryState.Stale) staleEntries++
+      if (isFailing(e, now)) errorEntries++
     }
     const lookups = this.#hits + this.#staleHits + this.#misses + this.#errorHits
     const stats: SmartCacheStats = {
