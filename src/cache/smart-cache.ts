@@ -25,6 +25,7 @@ import {
 } from './entry.js'
 import { compileGlob, MAX_PATTERN_LENGTH } from './glob.js'
 import type { CacheStore, Invalidation, StoreRecord } from './store.js'
+import { TagIndex } from './tag-index.js'
 
 export type { PeekResult } from './entry.js'
 export { EntryState }
@@ -254,7 +255,7 @@ export class SmartCache<V> {
   readonly #negativeTtlMs: number
   readonly #timeoutMs: number | undefined
   readonly #maxKeyLength: number
-  readonly #tagIndex = new Map<string, Set<string>>()
+  readonly #tags = new TagIndex()
   readonly #shared: CacheStore | undefined
   readonly #sharedStats: StoreStats | undefined
   readonly #unsubscribe: Disposer | undefined
@@ -316,7 +317,7 @@ export class SmartCache<V> {
       ...(o.max <= PREALLOCATED_MAX ? { max: o.max } : { maxSize: o.max, sizeCalculation: () => 1 }),
       dispose: (entry, key, reason) => {
         if (reason === 'evict') this.#evictions++
-        if (entry.tags !== undefined) this.#untag(key, entry.tags)
+        if (entry.tags !== undefined) this.#tags.remove(key, entry.tags)
       },
     })
     if (options.store !== undefined) {
@@ -874,14 +875,14 @@ export class SmartCache<V> {
     const kept = tags ?? this.#lru.peek(k)?.tags
     const entry = valueEntry(value, freshUntil, staleUntil, kept)
     this.#lru.set(k, entry)
-    if (kept !== undefined) this.#tag(k, kept)
+    if (kept !== undefined) this.#tags.add(k, kept)
     return entry
   }
 
   #fail(k: string, error: unknown): void {
     const entry = failedEntry(this.#lru.peek(k), error, this.#clock.now(), this.#retryMs, this.#maxRetryMs)
     this.#lru.set(k, entry)
-    if (entry.tags !== undefined) this.#tag(k, entry.tags)
+    if (entry.tags !== undefined) this.#tags.add(k, entry.tags)
   }
 
   /**
@@ -925,11 +926,7 @@ export class SmartCache<V> {
 
   #dropTags(tags: readonly string[]): number {
     let n = 0
-    for (const tag of tags) {
-      const keys = this.#tagIndex.get(tag)
-      if (keys === undefined) continue
-      for (const k of [...keys]) if (this.#forget(k)) n++
-    }
+    for (const tag of tags) for (const k of this.#tags.keysOf(tag)) if (this.#forget(k)) n++
     return n
   }
 
@@ -964,7 +961,7 @@ export class SmartCache<V> {
   clear(): void {
     this.#inflight.clear()
     this.#lru.clear()
-    this.#tagIndex.clear()
+    this.#tags.clear()
   }
 
   /**
@@ -1024,23 +1021,6 @@ export class SmartCache<V> {
     }
     if (this.#sharedStats !== undefined) stats.store = { ...this.#sharedStats }
     return stats
-  }
-
-  #tag(k: string, tags: readonly string[]): void {
-    for (const tag of tags) {
-      const keys = this.#tagIndex.get(tag)
-      if (keys === undefined) this.#tagIndex.set(tag, new Set([k]))
-      else keys.add(k)
-    }
-  }
-
-  #untag(k: string, tags: readonly string[]): void {
-    for (const tag of tags) {
-      const keys = this.#tagIndex.get(tag)
-      if (keys === undefined) continue
-      keys.delete(k)
-      if (keys.size === 0) this.#tagIndex.delete(tag)
-    }
   }
 }
 
