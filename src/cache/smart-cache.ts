@@ -8,7 +8,6 @@ import {
 } from '../breaker/circuit-breaker.js'
 import { type Clock, systemClock } from '../clock.js'
 import { BreakerOpenError, CachedError, ClosedError, InflightLimitError, TimeoutError } from '../errors.js'
-import type { Disposer } from '../events.js'
 import { isThenable } from '../util/async.js'
 import { noop } from '../util/constants.js'
 import { storedKey } from '../util/keys.js'
@@ -24,10 +23,12 @@ import {
   valueEntry,
 } from './entry.js'
 import { compileGlob, MAX_PATTERN_LENGTH } from './glob.js'
-import type { CacheStore, Invalidation, StoreRecord } from './store.js'
+import { LOCAL, SharedTier, type StoreStats } from './shared-tier.js'
+import type { CacheStore, StoreRecord } from './store.js'
 import { TagIndex } from './tag-index.js'
 
 export type { PeekResult } from './entry.js'
+export type { StoreStats } from './shared-tier.js'
 export { EntryState }
 
 /** Options of {@link SmartCache}. Per-call options override these. */
@@ -157,40 +158,6 @@ export interface SmartCacheStats {
   store?: StoreStats
 }
 
-/** What a cache did with its {@link SmartCacheOptions.store}. */
-export interface StoreStats {
-  /** Lookups answered by the store instead of a compute. */
-  hits: number
-  /** Lookups the store could not answer. */
-  misses: number
-  /** Lookups that waited for another instance's compute. */
-  waits: number
-  /** Values written to the store. */
-  writes: number
-  /** Store operations that failed or timed out (each was skipped). */
-  errors: number
-  /** Invalidations received from other instances. */
-  invalidations: number
-  /** Values read from the store that `fromStore` refused. */
-  refused: number
-}
-
-/** What the store phase of a flight decided. */
-type Shared =
-  | { readonly record: StoreRecord; readonly token?: undefined; readonly refused?: boolean }
-  | { readonly record?: undefined; readonly token: string | undefined }
-
-const LOCAL: Shared = { token: undefined }
-/** A store value its `fromStore` refused, with the stale record to serve in its place. */
-class Refused {
-  constructor(readonly replacement: StoreRecord) {}
-}
-/** First and longest pause between two looks at another instance's compute, in ms. */
-const POLL_FIRST_MS = 5
-const POLL_MAX_MS = 50
-/** A lock outlives its compute's deadline by this much: the read between taking it and computing. */
-const LOCK_MARGIN_MS = 250
-
 /** A key whose getOrCompute callers wait for a compute slot. */
 interface Queued<V> {
   readonly promise: Promise<V>
@@ -256,10 +223,7 @@ export class SmartCache<V> {
   readonly #timeoutMs: number | undefined
   readonly #maxKeyLength: number
   readonly #tags = new TagIndex()
-  readonly #shared: CacheStore | undefined
-  readonly #sharedStats: StoreStats | undefined
-  readonly #unsubscribe: Disposer | undefined
-  readonly #fromStore: SmartCacheOptions['fromStore']
+  readonly #shared: SharedTier | undefined
   #running = 0
   #closed = false
   #hits = 0
@@ -321,10 +285,19 @@ export class SmartCache<V> {
       },
     })
     if (options.store !== undefined) {
-      this.#shared = options.store
-      this.#sharedStats = { hits: 0, misses: 0, waits: 0, writes: 0, errors: 0, invalidations: 0, refused: 0 }
-      this.#fromStore = options.fromStore
-      this.#unsubscribe = options.store.subscribe((inv) => this.#onInvalidation(inv))
+      this.#shared = new SharedTier(
+        options.store,
+        {
+          usable: (k) => this.#usable(k),
+          keep: (k, record) => this.#keep(k, record),
+          forget: (k) => this.#forget(k),
+          dropTags: (tags) => this.#dropTags(tags),
+          dropPattern: (matches) => this.#dropPattern(matches),
+        },
+        this.#clock,
+        this.#staleMs,
+        options.fromStore,
+      )
     }
   }
 
@@ -619,7 +592,7 @@ export class SmartCache<V> {
         // A delete() or clear() during the compute wins: its result is not stored.
         if (current) {
           const entry = this.#store(k, result as V, options)
-          if (this.#shared !== undefined) this.#share(k, entry, lock)
+          this.#shared?.write(k, entry, lock)
         }
         resolve(result as V)
       } else {
@@ -632,8 +605,8 @@ export class SmartCache<V> {
         if (current) this.#fail(k, result)
         reject(result)
       }
-      // Written values are unlocked after their write (#share); others here.
-      if (lock !== undefined && !(ok && current)) this.#unlock(k, lock)
+      // Written values are unlocked after their write (SharedTier.write); others here.
+      if (lock !== undefined && !(ok && current)) this.#shared?.unlock(k, lock)
       if (this.#queue.size > 0) this.#pump()
     }
     const run = (): void => {
@@ -656,7 +629,8 @@ export class SmartCache<V> {
         done(false, e)
       }
     }
-    if (this.#shared === undefined || local) {
+    const tier = this.#shared
+    if (tier === undefined || local) {
       // Nobody waits on a background compute: it starts after the caller (a log
       // call's snapshot) has returned, not inside it, up to its first await.
       if (background) queueMicrotask(() => settled || run())
@@ -665,14 +639,14 @@ export class SmartCache<V> {
     }
     // The shared tier first: only an in-process miss or stale value gets here. Started
     // from a microtask, so the caller (a log call's snapshot) never pays for the store's I/O.
-    const waitMs = timeoutMs ?? this.#shared.lockTtlMs ?? CACHE_DEFAULTS.lockTtlMs
+    const waitMs = timeoutMs ?? tier.lockTtlMs ?? CACHE_DEFAULTS.lockTtlMs
     const signal = controller.signal
     Promise.resolve()
-      .then(() => this.#fromShared(k, signal, background, waitMs))
+      .then(() => tier.read(k, signal, background, waitMs))
       .catch(() => LOCAL)
       .then((shared) => {
         if (settled || this.#closed) {
-          if (shared.token !== undefined) this.#unlock(k, shared.token)
+          if (shared.token !== undefined) tier.unlock(k, shared.token)
           // close() settled this flight while the store answered, or forgot it (clear()) first.
           done(false, new ClosedError(this.name))
           return
@@ -701,100 +675,7 @@ export class SmartCache<V> {
     return flight
   }
 
-  /**
-   * The store's part of a flight: the store's value if it has a usable one,
-   * else the fleet-wide lock. While another instance holds the lock, polls
-   * for its value for at most `waitMs`, taking the lock if it is freed
-   * (its holder failed, or died and the lock expired), and computes without
-   * it after that. Any store failure means: compute here, without the lock.
-   * Never rejects.
-   */
-  async #fromShared(k: string, signal: AbortSignal, background: boolean, waitMs: number): Promise<Shared> {
-    const store = this.#shared as CacheStore
-    const stats = this.#sharedStats as StoreStats
-    let record: StoreRecord | Refused | undefined
-    try {
-      record = await this.#read(k)
-    } catch {
-      stats.errors++
-      stats.misses++
-      return LOCAL
-    }
-    if (record instanceof Refused) {
-      // The waiting lookups get the replacement, as stale, so a background compute follows.
-      if (!background) return { record: record.replacement, refused: true }
-      record = undefined
-    }
-    if (record !== undefined && (record.freshMs > 0 || !background)) {
-      stats.hits++
-      return { record }
-    }
-    // A refresh of a stale value: keep the store's stale copy if this instance has nothing to serve.
-    if (record !== undefined && !this.#usable(k)) this.#keep(k, record)
-    let waited = 0
-    let pause = POLL_FIRST_MS
-    for (;;) {
-      let token: string | undefined
-      try {
-        token = await attempt(() => store.lock(k, waitMs + LOCK_MARGIN_MS))
-      } catch {
-        stats.errors++
-        stats.misses++
-        return LOCAL
-      }
-      if (token !== undefined) {
-        // The holder may have written and unlocked between the last look and the lock.
-        record = await this.#read(k).catch(() => {
-          stats.errors++
-          return undefined
-        })
-        if (record !== undefined && !(record instanceof Refused) && record.freshMs > 0) {
-          this.#unlock(k, token)
-          stats.hits++
-          return { record }
-        }
-        stats.misses++
-        return { token }
-      }
-      if (waited === 0) stats.waits++
-      if (waited >= waitMs || signal.aborted) {
-        stats.misses++
-        return LOCAL
-      }
-      await sleep(pause, signal)
-      waited += pause
-      pause = Math.min(pause * 2, POLL_MAX_MS)
-      try {
-        record = await this.#read(k)
-      } catch {
-        stats.errors++
-        stats.misses++
-        return LOCAL
-      }
-      if (record !== undefined && !(record instanceof Refused) && record.freshMs > 0) {
-        stats.hits++
-        return { record }
-      }
-    }
-  }
-
-  /**
-   * Reads `k` from the store through `fromStore`. A refused value comes back
-   * as a {@link Refused} holding the stale record to serve in its place.
-   */
-  async #read(k: string): Promise<StoreRecord | Refused | undefined> {
-    const record = await attempt(() => (this.#shared as CacheStore).get(k))
-    const check = this.#fromStore
-    if (record === undefined || check === undefined) return record
-    const checked = check(record.value)
-    if (checked.refused === true) {
-      ;(this.#sharedStats as StoreStats).refused++
-      // Stale at once, on this cache's own lifetimes, not the planted record's: the recompute replaces it.
-      return new Refused({ value: checked.value, freshMs: 0, staleMs: this.#staleMs })
-    }
-    return checked.value === record.value ? record : { ...record, value: checked.value }
-  }
-
+  /** Whether `k` has a value to serve in process, fresh or stale. */
   #usable(k: string): boolean {
     const e = this.#lru.peek(k)
     if (e === undefined) return false
@@ -806,59 +687,6 @@ export class SmartCache<V> {
   #keep(k: string, record: StoreRecord): void {
     const freshUntil = this.#clock.now() + Math.max(0, record.freshMs)
     this.#put(k, record.value as V, freshUntil, freshUntil + Math.max(0, record.staleMs), record.tags)
-  }
-
-  /** Writes a value to the store with its remaining lifetimes, then releases the compute lock. Never rejects. */
-  #share(k: string, entry: Entry<V>, lock: string | undefined, broadcast = false): void {
-    const store = this.#shared as CacheStore
-    const stats = this.#sharedStats as StoreStats
-    const record: StoreRecord = {
-      value: entry.value,
-      freshMs: Math.max(0, entry.freshUntil - this.#clock.now()),
-      staleMs: entry.staleUntil - entry.freshUntil,
-    }
-    if (entry.tags !== undefined) record.tags = entry.tags
-    attempt(() => store.set(k, record, broadcast ? { broadcast } : undefined))
-      .then(
-        () => {
-          stats.writes++
-        },
-        () => {
-          stats.errors++
-        },
-      )
-      // Unlock after the write, so a waiter that finds the lock free finds the value too.
-      .then(() => {
-        if (lock !== undefined) this.#unlock(k, lock)
-      })
-  }
-
-  #unlock(k: string, token: string): void {
-    const store = this.#shared as CacheStore
-    attempt(() => store.unlock(k, token)).catch(() => {
-      ;(this.#sharedStats as StoreStats).errors++
-    })
-  }
-
-  /** Tells the store (and so the other instances) to forget; never rejects. */
-  #broadcast(invalidation: Invalidation): void {
-    const store = this.#shared as CacheStore
-    attempt(() => store.invalidate(invalidation)).catch(() => {
-      ;(this.#sharedStats as StoreStats).errors++
-    })
-  }
-
-  /** Another instance invalidated: forget here, without telling anyone. */
-  #onInvalidation(inv: Invalidation): void {
-    ;(this.#sharedStats as StoreStats).invalidations++
-    if ('keys' in inv) {
-      for (const k of inv.keys) this.#forget(k)
-    } else if ('tags' in inv) {
-      this.#dropTags(inv.tags)
-    } else if (inv.pattern.length <= MAX_PATTERN_LENGTH) {
-      // A longer one cannot come from invalidatePattern(), which refuses it: ignored.
-      this.#dropPattern(compileGlob(inv.pattern))
-    }
   }
 
   #store(k: string, value: V, options: SetOptions | undefined): Entry<V> {
@@ -895,7 +723,7 @@ export class SmartCache<V> {
     const k = storedKey(key, this.#maxKeyLength)
     this.#inflight.delete(k)
     const entry = this.#store(k, value, options)
-    if (this.#shared !== undefined) this.#share(k, entry, undefined, true)
+    this.#shared?.write(k, entry, undefined, true)
   }
 
   /**
@@ -904,7 +732,7 @@ export class SmartCache<V> {
    */
   delete(key: string): boolean {
     const k = storedKey(key, this.#maxKeyLength)
-    if (this.#shared !== undefined) this.#broadcast({ keys: [k] })
+    this.#shared?.broadcast({ keys: [k] })
     return this.#forget(k)
   }
 
@@ -920,7 +748,7 @@ export class SmartCache<V> {
    */
   invalidateTags(tags: Iterable<string>): number {
     const list = [...tags]
-    if (this.#shared !== undefined && list.length > 0) this.#broadcast({ tags: list })
+    if (list.length > 0) this.#shared?.broadcast({ tags: list })
     return this.#dropTags(list)
   }
 
@@ -942,7 +770,7 @@ export class SmartCache<V> {
   invalidatePattern(glob: string): number {
     if (typeof glob !== 'string') throw new TypeError(`a pattern must be a string, received ${String(glob)}`)
     const matches = compileGlob(glob)
-    if (this.#shared !== undefined) this.#broadcast({ pattern: glob })
+    this.#shared?.broadcast({ pattern: glob })
     return this.#dropPattern(matches)
   }
 
@@ -971,7 +799,7 @@ export class SmartCache<V> {
   close(): void {
     if (this.#closed) return
     this.#closed = true
-    this.#unsubscribe?.()
+    this.#shared?.close()
     const flights = [...this.#inflight.values()]
     const queued = [...this.#queue.values()]
     this.#queue.clear()
@@ -1019,7 +847,7 @@ export class SmartCache<V> {
       hitRate: lookups === 0 ? 0 : (this.#hits + this.#staleHits) / lookups,
       breaker: this.#breaker?.state ?? 'none',
     }
-    if (this.#sharedStats !== undefined) stats.store = { ...this.#sharedStats }
+    if (this.#shared !== undefined) stats.store = this.#shared.stats()
     return stats
   }
 }
@@ -1031,33 +859,6 @@ const PREALLOCATED_MAX = 65_536
 function checkCallOptions(options: ComputeOptions): void {
   if (options.ttlMs !== undefined) checkInteger('ttlMs', options.ttlMs, 0)
   if (options.timeoutMs !== undefined) checkMs('timeoutMs', options.timeoutMs, 1)
-}
-
-/** Calls a store method; a synchronous throw or a non-promise becomes a promise. */
-function attempt<T>(f: () => Promise<T>): Promise<T> {
-  try {
-    return Promise.resolve(f())
-  } catch (e) {
-    return Promise.reject(e)
-  }
-}
-
-/** Resolves after `ms`, or at once when `signal` aborts; holds no handle open. */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) {
-      resolve()
-      return
-    }
-    const wake = (): void => {
-      clearTimeout(timer)
-      signal.removeEventListener('abort', wake)
-      resolve()
-    }
-    const timer = setTimeout(wake, ms)
-    timer.unref()
-    signal.addEventListener('abort', wake, { once: true })
-  })
 }
 
 function definedOnly<T extends object>(o: T): Partial<T> {
