@@ -852,10 +852,10 @@ export class SmartCache<V> {
   }
 }
 
-/** Per-call options are checked as the cache's own are. */
 /** The largest `max` given to lru-cache as such (it allocates that many slots at once). */
 const PREALLOCATED_MAX = 65_536
 
+/** Per-call options are checked as the cache's own are. */
 function checkCallOptions(options: ComputeOptions): void {
   if (options.ttlMs !== undefined) checkInteger('ttlMs', options.ttlMs, 0)
   if (options.timeoutMs !== undefined) checkMs('timeoutMs', options.timeoutMs, 1)
