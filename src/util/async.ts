@@ -1,0 +1,14 @@
+/**
+ * Whether `v` is a promise-like value: an object or function with a callable
+ * `then`. A `then` getter that throws (a hostile Proxy, a broken class) makes
+ * it not thenable, without the throw reaching the caller: whatever reads the
+ * value next meets the same getter and handles it there.
+ */
+export function isThenable(v: unknown): v is PromiseLike<unknown> {
+  if (v === null || (typeof v !== 'object' && typeof v !== 'function')) return false
+  try {
+    return typeof (v as { then?: unknown }).then === 'function'
+  } catch {
+    return false
+  }
+}
