@@ -8,7 +8,7 @@ import {
 } from '../breaker/circuit-breaker.js'
 import { type Clock, systemClock } from '../clock.js'
 import { BreakerOpenError, CachedError, ClosedError, InflightLimitError, TimeoutError } from '../errors.js'
-import { isThenable } from '../util/async.js'
+import { isThenableOrThrow } from '../util/async.js'
 import { noop } from '../util/constants.js'
 import { storedKey } from '../util/keys.js'
 import { checkInteger, checkMs } from '../util/validate.js'
@@ -617,7 +617,8 @@ export class SmartCache<V> {
       }
       try {
         const r = compute(k, { signal: controller.signal })
-        if (isThenable(r)) {
+        // Inside the try: a result whose `then` getter throws is a failed compute.
+        if (isThenableOrThrow(r)) {
           Promise.resolve(r).then(
             (v) => done(true, v),
             (e: unknown) => done(false, e),

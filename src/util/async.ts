@@ -12,3 +12,15 @@ export function isThenable(v: unknown): v is PromiseLike<unknown> {
     return false
   }
 }
+
+/**
+ * As {@link isThenable}, except that a `then` getter that throws throws here: for a
+ * compute's result, where that is a failed compute, not a value to keep and serve.
+ */
+export function isThenableOrThrow(v: unknown): v is PromiseLike<unknown> {
+  return (
+    v !== null &&
+    (typeof v === 'object' || typeof v === 'function') &&
+    typeof (v as { then?: unknown }).then === 'function'
+  )
+}
