@@ -78,7 +78,7 @@ export function compileContextWriter<P>(
   }
 }
 
-/** The same writer without code generation. @internal exported for tests */
+/** The same writer without code generation. Exported for the tests. */
 export function loopWriter<P>(
   slots: readonly ContextSlot[],
   refused: RefusedValue<P>,
