@@ -272,6 +272,95 @@ describe("pinoOptions({ mode: 'transport' }): the main thread's capture", () => 
     ])
   })
 
+  it("names the logger's binding keys with a request context, once per logger, and none without one", () => {
+    const p = pipeline()
+    const out = sink()
+    const log = pino(p.pinoOptions({ mode: 'transport', base: { pid: 1, hostname: 'h', service: 's' } }), out)
+    const child = log.child({ reqId: 'bound', nested: { reqId: 'not top level' } })
+    const plain = pino(p.pinoOptions({ mode: 'transport' }), out)
+    child.info('outside')
+    p.context.run({ requestId: 'r1' }, () => {
+      log.info('root')
+      child.info('child')
+      plain.info('pid and hostname only')
+      child.setBindings({ tenant: 't1' })
+      child.info('after setBindings')
+      log.info('root again')
+    })
+    const captures = out.lines().map((l) => [l.msg, l['@pino-enrich']])
+    expect(captures).toEqual([
+      ['outside', {}],
+      ['root', { c: { requestId: 'r1' }, b: ['service'] }],
+      ['child', { c: { requestId: 'r1' }, b: ['service', 'reqId', 'nested'] }],
+      ['pid and hostname only', { c: { requestId: 'r1' } }],
+      ['after setBindings', { c: { requestId: 'r1' }, b: ['service', 'reqId', 'nested', 'tenant'] }],
+      ['root again', { c: { requestId: 'r1' }, b: ['service'] }],
+    ])
+  })
+
+  it("gives each line its own logger's capture while two or three loggers' lines alternate and values change", () => {
+    const p = pipeline()
+    const out = sink()
+    const log = pino(p.pinoOptions({ mode: 'transport', contextKeys: ['requestId', 'route'] }), out)
+    const requestLog = log.child({ reqId: 'bound' })
+    const other = log.child({ tenant: 't' })
+    const store: Record<string, unknown> = { requestId: 'r1' }
+    p.context.run(store, () => {
+      requestLog.info('a')
+      log.info('b')
+      requestLog.info('c')
+      log.info('d')
+      store.route = '/r'
+      log.info('e')
+      requestLog.info('f')
+      other.info('g')
+      log.info('h')
+      requestLog.info('i')
+    })
+    log.info('outside')
+    requestLog.info('outside, bound')
+    const r1 = { requestId: 'r1' }
+    const r2 = { requestId: 'r1', route: '/r' }
+    expect(out.lines().map((l) => [l.msg, l['@pino-enrich']])).toEqual([
+      ['a', { c: r1, b: ['reqId'] }],
+      ['b', { c: r1 }],
+      ['c', { c: r1, b: ['reqId'] }],
+      ['d', { c: r1 }],
+      ['e', { c: r2 }],
+      ['f', { c: r2, b: ['reqId'] }],
+      ['g', { c: r2, b: ['tenant'] }],
+      ['h', { c: r2 }],
+      ['i', { c: r2, b: ['reqId'] }],
+      ['outside', {}],
+      ['outside, bound', {}],
+    ])
+  })
+
+  it('names at most 64 binding keys of at most 128 characters, as pino wrote them', () => {
+    const p = pipeline()
+    const out = sink()
+    const log = pino(p.pinoOptions({ mode: 'transport', base: null }), out)
+    const many = Object.fromEntries(Array.from({ length: 100 }, (_, i) => [`k${i}`, i]))
+    const formatted = pino(p.pinoOptions({ mode: 'transport', formatters: { bindings: () => ({ reqId: 'r' }) } }), out)
+    p.context.run({ requestId: 'r1' }, () => {
+      log.child({ ['x'.repeat(129)]: 1, reqId: 'bound', ...many }).info('many')
+      log.child({ 'a"b': 1 }).info('a quote in a key')
+      formatted.info('formatted')
+    })
+    const [many1, quoted, shaped] = out.chunks
+      .join('')
+      .split('\n')
+      .filter((l) => l.length > 0)
+      .map(
+        (l) =>
+          JSON.parse(/"@pino-enrich" :(\{"c":\{[^}]*\}(?:,"b":\[[^\]]*\])?\})/.exec(l)?.[1] ?? '') as { b?: string[] },
+      )
+    expect(many1?.b).toEqual(['reqId', ...Object.keys(many).slice(0, 63)])
+    expect(quoted?.b).toEqual(['a"b'])
+    // formatters.bindings shapes what pino writes: the keys it wrote are named.
+    expect(shaped?.b).toEqual(['reqId'])
+  })
+
   it('adds the call time when pino writes a time of its own making', () => {
     const p = pipeline()
     const out = sink()
