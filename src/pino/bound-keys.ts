@@ -60,3 +60,16 @@ function boundMember(chindings: unknown): string {
   }
   return keys.length === 0 ? '' : `"b":${JSON.stringify(keys)}`
 }
+
+/**
+ * The worker's half: the binding keys a capture's `b` names, or undefined
+ * when it names none or is not a list the main thread writes (an array of at
+ * most {@link MAX_BOUND_KEYS} strings of at most {@link MAX_BOUND_KEY_LENGTH}
+ * characters). Such a list is ignored whole: a field is only ever left out
+ * for a key the main thread saw bound.
+ */
+export function readBoundKeys(b: unknown): ReadonlySet<string> | undefined {
+  if (!Array.isArray(b) || b.length === 0 || b.length > MAX_BOUND_KEYS) return undefined
+  for (const k of b) if (typeof k !== 'string' || k.length > MAX_BOUND_KEY_LENGTH) return undefined
+  return new Set(b as string[])
+}

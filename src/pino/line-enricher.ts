@@ -1,7 +1,9 @@
+import type { ContextWriter } from '../context/writer.js'
 import type { EnrichContext, Fields, SpanIds } from '../enricher.js'
 import { LEVELS } from '../enricher.js'
 import { type Pipeline, type Problems, problemsJson, type View, within } from '../pipeline.js'
 import { type RedactSpec, type RedactWriter, redactWriter } from '../util/redact.js'
+import { readBoundKeys } from './bound-keys.js'
 import { CAPTURE_OPEN, quote, type TransportCapture } from './options.js'
 import { OrderedQueue, type QueuedLine } from './ordered-queue.js'
 
@@ -176,6 +178,12 @@ interface Captured {
   time: number | undefined
   /** Writes the line's enriched fields through the transport's serializers and the logger's redaction; undefined for neither. */
   redact: RedactWriter | undefined
+  /**
+   * The context-fields writer for its lines when the logger's bindings (`b`)
+   * carry some of their keys: it leaves those out. Undefined for the
+   * pipeline's own.
+   */
+  contexts: ContextWriter<Problems> | undefined
   /** The context-fields enrichers' output for this context, as JSON members. */
   contextJson: string
 }
@@ -186,6 +194,7 @@ const NONE: Captured = {
   trace: undefined,
   time: undefined,
   redact: undefined,
+  contexts: undefined,
   contextJson: '',
 }
 
@@ -396,6 +405,7 @@ export class LineEnricher {
     let rest: string | undefined
     let redact: RedactWriter | undefined
     let record: Record<string, unknown> | undefined
+    let contexts: ContextWriter<Problems> | undefined
     if (readShape(t, s, e, shape, this.#lastText)) {
       const cap = this.#understand(shape.capture)
       head = t.slice(s, shape.insert)
@@ -421,6 +431,7 @@ export class LineEnricher {
       }
       ctx = new LineContext(level, time, cap, head, rest, record)
       redact = cap.redact
+      contexts = cap.contexts
     } else {
       record = objectOf(t.slice(s, e))
       if (record === undefined) {
@@ -430,7 +441,7 @@ export class LineEnricher {
       const time = typeof record.time === 'number' ? record.time : now
       ctx = { level: levelOf(record.level), time, record, context: undefined }
     }
-    this.#queue.push(this.#gathered(ctx, now, head, rest, undefined, ending(t, e, next), redact))
+    this.#queue.push(this.#gathered(ctx, now, head, rest, undefined, ending(t, e, next), redact, contexts))
   }
 
   /**
@@ -444,7 +455,7 @@ export class LineEnricher {
       return
     }
     const ctx: EnrichContext = { level: LEVELS.info, time: now, record: EMPTY, context: undefined }
-    this.#queue.push(this.#gathered(ctx, now, undefined, undefined, verbatim, '', undefined))
+    this.#queue.push(this.#gathered(ctx, now, undefined, undefined, verbatim, '', undefined, undefined))
   }
 
   #gathered(
@@ -455,6 +466,7 @@ export class LineEnricher {
     verbatim: string | undefined,
     eol: string,
     redact: RedactWriter | undefined,
+    contexts: ContextWriter<Problems> | undefined,
   ): Line {
     const p = this.#p
     const line: Line = {
@@ -473,7 +485,7 @@ export class LineEnricher {
       deadline: now + p.deadlineMs,
       start: now,
     }
-    if (verbatim === undefined) p.gather(line)
+    if (verbatim === undefined) p.gather(line, contexts)
     return line
   }
 
@@ -501,7 +513,9 @@ export class LineEnricher {
     else {
       const out: Fields = {}
       this.#p.assignGlobals(level, out)
-      if (cap.context !== undefined && this.#p.contexts.length !== 0) this.#p.writeContexts(cap.context, level, out)
+      if (cap.context !== undefined && this.#p.contexts.length !== 0) {
+        ;(cap.contexts ?? this.#p.writeContexts)(cap.context, level, out)
+      }
       fields = cap.redact(out)
     }
     const text = fields + this.#problems(problems)
@@ -580,10 +594,14 @@ export class LineEnricher {
       const c = capture?.c
       const context = typeof c === 'object' && c !== null && !Array.isArray(c) ? Object.freeze(c) : undefined
       let contextJson = ''
+      let contexts: ContextWriter<Problems> | undefined
       if (context !== undefined && p.contexts.length !== 0) {
+        // A context field whose key the logger binds is left out: the binding, written by pino, is kept.
+        const bound = readBoundKeys(capture?.b)
+        if (bound !== undefined) contexts = p.contextWriters.without(bound)
         // Context-fields enrichers have no minLevel: the level does not change their output.
         const out: Fields = {}
-        this.#writer(context, LEVELS.info, out)
+        ;(contexts ?? this.#writer)(context, LEVELS.info, out)
         contextJson = fieldsJson(out)
       }
       value = {
@@ -592,6 +610,7 @@ export class LineEnricher {
         trace: spanOf(capture?.s),
         time: typeof capture?.t === 'number' ? capture.t : undefined,
         redact: this.#objectWriter(capture?.r === undefined ? undefined : this.#redactor(capture.r)),
+        contexts,
         contextJson,
       }
       if (this.#captures.size >= 1024) this.#captures.clear()
