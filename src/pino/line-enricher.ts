@@ -86,14 +86,23 @@ interface Shape {
 /**
  * Reads the shape of the line `t[s, e)` into `into`; false when it has no
  * place for enrichment that can be found without parsing (it then takes the
- * general path). `known` is the capture text seen last: a JSON object ends
- * where its text does, so a capture that starts with it is exactly it.
+ * general path). `known` and `other` are the two capture texts seen last (a
+ * request's `request.log` and `app.log` lines differ by their bound keys): a
+ * JSON object ends where its text does, so a capture that starts with one is
+ * exactly it.
  *
  * The capture is read only where the main thread wrote it: the first
  * {@link CAPTURE_OPEN} on the line, which pino's serializer cannot write, and
  * which the main thread puts on every line, right after the time.
  */
-function readShape(t: string, s: number, e: number, into: Shape, known: string | undefined): boolean {
+function readShape(
+  t: string,
+  s: number,
+  e: number,
+  into: Shape,
+  known: string | undefined,
+  other: string | undefined,
+): boolean {
   if (t.charCodeAt(s) !== 123) return false
   let level = -1
   let time = -1
@@ -140,9 +149,15 @@ function readShape(t: string, s: number, e: number, into: Shape, known: string |
   // After level and time, ahead of every field of the line's own, which win over enrichment.
   into.insert = i === s ? at : i
   into.at = at
-  if (known !== undefined && valueStart + known.length <= e && t.startsWith(known, valueStart)) {
-    into.capture = known
-    into.end = valueStart + known.length
+  const seen =
+    known !== undefined && startsAt(t, known, valueStart, e)
+      ? known
+      : other !== undefined && startsAt(t, other, valueStart, e)
+        ? other
+        : undefined
+  if (seen !== undefined) {
+    into.capture = seen
+    into.end = valueStart + seen.length
     return true
   }
   const valueEnd = objectEnd(t, valueStart, e)
@@ -150,6 +165,11 @@ function readShape(t: string, s: number, e: number, into: Shape, known: string |
   into.capture = t.slice(valueStart, valueEnd)
   into.end = valueEnd
   return true
+}
+
+/** Whether `t` holds `text` at `i`, ending before `e`. */
+function startsAt(t: string, text: string, i: number, e: number): boolean {
+  return i + text.length <= e && t.startsWith(text, i)
 }
 
 /** The index after the JSON object starting at `i` and ending before `e`, or -1. */
@@ -262,6 +282,16 @@ function levelOf(level: unknown): number {
 /** pino serializers by top-level key, as `serializers` takes them. */
 export type Serializers = Readonly<Record<string, (value: unknown) => unknown>>
 
+/** What {@link LineEnricher} last put after the time for a capture and level. */
+interface Memo {
+  cap: Captured
+  level: number
+  fragment: string
+  mixinGlobals: View['mixinGlobals']
+  problems: Problems | undefined
+  text: string
+}
+
 /** Output is handed on in pieces of about this many characters, or once per chunk. */
 const BATCH = 65_536
 
@@ -300,16 +330,10 @@ export class LineEnricher {
   #writer: Pipeline['writeContexts']
   #lastText: string | undefined
   #last: Captured = NONE
-  #memo:
-    | {
-        cap: Captured
-        level: number
-        fragment: string
-        mixinGlobals: View['mixinGlobals']
-        problems: Problems | undefined
-        text: string
-      }
-    | undefined
+  #otherText: string | undefined
+  #other: Captured = NONE
+  #memo: Memo | undefined
+  #otherMemo: Memo | undefined
 
   readonly #serializers: Serializers | undefined
   /** Lines with no capture, when serializers apply to every line. */
@@ -406,7 +430,7 @@ export class LineEnricher {
     let redact: RedactWriter | undefined
     let record: Record<string, unknown> | undefined
     let contexts: ContextWriter<Problems> | undefined
-    if (readShape(t, s, e, shape, this.#lastText)) {
+    if (readShape(t, s, e, shape, this.#lastText, this.#otherText)) {
       const cap = this.#understand(shape.capture)
       head = t.slice(s, shape.insert)
       rest = next > e ? t.slice(shape.end, next) : `${t.slice(shape.end, e)}\n`
@@ -497,7 +521,13 @@ export class LineEnricher {
   #injected(level: number, cap: Captured): string {
     const view = this.#view
     const problems = this.#p.globalProblems
-    const m = this.#memo
+    let m = this.#memo
+    if (m !== undefined && m.cap !== cap) {
+      // Lines of two captures in turn: the one before is kept too.
+      m = this.#otherMemo
+      this.#otherMemo = this.#memo
+      this.#memo = m
+    }
     if (
       m !== undefined &&
       m.cap === cap &&
@@ -579,8 +609,17 @@ export class LineEnricher {
       this.#writer = p.writeContexts
       this.#captures.clear()
       this.#lastText = undefined
+      this.#otherText = undefined
     }
     if (text === this.#lastText) return this.#last
+    if (text === this.#otherText) {
+      const value = this.#other
+      this.#otherText = this.#lastText
+      this.#other = this.#last
+      this.#lastText = text
+      this.#last = value
+      return value
+    }
     let value = this.#captures.get(text)
     if (value === undefined) {
       let capture: TransportCapture | undefined
@@ -617,6 +656,8 @@ export class LineEnricher {
       // Keyed by its own copy: a slice of the chunk would keep the whole chunk alive.
       this.#captures.set(value.text, value)
     }
+    this.#otherText = this.#lastText
+    this.#other = this.#last
     this.#lastText = value.text
     this.#last = value
     return value

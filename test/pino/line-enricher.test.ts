@@ -524,6 +524,28 @@ describe('LineEnricher: no key twice on a line', () => {
     expectNoDuplicates(text())
   })
 
+  it('writes each line by its own capture while two captures alternate, and again after the globals change', async () => {
+    const p = await contextOnly()
+    const { lines, text } = collect(p)
+    const withB = bound(c, ['reqId'])
+    const input = [
+      line(1, withB, ',"reqId":"bound","msg":"a"}'),
+      line(2, ctx(c), ',"msg":"b"}'),
+      line(3, withB, ',"reqId":"bound","msg":"c"}'),
+      line(4, ctx(c), ',"msg":"d"}'),
+    ]
+    lines.write(input.join(''))
+    p.register(defineEnricher({ name: 'zone', compute: () => ({ zone: 'z1' }) }))
+    await p.ready()
+    lines.write(input.join(''))
+    const first =
+      `{"level":30,"time":1${HOST},"route":"/a","reqId":"bound","msg":"a"}\n` +
+      `{"level":30,"time":2${HOST},"reqId":"r1","route":"/a","msg":"b"}\n` +
+      `{"level":30,"time":3${HOST},"route":"/a","reqId":"bound","msg":"c"}\n` +
+      `{"level":30,"time":4${HOST},"reqId":"r1","route":"/a","msg":"d"}\n`
+    expect(text()).toBe(first + first.replaceAll(HOST, `${HOST},"zone":"z1"`))
+  })
+
   it("leaves it out on the queued path and under the logger's redact too", async () => {
     const { p, lookup } = await withUserLookup()
     const { lines, text } = collect(p)
