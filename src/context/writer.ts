@@ -166,6 +166,15 @@ export class ContextWriters<P> {
     return chosen.write
   }
 
+  /**
+   * The writer for lines whose own bindings carry the keys `bound` (the
+   * transport worker reads them from the line's capture): those output keys
+   * are left out. {@link all} when none of them is an output key.
+   */
+  without(bound: ReadonlySet<string>): ContextWriter<P> {
+    return this.#writerSkipping(this.#outKeys.filter((k) => bound.has(k)))
+  }
+
   #writerSkipping(skip: readonly string[]): ContextWriter<P> {
     if (skip.length === 0) return this.all
     const signature = skip.join('\u0000')

@@ -1,7 +1,9 @@
+import type { ContextWriter } from '../context/writer.js'
 import type { EnrichContext, Fields, SpanIds } from '../enricher.js'
 import { LEVELS } from '../enricher.js'
 import { type Pipeline, type Problems, problemsJson, type View, within } from '../pipeline.js'
 import { type RedactSpec, type RedactWriter, redactWriter } from '../util/redact.js'
+import { readBoundKeys } from './bound-keys.js'
 import { CAPTURE_OPEN, quote, type TransportCapture } from './options.js'
 import { OrderedQueue, type QueuedLine } from './ordered-queue.js'
 
@@ -84,14 +86,23 @@ interface Shape {
 /**
  * Reads the shape of the line `t[s, e)` into `into`; false when it has no
  * place for enrichment that can be found without parsing (it then takes the
- * general path). `known` is the capture text seen last: a JSON object ends
- * where its text does, so a capture that starts with it is exactly it.
+ * general path). `known` and `other` are the two capture texts seen last (a
+ * request's `request.log` and `app.log` lines differ by their bound keys): a
+ * JSON object ends where its text does, so a capture that starts with one is
+ * exactly it.
  *
  * The capture is read only where the main thread wrote it: the first
  * {@link CAPTURE_OPEN} on the line, which pino's serializer cannot write, and
  * which the main thread puts on every line, right after the time.
  */
-function readShape(t: string, s: number, e: number, into: Shape, known: string | undefined): boolean {
+function readShape(
+  t: string,
+  s: number,
+  e: number,
+  into: Shape,
+  known: string | undefined,
+  other: string | undefined,
+): boolean {
   if (t.charCodeAt(s) !== 123) return false
   let level = -1
   let time = -1
@@ -138,9 +149,15 @@ function readShape(t: string, s: number, e: number, into: Shape, known: string |
   // After level and time, ahead of every field of the line's own, which win over enrichment.
   into.insert = i === s ? at : i
   into.at = at
-  if (known !== undefined && valueStart + known.length <= e && t.startsWith(known, valueStart)) {
-    into.capture = known
-    into.end = valueStart + known.length
+  const seen =
+    known !== undefined && startsAt(t, known, valueStart, e)
+      ? known
+      : other !== undefined && startsAt(t, other, valueStart, e)
+        ? other
+        : undefined
+  if (seen !== undefined) {
+    into.capture = seen
+    into.end = valueStart + seen.length
     return true
   }
   const valueEnd = objectEnd(t, valueStart, e)
@@ -148,6 +165,11 @@ function readShape(t: string, s: number, e: number, into: Shape, known: string |
   into.capture = t.slice(valueStart, valueEnd)
   into.end = valueEnd
   return true
+}
+
+/** Whether `t` holds `text` at `i`, ending before `e`. */
+function startsAt(t: string, text: string, i: number, e: number): boolean {
+  return i + text.length <= e && t.startsWith(text, i)
 }
 
 /** The index after the JSON object starting at `i` and ending before `e`, or -1. */
@@ -176,6 +198,12 @@ interface Captured {
   time: number | undefined
   /** Writes the line's enriched fields through the transport's serializers and the logger's redaction; undefined for neither. */
   redact: RedactWriter | undefined
+  /**
+   * The context-fields writer for its lines when the logger's bindings (`b`)
+   * carry some of their keys: it leaves those out. Undefined for the
+   * pipeline's own.
+   */
+  contexts: ContextWriter<Problems> | undefined
   /** The context-fields enrichers' output for this context, as JSON members. */
   contextJson: string
 }
@@ -186,6 +214,7 @@ const NONE: Captured = {
   trace: undefined,
   time: undefined,
   redact: undefined,
+  contexts: undefined,
   contextJson: '',
 }
 
@@ -253,6 +282,16 @@ function levelOf(level: unknown): number {
 /** pino serializers by top-level key, as `serializers` takes them. */
 export type Serializers = Readonly<Record<string, (value: unknown) => unknown>>
 
+/** What {@link LineEnricher} last put after the time for a capture and level. */
+interface Memo {
+  cap: Captured
+  level: number
+  fragment: string
+  mixinGlobals: View['mixinGlobals']
+  problems: Problems | undefined
+  text: string
+}
+
 /** Output is handed on in pieces of about this many characters, or once per chunk. */
 const BATCH = 65_536
 
@@ -291,16 +330,10 @@ export class LineEnricher {
   #writer: Pipeline['writeContexts']
   #lastText: string | undefined
   #last: Captured = NONE
-  #memo:
-    | {
-        cap: Captured
-        level: number
-        fragment: string
-        mixinGlobals: View['mixinGlobals']
-        problems: Problems | undefined
-        text: string
-      }
-    | undefined
+  #otherText: string | undefined
+  #other: Captured = NONE
+  #memo: Memo | undefined
+  #otherMemo: Memo | undefined
 
   readonly #serializers: Serializers | undefined
   /** Lines with no capture, when serializers apply to every line. */
@@ -396,7 +429,8 @@ export class LineEnricher {
     let rest: string | undefined
     let redact: RedactWriter | undefined
     let record: Record<string, unknown> | undefined
-    if (readShape(t, s, e, shape, this.#lastText)) {
+    let contexts: ContextWriter<Problems> | undefined
+    if (readShape(t, s, e, shape, this.#lastText, this.#otherText)) {
       const cap = this.#understand(shape.capture)
       head = t.slice(s, shape.insert)
       rest = next > e ? t.slice(shape.end, next) : `${t.slice(shape.end, e)}\n`
@@ -421,6 +455,7 @@ export class LineEnricher {
       }
       ctx = new LineContext(level, time, cap, head, rest, record)
       redact = cap.redact
+      contexts = cap.contexts
     } else {
       record = objectOf(t.slice(s, e))
       if (record === undefined) {
@@ -430,7 +465,7 @@ export class LineEnricher {
       const time = typeof record.time === 'number' ? record.time : now
       ctx = { level: levelOf(record.level), time, record, context: undefined }
     }
-    this.#queue.push(this.#gathered(ctx, now, head, rest, undefined, ending(t, e, next), redact))
+    this.#queue.push(this.#gathered(ctx, now, head, rest, undefined, ending(t, e, next), redact, contexts))
   }
 
   /**
@@ -444,7 +479,7 @@ export class LineEnricher {
       return
     }
     const ctx: EnrichContext = { level: LEVELS.info, time: now, record: EMPTY, context: undefined }
-    this.#queue.push(this.#gathered(ctx, now, undefined, undefined, verbatim, '', undefined))
+    this.#queue.push(this.#gathered(ctx, now, undefined, undefined, verbatim, '', undefined, undefined))
   }
 
   #gathered(
@@ -455,6 +490,7 @@ export class LineEnricher {
     verbatim: string | undefined,
     eol: string,
     redact: RedactWriter | undefined,
+    contexts: ContextWriter<Problems> | undefined,
   ): Line {
     const p = this.#p
     const line: Line = {
@@ -473,7 +509,7 @@ export class LineEnricher {
       deadline: now + p.deadlineMs,
       start: now,
     }
-    if (verbatim === undefined) p.gather(line)
+    if (verbatim === undefined) p.gather(line, contexts)
     return line
   }
 
@@ -485,7 +521,13 @@ export class LineEnricher {
   #injected(level: number, cap: Captured): string {
     const view = this.#view
     const problems = this.#p.globalProblems
-    const m = this.#memo
+    let m = this.#memo
+    if (m !== undefined && m.cap !== cap) {
+      // Lines of two captures in turn: the one before is kept too.
+      m = this.#otherMemo
+      this.#otherMemo = this.#memo
+      this.#memo = m
+    }
     if (
       m !== undefined &&
       m.cap === cap &&
@@ -501,7 +543,9 @@ export class LineEnricher {
     else {
       const out: Fields = {}
       this.#p.assignGlobals(level, out)
-      if (cap.context !== undefined && this.#p.contexts.length !== 0) this.#p.writeContexts(cap.context, level, out)
+      if (cap.context !== undefined && this.#p.contexts.length !== 0) {
+        ;(cap.contexts ?? this.#p.writeContexts)(cap.context, level, out)
+      }
       fields = cap.redact(out)
     }
     const text = fields + this.#problems(problems)
@@ -565,8 +609,17 @@ export class LineEnricher {
       this.#writer = p.writeContexts
       this.#captures.clear()
       this.#lastText = undefined
+      this.#otherText = undefined
     }
     if (text === this.#lastText) return this.#last
+    if (text === this.#otherText) {
+      const value = this.#other
+      this.#otherText = this.#lastText
+      this.#other = this.#last
+      this.#lastText = text
+      this.#last = value
+      return value
+    }
     let value = this.#captures.get(text)
     if (value === undefined) {
       let capture: TransportCapture | undefined
@@ -580,10 +633,14 @@ export class LineEnricher {
       const c = capture?.c
       const context = typeof c === 'object' && c !== null && !Array.isArray(c) ? Object.freeze(c) : undefined
       let contextJson = ''
+      let contexts: ContextWriter<Problems> | undefined
       if (context !== undefined && p.contexts.length !== 0) {
+        // A context field whose key the logger binds is left out: the binding, written by pino, is kept.
+        const bound = readBoundKeys(capture?.b)
+        if (bound !== undefined) contexts = p.contextWriters.without(bound)
         // Context-fields enrichers have no minLevel: the level does not change their output.
         const out: Fields = {}
-        this.#writer(context, LEVELS.info, out)
+        ;(contexts ?? this.#writer)(context, LEVELS.info, out)
         contextJson = fieldsJson(out)
       }
       value = {
@@ -592,12 +649,15 @@ export class LineEnricher {
         trace: spanOf(capture?.s),
         time: typeof capture?.t === 'number' ? capture.t : undefined,
         redact: this.#objectWriter(capture?.r === undefined ? undefined : this.#redactor(capture.r)),
+        contexts,
         contextJson,
       }
       if (this.#captures.size >= 1024) this.#captures.clear()
       // Keyed by its own copy: a slice of the chunk would keep the whole chunk alive.
       this.#captures.set(value.text, value)
     }
+    this.#otherText = this.#lastText
+    this.#other = this.#last
     this.#lastText = value.text
     this.#last = value
     return value
