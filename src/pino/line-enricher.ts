@@ -1,4 +1,4 @@
-import type { ContextWriter } from '../context/writer.js'
+import { type ContextWriter, MAX_CONTEXT_VALUE_LENGTH } from '../context/writer.js'
 import type { EnrichContext, Fields, SpanIds } from '../enricher.js'
 import { LEVELS } from '../enricher.js'
 import { type Pipeline, type Problems, problemsJson, type View, within } from '../pipeline.js'
@@ -206,6 +206,11 @@ interface Captured {
   contexts: ContextWriter<Problems> | undefined
   /** The context-fields enrichers' output for this context, as JSON members. */
   contextJson: string
+  /**
+   * A context string too long for the writer to take: its lines are gathered,
+   * so that each records the refusal (`invalid`) as in process.
+   */
+  refused: boolean
 }
 
 const NONE: Captured = {
@@ -216,6 +221,7 @@ const NONE: Captured = {
   redact: undefined,
   contexts: undefined,
   contextJson: '',
+  refused: false,
 }
 
 const SPAN = /^([0-9a-f]{32})([0-9a-f]{16})([0-9a-f]{2})$/
@@ -254,6 +260,15 @@ function fieldsJson(fields: Fields): string {
     text += k + (typeof v === 'string' ? quote(v) : JSON.stringify(v))
   }
   return text
+}
+
+/** Whether a context holds a string the context writer refuses for its length. */
+function hasOverLong(c: Record<string, unknown>): boolean {
+  for (const k of Object.keys(c)) {
+    const v = c[k]
+    if (typeof v === 'string' && v.length > MAX_CONTEXT_VALUE_LENGTH) return true
+  }
+  return false
 }
 
 /** The line's own ending (`\n` or `\r\n`), or a newline for a last line without one. */
@@ -448,7 +463,7 @@ export class LineEnricher {
         if (level === -1) level = levelOf(record.level)
         if (time === -1) time = typeof record.time === 'number' ? record.time : now
       }
-      if (p.keyed.length === 0 && p.fns.length === 0 && this.#queue.size === 0) {
+      if (p.keyed.length === 0 && p.fns.length === 0 && this.#queue.size === 0 && !cap.refused) {
         // Globals and context fields only, nothing queued ahead: out now.
         this.#push(`${head}${this.#injected(level, cap)}${rest}`)
         return
@@ -634,14 +649,19 @@ export class LineEnricher {
       const context = typeof c === 'object' && c !== null && !Array.isArray(c) ? Object.freeze(c) : undefined
       let contextJson = ''
       let contexts: ContextWriter<Problems> | undefined
+      let refused = false
       if (context !== undefined && p.contexts.length !== 0) {
         // A context field whose key the logger binds is left out: the binding, written by pino, is kept.
         const bound = readBoundKeys(capture?.b)
         if (bound !== undefined) contexts = p.contextWriters.without(bound)
-        // Context-fields enrichers have no minLevel: the level does not change their output.
-        const out: Fields = {}
-        ;(contexts ?? this.#writer)(context, LEVELS.info, out)
-        contextJson = fieldsJson(out)
+        refused = hasOverLong(context)
+        // Context-fields enrichers have no minLevel: the level does not change their output. Not run
+        // when the writer would refuse a value: it would count a refusal no line records.
+        if (!refused) {
+          const out: Fields = {}
+          ;(contexts ?? this.#writer)(context, LEVELS.info, out)
+          contextJson = fieldsJson(out)
+        }
       }
       value = {
         text: own(text),
@@ -651,6 +671,7 @@ export class LineEnricher {
         redact: this.#objectWriter(capture?.r === undefined ? undefined : this.#redactor(capture.r)),
         contexts,
         contextJson,
+        refused,
       }
       if (this.#captures.size >= 1024) this.#captures.clear()
       // Keyed by its own copy: a slice of the chunk would keep the whole chunk alive.
