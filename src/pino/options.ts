@@ -44,6 +44,8 @@ type LogMethod = (this: pino.Logger, ...args: unknown[]) => void
 
 interface Pending extends QueuedLine {
   logger: pino.Logger
+  /** What the line needs of its logger, as at the call. */
+  state: LoggerState
   args: unknown[]
   method: LogMethod
   /** The logger's bindings at the call, for a line that waits: `setBindings()` later must not show. */
@@ -233,7 +235,7 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
     if (line.now >= p.nextCheck) p.prepareGlobals()
     lineProblems = p.problemsFor(line.problems)
     const tail = lineProblems === undefined ? '' : `,${errorKeyJson}:${problemsJson(lineProblems)}`
-    return timeOf(stateOf(logger), now, tail)
+    return timeOf(line.logger === logger ? line.state : stateOf(logger), now, tail)
   }
   const timestamp = function (this: pino.Logger | undefined): string {
     if (this === undefined) {
@@ -329,7 +331,7 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
     const line = current
     if (line === undefined) return snapshotMixin(mergeObject, level, logger)
     counters.enriched++
-    const s = stateOf(logger)
+    const s = line.logger === logger ? line.state : stateOf(logger)
     if (s.destination?.failed === true) counters.dropped++
     const out = globalFields(s, level)
     p.mergeParts(line, out)
@@ -390,18 +392,14 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
       stateOf,
       (item) => {
         current = item
-        const logger = item.logger as unknown as Record<symbol, unknown>
-        const bindings = logger[chindingsSym]
-        const swap = item.chindings !== undefined && item.chindings !== bindings
-        if (swap) logger[chindingsSym] = item.chindings
         try {
-          item.method.apply(item.logger, item.args)
+          if (item.chindings === undefined) item.method.apply(item.logger, item.args)
+          else writeAsCalled(item)
         } catch (e) {
           item.failure = e
           throw e
         } finally {
           current = undefined
-          if (swap) logger[chindingsSym] = bindings
         }
       },
     )
@@ -438,6 +436,36 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
     }
   }
   return options
+}
+
+/** A line's arguments and its logger's bindings, as they are at the call. */
+function copyAtCallOf(item: Pending): void {
+  const args = item.args
+  for (let i = 0; i < args.length; i++) args[i] = copyAtCall(args[i])
+  item.chindings = (item.logger as unknown as Record<symbol, unknown>)[chindingsSym]
+}
+
+/** The first argument of a queued line, copied one level deep. */
+function copyTopLevel(item: Pending, first: object): void {
+  const copy = assignOwn({}, first)
+  ;(item.ctx as { record: Record<string, unknown> }).record = copy
+  item.args[0] = copy
+}
+
+/** Writes a line that waited with its logger's bindings as they were at the call. */
+function writeAsCalled(item: Pending): void {
+  const logger = item.logger as unknown as Record<symbol, unknown>
+  const bindings = logger[chindingsSym]
+  if (item.chindings === bindings) {
+    item.method.apply(item.logger, item.args)
+    return
+  }
+  logger[chindingsSym] = item.chindings
+  try {
+    item.method.apply(item.logger, item.args)
+  } finally {
+    logger[chindingsSym] = bindings
+  }
 }
 
 /**
@@ -518,6 +546,7 @@ function deferredQueue(
       const first = args[0]
       const plain = typeof first === 'object' && first !== null && Object.getPrototypeOf(first) === Object.prototype
       if (plain) record = first as Record<string, unknown>
+      const state = stateOf(logger)
       const item: Pending = {
         ctx: { level, time, record, context: p.context.get() },
         now: time,
@@ -527,6 +556,7 @@ function deferredQueue(
         done: false,
         onReady: undefined,
         logger,
+        state,
         args,
         method,
         chindings: undefined,
@@ -536,23 +566,16 @@ function deferredQueue(
       }
       if (p.closed) p.counters.afterClose++
       // Logged from inside an enricher of this pipeline: written as it is, not enriched again.
-      else if (p.enriching === 0) p.gather(item, stateOf(logger).writeContexts)
-      if (item.waiting !== undefined || queue.busy) {
-        // The line is written later: it shows its objects, format arguments,
-        // errors and bindings as they are now, as pino would have. A line
-        // written at once (every value cached) pays nothing for this.
-        for (let i = 0; i < args.length; i++) args[i] = copyAtCall(args[i])
-        item.chindings = (logger as unknown as Record<symbol, unknown>)[chindingsSym]
-      }
+      else if (p.enriching === 0) p.gather(item, state.writeContexts)
+      // The line is written later: it shows its objects, format arguments,
+      // errors and bindings as they are now, as pino would have. A line
+      // written at once (every value cached) pays nothing for this.
+      if (item.waiting !== undefined || queue.busy) copyAtCallOf(item)
       queue.push(item)
-      if (plain && !item.done && args[0] === first) {
-        // A line written at once was written from the caller's own object, as
-        // pino writes it. One that waits keeps a copy: the caller may change
-        // its object after the call returns, and the line shows it as it was.
-        const copy = assignOwn({}, first as object)
-        ;(item.ctx as { record: Record<string, unknown> }).record = copy
-        args[0] = copy
-      }
+      // A line written at once was written from the caller's own object, as
+      // pino writes it. One that waits keeps a copy: the caller may change
+      // its object after the call returns, and the line shows it as it was.
+      if (plain && !item.done && args[0] === first) copyTopLevel(item, first as object)
       if (exiting) drainAtExit(queue, logger)
       // Written during the call, a line that pino's write refused throws to the caller, as in pino.
       if (item.done && item.failure !== undefined) throw item.failure
