@@ -445,7 +445,7 @@ function copyAtCallOf(item: Pending): void {
   item.chindings = (item.logger as unknown as Record<symbol, unknown>)[chindingsSym]
 }
 
-/** The first argument of a queued line, copied one level deep. */
+/** The record of a queued line copied one level deep, where {@link copyAtCall} kept it by reference. */
 function copyTopLevel(item: Pending, first: object): void {
   const copy = assignOwn({}, first)
   ;(item.ctx as { record: Record<string, unknown> }).record = copy
@@ -572,9 +572,9 @@ function deferredQueue(
       // written at once (every value cached) pays nothing for this.
       if (item.waiting !== undefined || queue.busy) copyAtCallOf(item)
       queue.push(item)
-      // A line written at once was written from the caller's own object, as
-      // pino writes it. One that waits keeps a copy: the caller may change
-      // its object after the call returns, and the line shows it as it was.
+      // Queued with its record kept by reference: copyAtCall gave up on it
+      // (reading it threw: a getter or a Proxy trap somewhere inside). Its top
+      // level is still copied, so a key the caller sets after the call does not show.
       if (plain && !item.done && args[0] === first) copyTopLevel(item, first as object)
       if (exiting) drainAtExit(queue, logger)
       // Written during the call, a line that pino's write refused throws to the caller, as in pino.
