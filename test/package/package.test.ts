@@ -440,6 +440,14 @@ describe('the published package', () => {
     for (const target of targets) expect(packed).toContain(`package/${target.slice(2)}`)
   })
 
+  it('ships no @internal name in its .d.ts files: what README does not list is private, on #fields or symbols', () => {
+    const installed = join(cjsApp, 'node_modules/pino-enrich')
+    const declarations = packed.filter((f) => f.endsWith('.d.ts')).map((f) => f.slice('package/'.length))
+    expect(declarations.length).toBeGreaterThan(10)
+    const tagged = declarations.filter((f) => readFileSync(join(installed, f), 'utf8').includes('@internal'))
+    expect(tagged).toEqual([])
+  })
+
   it('publishes repository, homepage and bugs, and no script that runs at install', () => {
     const manifest = JSON.parse(readFileSync(join(cjsApp, 'node_modules/pino-enrich/package.json'), 'utf8')) as {
       repository?: { url?: string }
