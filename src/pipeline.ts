@@ -8,6 +8,15 @@ import { beginLine, endLine } from './context/line-scope.js'
 import { type ContextSlot, type ContextWriter, ContextWriters, compileContextWriter } from './context/writer.js'
 import { formatMetrics } from './core/metrics.js'
 import {
+  addProblem,
+  mergeProblems,
+  ProblemKind,
+  type Problems,
+  problemOf,
+  slotProblem,
+  withGlobal,
+} from './core/problems.js'
+import {
   type AnyEnricher,
   contextFieldsOf,
   type EnrichContext,
@@ -17,12 +26,14 @@ import {
   isEnricher,
   levelNumber,
 } from './enricher.js'
-import { BreakerOpenError, CachedError, errorKind, InflightLimitError, isEnrichError, TimeoutError } from './errors.js'
+import { errorKind, TimeoutError } from './errors.js'
 import { type Disposer, Emitter, type EventSource } from './events.js'
 import { LatencyWindow } from './latency.js'
 import { buildPinoOptions, type EnrichPinoOptions } from './pino/options.js'
 import { sanitizeFields } from './sanitize.js'
 import { checkMs } from './util/validate.js'
+
+export { ProblemKind, type Problems } from './core/problems.js'
 
 /** Options of {@link createPipeline}. */
 export interface PipelineOptions {
@@ -82,22 +93,6 @@ const SIGNAL_CLOSE_GRACE_MS = 1_000
 const signalHandlers = new Set<(...args: never[]) => unknown>()
 let signalClosing = 0
 let signalExitCode: number | undefined
-
-/** Problem kinds recorded under `errorKey`. */
-export const ProblemKind = {
-  Timeout: 'timeout',
-  Error: 'error',
-  Open: 'open',
-  Stale: 'stale',
-  Pending: 'pending',
-  Invalid: 'invalid',
-  /** The lookup was refused: the enricher's `maxInflight` computes were running. Nothing failed. */
-  Busy: 'busy',
-} as const
-export type ProblemKind = (typeof ProblemKind)[keyof typeof ProblemKind]
-
-/** `{ timeout: ['user'], stale: ['host'] }`: enricher names by problem. */
-export type Problems = Partial<Record<ProblemKind, string[]>>
 
 /** Events of a pipeline. */
 export type PipelineEvent =
@@ -1021,14 +1016,7 @@ export class Pipeline {
 
   /** The record's problems merged with the global ones, or undefined when there are none. @internal */
   problemsFor(local: Problems | undefined): Problems | undefined {
-    const global = this.globalProblems
-    if (local === undefined) return global
-    if (global === undefined) return local
-    const merged = copyProblems(global)
-    for (const [kind, names] of Object.entries(local) as Array<[ProblemKind, string[]]>) {
-      merged[kind] = merged[kind] === undefined ? names : [...(merged[kind] as string[]), ...names]
-    }
-    return merged
+    return withGlobal(this.globalProblems, local)
   }
 
   /**
@@ -1331,72 +1319,11 @@ function toKey(raw: unknown): string | undefined | null {
   return null
 }
 
-function addProblem(problems: Problems | undefined, kind: ProblemKind, name: string): Problems {
-  // Frozen problem sets are shared (memoized); they are copied before a change.
-  const p = problems === undefined ? {} : Object.isFrozen(problems) ? copyProblems(problems) : problems
-  const list = p[kind]
-  if (list === undefined) p[kind] = [name]
-  else if (!list.includes(name)) list.push(name)
-  return p
-}
-
-/** The problem of one enricher, as a shared frozen object when it is the record's first. */
-function slotProblem(problems: Problems | undefined, kind: ProblemKind, slot: Slot): Problems {
-  if (problems !== undefined) return addProblem(problems, kind, slot.name)
-  let memo = slot.memo[kind]
-  if (memo === undefined) {
-    memo = Object.freeze({ [kind]: Object.freeze([slot.name]) }) as Problems
-    slot.memo[kind] = memo
-  }
-  return memo
-}
-
 /** A context value refused by the writer (too long): counted, and the enricher recorded as invalid. */
 function refusedContext(slot: ContextSlot, so: Problems | undefined): Problems {
   const s = slot as Slot
   s.invalid++
   return slotProblem(so, ProblemKind.Invalid, s)
-}
-
-/** `extra`'s problems added to `problems`. */
-function mergeProblems(problems: Problems | undefined, extra: Problems): Problems {
-  if (problems === undefined) return extra
-  let p = problems
-  for (const [kind, names] of Object.entries(extra) as Array<[ProblemKind, string[]]>) {
-    for (const name of names) p = addProblem(p, kind, name)
-  }
-  return p
-}
-
-const serialized = new WeakMap<Problems, string>()
-
-/** JSON of a problem set, remembered for shared (frozen) sets. @internal */
-export function problemsJson(problems: Problems): string {
-  let json = serialized.get(problems)
-  if (json === undefined) {
-    json = JSON.stringify(problems)
-    if (Object.isFrozen(problems)) serialized.set(problems, json)
-  }
-  return json
-}
-
-function copyProblems(p: Problems): Problems {
-  const out: Problems = {}
-  for (const [k, v] of Object.entries(p) as Array<[ProblemKind, string[]]>) out[k] = [...v]
-  return out
-}
-
-/** The problem kind of a failure. */
-export function problemOf(e: unknown): ProblemKind {
-  // Most failures are the backend's own errors: one brand check settles them.
-  if (!isEnrichError(e)) return ProblemKind.Error
-  if (e instanceof CachedError) return e.cause instanceof TimeoutError ? ProblemKind.Timeout : ProblemKind.Error
-  if (e instanceof TimeoutError) return ProblemKind.Timeout
-  if (e instanceof BreakerOpenError) return ProblemKind.Open
-  // Refused before any compute: the backend is not at fault.
-  if (e instanceof InflightLimitError) return ProblemKind.Busy
-  if (isEnrichError(e) && e.code === 'ENRICH_TIMEOUT') return ProblemKind.Timeout
-  return ProblemKind.Error
 }
 
 /** Calls an enricher's own `dispose`, once; its failure is its own. */

@@ -1,6 +1,7 @@
+import { type Problems, problemsJson } from '../core/problems.js'
 import type { EnrichContext, Fields, SpanIds } from '../enricher.js'
 import { LEVELS } from '../enricher.js'
-import { type Pipeline, type Problems, problemsJson, type View, within } from '../pipeline.js'
+import { type Pipeline, type View, within } from '../pipeline.js'
 import { type RedactSpec, type RedactWriter, redactWriter } from '../util/redact.js'
 import { CAPTURE_OPEN, quote, type TransportCapture } from './options.js'
 import { OrderedQueue, type QueuedLine } from './ordered-queue.js'
