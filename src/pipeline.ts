@@ -1,11 +1,11 @@
 import { constants as osConstants } from 'node:os'
 import type { LoggerOptions } from 'pino'
 import type { BreakerState } from './breaker/circuit-breaker.js'
-import { EntryState, SmartCache, type SmartCacheStats } from './cache/smart-cache.js'
+import { EntryState, type SmartCache, type SmartCacheStats } from './cache/smart-cache.js'
 import { type Clock, monotonicClock, systemClock } from './clock.js'
 import { type ContextHelpers, type ContextSource, createContext, type RequestContext } from './context/als.js'
 import { beginLine, endLine } from './context/line-scope.js'
-import { type ContextSlot, type ContextWriter, ContextWriters, compileContextWriter } from './context/writer.js'
+import type { ContextWriter, ContextWriters } from './context/writer.js'
 import { formatMetrics } from './core/metrics.js'
 import {
   addProblem,
@@ -16,24 +16,16 @@ import {
   slotProblem,
   withGlobal,
 } from './core/problems.js'
-import {
-  type AnyEnricher,
-  contextFieldsOf,
-  type EnrichContext,
-  type Enricher,
-  type EnricherFn,
-  type Fields,
-  isEnricher,
-  levelNumber,
-} from './enricher.js'
-import { errorKind, TimeoutError } from './errors.js'
+import { type PipelineEvent, type Prepared, Registry, type Slot, touches } from './core/registry.js'
+import type { AnyEnricher, EnrichContext, Enricher, EnricherFn, Fields } from './enricher.js'
+import { errorKind } from './errors.js'
 import { type Disposer, Emitter, type EventSource } from './events.js'
-import { LatencyWindow } from './latency.js'
 import { buildPinoOptions, type EnrichPinoOptions } from './pino/options.js'
 import { sanitizeFields } from './sanitize.js'
 import { checkMs } from './util/validate.js'
 
 export { ProblemKind, type Problems } from './core/problems.js'
+export type { PipelineEvent } from './core/registry.js'
 
 /** Options of {@link createPipeline}. */
 export interface PipelineOptions {
@@ -94,12 +86,6 @@ const signalHandlers = new Set<(...args: never[]) => unknown>()
 let signalClosing = 0
 let signalExitCode: number | undefined
 
-/** Events of a pipeline. */
-export type PipelineEvent =
-  | { type: 'breaker'; enricher: string; from: BreakerState; to: BreakerState; at: number }
-  | { type: 'error'; enricher: string; code: string; error: unknown }
-  | { type: 'timeout'; enricher: string; timeoutMs: number }
-
 /** Per-enricher figures of {@link Pipeline.stats}. */
 export interface EnricherStats {
   name: string
@@ -159,71 +145,7 @@ export const PIPELINE_DEFAULTS = {
 const GLOBAL_KEY = 'global'
 const KEY_FAILED = Symbol('key failed')
 const EMPTY: Readonly<Record<string, unknown>> = Object.freeze({})
-/** What a line gets in place of a store value that was refused: no fields, the `invalid` problem. */
-const REFUSED_FROM_STORE: Prepared = Object.freeze({ fields: undefined, invalid: true })
 const noop = (): void => {}
-
-/** pino's own keys: enricher output never overrides them. */
-export const CORE_KEYS: readonly string[] = ['level', 'time', 'msg', 'pid', 'hostname']
-
-/** A cached value: sanitized fields plus whether something was dropped. */
-export interface Prepared {
-  readonly fields: Fields | undefined
-  readonly invalid: boolean
-  /** The pipeline's {@link Pipeline.coreGen} when sanitized: a core key added since is filtered on read. */
-  readonly gen?: number
-}
-
-/** @internal One registered enricher. */
-export class Slot {
-  readonly name: string
-  readonly def: Enricher | undefined
-  readonly fn: EnricherFn | undefined
-  readonly cache: SmartCache<Prepared | undefined> | undefined
-  readonly global: boolean
-  readonly minLevel: number
-  readonly allow: ReadonlySet<string> | undefined
-  fallback: Fields | undefined
-  /** A defineContextFields enricher: context keys and the output keys they are written under. */
-  readonly from: readonly string[] | undefined
-  readonly to: readonly string[] | undefined
-  readonly latency = new LatencyWindow()
-  readonly disposers: Disposer[] = []
-  timer: NodeJS.Timeout | undefined
-  /** One frozen `{ kind: [name] }` per kind, reused so a repeated problem costs no allocation. */
-  readonly memo: Partial<Record<ProblemKind, Problems>> = {}
-  /** The last key list a function enricher's flat result was checked with. */
-  flatKeys: string[] | undefined
-  disposed = false
-  /** A background refresh of this global is under way. */
-  kicked = false
-  runs = 0
-  errors = 0
-  timeouts = 0
-  lineTimeouts = 0
-  invalid = 0
-  busy = 0
-
-  constructor(
-    name: string,
-    def: Enricher | undefined,
-    fn: EnricherFn | undefined,
-    cache: SmartCache<Prepared | undefined> | undefined,
-    fallback: Fields | undefined,
-  ) {
-    this.name = name
-    this.def = def
-    this.fn = fn
-    this.cache = cache
-    this.global = def !== undefined && def.key === undefined
-    this.minLevel = def?.minLevel === undefined ? Number.NEGATIVE_INFINITY : levelNumber(def.minLevel)
-    this.allow = def?.fields === undefined ? undefined : new Set(def.fields)
-    this.fallback = fallback
-    const map = contextFieldsOf(fn)
-    this.from = map?.from
-    this.to = map?.to
-  }
-}
 
 /**
  * @internal One line waiting on one enricher. A compute's outcome reaches its
@@ -336,22 +258,43 @@ export class Pipeline {
   /** @internal */ readonly clock: Clock
   /** Deadlines and added delays are measured on this: the injected clock, else a monotonic one. @internal */
   readonly ticks: Clock
-  /** @internal */ readonly coreKeys = new Set<string>(CORE_KEYS)
-  /** Counts core keys added after construction (a logger's `messageKey`). @internal */
-  coreGen = 0
-  readonly #refiltered = new WeakMap<Prepared, Fields | undefined>()
-  /** @internal */ slots: Slot[] = []
-  /** @internal */ keyed: Slot[] = []
-  /** @internal */ fns: Slot[] = []
-  /** @internal */ contexts: Slot[] = []
-  /** @internal */ globals: Slot[] = []
-  /**
-   * Writes every defineContextFields enricher's keys from the request context
-   * into `out`; returns the problems of values it refused, or undefined. @internal
-   */
-  writeContexts: ContextWriter<Problems> = compileContextWriter([], refusedContext)
-  /** The context writer of each logger: leaves out keys the logger's bindings carry. @internal */
-  contextWriters: ContextWriters<Problems> = new ContextWriters([], refusedContext)
+  readonly #registry: Registry
+  /** @internal */
+  get coreKeys(): Set<string> {
+    return this.#registry.coreKeys
+  }
+  /** @internal */
+  get coreGen(): number {
+    return this.#registry.coreGen
+  }
+  /** @internal */
+  get slots(): Slot[] {
+    return this.#registry.slots
+  }
+  /** @internal */
+  get keyed(): Slot[] {
+    return this.#registry.keyed
+  }
+  /** @internal */
+  get fns(): Slot[] {
+    return this.#registry.fns
+  }
+  /** @internal */
+  get contexts(): Slot[] {
+    return this.#registry.contexts
+  }
+  /** @internal */
+  get globals(): Slot[] {
+    return this.#registry.globals
+  }
+  /** @internal */
+  get writeContexts(): ContextWriter<Problems> {
+    return this.#registry.writeContexts
+  }
+  /** @internal */
+  get contextWriters(): ContextWriters<Problems> {
+    return this.#registry.contextWriters
+  }
   /** @internal */ globalProblems: Problems | undefined
   /** @internal */ globalTimeouts: string[] | undefined
   /** @internal */ nextCheck = 0
@@ -380,15 +323,11 @@ export class Pipeline {
   })
   /** @internal */ readonly counters = { enriched: 0, timedOut: 0, dropped: 0, afterClose: 0, maxAddedDelayMs: 0 }
   /** @internal */ readonly closers: Array<() => Promise<void> | void> = []
-  readonly #timeoutMs: number
   readonly #maxFieldBytes: number
-  readonly #maxKeyLength: number
   readonly #events = new Emitter<PipelineEvent>()
-  readonly #byName = new Map<string, Slot>()
   /** Lines waiting on each running compute. */
   readonly #waiters = new WeakMap<Promise<Prepared | undefined>, Set<Waiter>>()
   readonly #allView: View = new View(this, true, undefined)
-  #fnCount = 0
   #closing: Promise<void> | undefined
 
   /** @throws RangeError or TypeError for bad options, quoting the value. */
@@ -408,12 +347,18 @@ export class Pipeline {
     this.errorKey = o.errorKey
     this.closeTimeoutMs = o.closeTimeoutMs
     this.maxPending = o.maxPending
-    this.#timeoutMs = o.timeoutMs
     this.#maxFieldBytes = o.maxFieldBytes
-    this.#maxKeyLength = o.maxKeyLength
     this.clock = options.clock ?? systemClock
     this.ticks = options.clock ?? monotonicClock
-    this.coreKeys.add(this.errorKey)
+    this.#registry = new Registry({
+      clock: this.clock,
+      timeoutMs: o.timeoutMs,
+      maxFieldBytes: o.maxFieldBytes,
+      maxKeyLength: o.maxKeyLength,
+      errorKey: o.errorKey,
+      events: this.#events,
+    })
+    this.#registry.onChange = () => this.prepareGlobals()
     this.context = createContext<RequestContext>(options.context)
     for (const e of options.enrichers ?? []) this.register(e)
   }
@@ -425,46 +370,7 @@ export class Pipeline {
    * @throws TypeError when an enricher of the same name is registered, or the enricher is malformed
    */
   register(enricher: AnyEnricher): Disposer {
-    let slot: Slot
-    if (isEnricher(enricher)) {
-      if (this.#byName.has(enricher.name))
-        throw new TypeError(`an enricher named ${JSON.stringify(enricher.name)} is already registered`)
-      const cache = new SmartCache<Prepared | undefined>({
-        ...refreshTtl(enricher, this.#timeoutMs),
-        ...(enricher.cache ?? {}),
-        name: enricher.name,
-        clock: this.clock,
-        breaker: enricher.breaker ?? {},
-        timeoutMs: enricher.timeoutMs ?? this.#timeoutMs,
-        maxKeyLength: enricher.cache?.maxKeyLength ?? this.#maxKeyLength,
-        // Only with a store: anyone who can write to it can plant a value.
-        ...(enricher.cache?.store === undefined ? {} : { fromStore: (v: unknown) => this.#fromStore(slot, v) }),
-      })
-      const fallback =
-        enricher.fallback === undefined
-          ? undefined
-          : sanitizeFields(enricher.fallback, this.#maxFieldBytes, this.coreKeys, undefined).fields
-      slot = new Slot(enricher.name, enricher, undefined, cache, fallback)
-      const breaker = cache.breaker
-      if (breaker !== undefined) {
-        slot.disposers.push(
-          breaker.onStateChange((c) => {
-            if (this.#events.hasListeners)
-              this.#events.emit({ type: 'breaker', enricher: slot.name, from: c.from, to: c.to, at: c.at })
-          }),
-        )
-      }
-    } else if (typeof enricher === 'function') {
-      const given = (enricher as { enricherName?: unknown }).enricherName
-      const name = typeof given === 'string' && given.length > 0 ? given : enricher.name || `fn${++this.#fnCount}`
-      if (this.#byName.has(name)) throw new TypeError(`an enricher named ${JSON.stringify(name)} is already registered`)
-      slot = new Slot(name, undefined, enricher as EnricherFn, undefined, undefined)
-    } else {
-      throw new TypeError(`an enricher must be made by defineEnricher() or be a function, received ${String(enricher)}`)
-    }
-    this.#byName.set(slot.name, slot)
-    this.slots = [...this.slots, slot]
-    this.#reindex()
+    const slot = this.#registry.add(enricher)
     if (slot.global && !this.closed) {
       this.kick(slot)
       const every = slot.def?.refreshMs
@@ -473,28 +379,7 @@ export class Pipeline {
         slot.timer.unref()
       }
     }
-    return () => this.#unregister(slot)
-  }
-
-  #unregister(slot: Slot): void {
-    if (this.#byName.get(slot.name) !== slot) return
-    this.#byName.delete(slot.name)
-    this.slots = this.slots.filter((s) => s !== slot)
-    if (slot.timer !== undefined) clearInterval(slot.timer)
-    for (const d of slot.disposers) d()
-    slot.cache?.close()
-    disposeEnricher(slot)
-    this.#reindex()
-  }
-
-  #reindex(): void {
-    this.keyed = this.slots.filter((s) => s.def !== undefined && !s.global)
-    this.fns = this.slots.filter((s) => s.fn !== undefined && s.from === undefined)
-    this.contexts = this.slots.filter((s) => s.from !== undefined)
-    this.contextWriters = new ContextWriters(this.contexts, refusedContext)
-    this.writeContexts = this.contextWriters.all
-    this.globals = this.slots.filter((s) => s.global)
-    this.prepareGlobals()
+    return () => this.#registry.remove(slot)
   }
 
   /** The view for these options, made and prepared on first use. @internal */
@@ -514,23 +399,12 @@ export class Pipeline {
    * before are filtered when next read, whatever the order of calls. @internal
    */
   addCoreKey(key: string): void {
-    if (this.coreKeys.has(key)) return
-    this.coreKeys.add(key)
-    this.coreGen++
-    for (const slot of this.slots) {
-      slot.flatKeys = undefined
-      if (slot.fallback !== undefined && key in slot.fallback) slot.fallback = withoutCore(slot.fallback, this.coreKeys)
-    }
-    this.prepareGlobals()
+    this.#registry.addCoreKey(key)
   }
 
   /** A cached value's fields, without core keys added since it was sanitized. @internal */
   fieldsOf(v: Prepared | undefined): Fields | undefined {
-    if (v === undefined || (v.gen ?? 0) === this.coreGen || v.fields === undefined) return v?.fields
-    if (this.#refiltered.has(v)) return this.#refiltered.get(v)
-    const fields = withoutCore(v.fields, this.coreKeys)
-    this.#refiltered.set(v, fields)
-    return fields
+    return this.#registry.fieldsOf(v)
   }
 
   /** Views held now (shared by signature). @internal */
@@ -610,81 +484,9 @@ export class Pipeline {
     this.globalsGen++
   }
 
-  /**
-   * Checks a value read from a shared store as a computed one is checked. A
-   * peer only writes what it sanitized, so anything the sanitizer would
-   * change (a core or `errorKey` key, a key outside `fields`, an unsafe key, a
-   * field over `maxFieldBytes`, another shape) was not written by a peer: it
-   * is refused whole, counted as invalid and served as no fields with the
-   * `invalid` problem, while the key is recomputed here.
-   */
-  #fromStore(slot: Slot, v: unknown): { value: Prepared | undefined; refused?: boolean } {
-    if (v === undefined || v === null) return { value: undefined }
-    if (typeof v === 'object' && !Array.isArray(v)) {
-      const { fields, invalid, gen } = v as { fields?: unknown; invalid?: unknown; gen?: unknown }
-      // A peer's value carries its own `gen` (its core-key generation), meaningless here:
-      // the value is checked against this pipeline's core keys below and stamped with its own.
-      const members = 1 + (fields === undefined ? 0 : 1) + (gen === undefined ? 0 : 1)
-      let shaped =
-        typeof invalid === 'boolean' &&
-        (gen === undefined || Number.isSafeInteger(gen)) &&
-        Object.keys(v).length === members
-      if (shaped && fields !== undefined) {
-        shaped = typeof fields === 'object' && fields !== null && !Array.isArray(fields)
-        for (const key of shaped ? Object.keys(fields as object) : []) {
-          if (this.coreKeys.has(key) || (slot.allow !== undefined && !slot.allow.has(key))) shaped = false
-        }
-      }
-      if (shaped) {
-        const s = sanitizeFields(fields, this.#maxFieldBytes, this.coreKeys, slot.allow)
-        if (s.problem === undefined) {
-          return { value: Object.freeze({ fields: s.fields, invalid: invalid === true, gen: this.coreGen }) }
-        }
-      }
-    }
-    slot.invalid++
-    if (this.#events.hasListeners) {
-      const error = new TypeError('a value read from the shared store was refused')
-      this.#events.emit({ type: 'error', enricher: slot.name, code: 'ENRICH_BAD_RESULT', error })
-    }
-    return { value: REFUSED_FROM_STORE, refused: true }
-  }
-
   /** Runs an enricher's compute and sanitizes its output. @internal */
-  async compute(slot: Slot, key: unknown, ctx: EnrichContext, signal: AbortSignal): Promise<Prepared | undefined> {
-    const def = slot.def as Enricher
-    slot.runs++
-    const started = performance.now()
-    const onAbort = (): void => {
-      const reason: unknown = signal.reason
-      if (reason instanceof TimeoutError) {
-        slot.timeouts++
-        if (this.#events.hasListeners)
-          this.#events.emit({ type: 'timeout', enricher: slot.name, timeoutMs: reason.timeoutMs })
-      }
-    }
-    signal.addEventListener('abort', onAbort, { once: true })
-    try {
-      const result = await def.compute(key, ctx, { signal })
-      const s = sanitizeFields(result, this.#maxFieldBytes, this.coreKeys, slot.allow)
-      if (s.problem !== undefined) {
-        slot.invalid++
-        if (this.#events.hasListeners)
-          this.#events.emit({ type: 'error', enricher: slot.name, code: 'ENRICH_BAD_RESULT', error: s.problem })
-      }
-      // No fields at all is a negative result: cached for negativeTtlMs.
-      if (s.fields === undefined && s.problem === undefined) return undefined
-      return { fields: s.fields, invalid: s.problem !== undefined, gen: this.coreGen }
-    } catch (e) {
-      slot.errors++
-      if (this.#events.hasListeners && !signal.aborted) {
-        this.#events.emit({ type: 'error', enricher: slot.name, code: errorKind(e), error: e })
-      }
-      throw e
-    } finally {
-      signal.removeEventListener('abort', onAbort)
-      slot.latency.record(performance.now() - started)
-    }
+  compute(slot: Slot, key: unknown, ctx: EnrichContext, signal: AbortSignal): Promise<Prepared | undefined> {
+    return this.#registry.compute(slot, key, ctx, signal)
   }
 
   /**
@@ -1155,11 +957,7 @@ export class Pipeline {
     // Only queues with lines left are here: bounded by the lines, not the loggers.
     for (const q of Array.from(this.queues)) q.close()
     for (const c of this.closers) await c()
-    for (const slot of this.slots) {
-      for (const d of slot.disposers) d()
-      slot.cache?.close()
-      disposeEnricher(slot)
-    }
+    for (const slot of this.slots) slot.dispose()
   }
 
   /**
@@ -1319,25 +1117,6 @@ function toKey(raw: unknown): string | undefined | null {
   return null
 }
 
-/** A context value refused by the writer (too long): counted, and the enricher recorded as invalid. */
-function refusedContext(slot: ContextSlot, so: Problems | undefined): Problems {
-  const s = slot as Slot
-  s.invalid++
-  return slotProblem(so, ProblemKind.Invalid, s)
-}
-
-/** Calls an enricher's own `dispose`, once; its failure is its own. */
-function disposeEnricher(slot: Slot): void {
-  const dispose = slot.def?.dispose
-  if (dispose === undefined || slot.disposed) return
-  slot.disposed = true
-  try {
-    dispose()
-  } catch {
-    // Nothing a log pipeline could do about it.
-  }
-}
-
 /** Merges plain objects key by key (arrays and other values replace); returns `target`. */
 function mergeDeep(target: Fields, source: Fields): Fields {
   for (const key of Object.keys(source)) {
@@ -1351,24 +1130,6 @@ function mergeDeep(target: Fields, source: Fields): Fields {
 
 function isPlainObject(v: unknown): v is Fields {
   return typeof v === 'object' && v !== null && !Array.isArray(v)
-}
-
-/** An enricher refreshed every `refreshMs` stays fresh until the refresh after next could have landed. */
-function refreshTtl(e: Enricher, timeoutMs: number): { ttlMs?: number } {
-  return e.refreshMs === undefined ? {} : { ttlMs: 2 * e.refreshMs + (e.timeoutMs ?? timeoutMs) }
-}
-
-/** `fields` without `keys`, the same object when it has none of them; undefined when nothing is left. */
-function withoutCore(fields: Fields, keys: ReadonlySet<string>): Fields | undefined {
-  if (!touches(fields, keys)) return fields
-  const out: Fields = {}
-  for (const k of Object.keys(fields)) if (!keys.has(k)) out[k] = fields[k]
-  return Object.keys(out).length === 0 ? undefined : Object.freeze(out)
-}
-
-function touches(fields: Fields, keys: ReadonlySet<string>): boolean {
-  for (const k of Object.keys(fields)) if (keys.has(k)) return true
-  return false
 }
 
 /**
