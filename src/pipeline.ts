@@ -1,12 +1,11 @@
 import { constants as osConstants } from 'node:os'
 import type { LoggerOptions } from 'pino'
-import type { BreakerState } from './breaker/circuit-breaker.js'
-import { EntryState, type SmartCache, type SmartCacheStats } from './cache/smart-cache.js'
+import { EntryState, type SmartCache } from './cache/smart-cache.js'
 import { type Clock, monotonicClock, systemClock } from './clock.js'
 import { type ContextHelpers, type ContextSource, createContext, type RequestContext } from './context/als.js'
 import { beginLine, endLine } from './context/line-scope.js'
 import type { ContextWriter, ContextWriters } from './context/writer.js'
-import { formatMetrics } from './core/metrics.js'
+import { formatMetrics, type LineCounters, type PipelineStats, statsOf } from './core/metrics.js'
 import {
   addProblem,
   mergeProblems,
@@ -24,6 +23,7 @@ import { buildPinoOptions, type EnrichPinoOptions } from './pino/options.js'
 import { sanitizeFields } from './sanitize.js'
 import { checkMs } from './util/validate.js'
 
+export type { EnricherStats, PipelineStats } from './core/metrics.js'
 export { ProblemKind, type Problems } from './core/problems.js'
 export type { PipelineEvent } from './core/registry.js'
 
@@ -85,45 +85,6 @@ const SIGNAL_CLOSE_GRACE_MS = 1_000
 const signalHandlers = new Set<(...args: never[]) => unknown>()
 let signalClosing = 0
 let signalExitCode: number | undefined
-
-/** Per-enricher figures of {@link Pipeline.stats}. */
-export interface EnricherStats {
-  name: string
-  kind: 'global' | 'keyed' | 'function'
-  cache: SmartCacheStats | undefined
-  breaker: BreakerState | 'none'
-  /** Computes that failed (timeouts included). */
-  errors: number
-  /** Computes that passed `timeoutMs`. */
-  timeouts: number
-  /** Lines written before this enricher answered (deferred mode, `enrich()`). */
-  lineTimeouts: number
-  /** Outputs with dropped or refused fields. */
-  invalid: number
-  /** Lookups refused because `maxInflight` computes were running (problem kind `busy`; no compute ran, nothing failed). */
-  busy: number
-  /** Compute latency over the last 1 024 computes, in ms. */
-  latencyMs: { p50: number; p99: number }
-}
-
-/** What {@link Pipeline.stats} returns. */
-export interface PipelineStats {
-  enrichers: EnricherStats[]
-  records: {
-    /** Lines that went through the pipeline. */
-    enriched: number
-    /** Lines written with at least one enricher timed out. */
-    timedOut: number
-    /** Lines that could not be written. */
-    dropped: number
-    /** Deferred lines waiting now. */
-    pending: number
-    /** Lines logged after `close()`: written, with what was left. */
-    afterClose: number
-    /** Largest delay enrichment added to a line, in ms. */
-    maxAddedDelayMs: number
-  }
-}
 
 /** What {@link Pipeline.ready} reports. */
 export interface ReadyResult {
@@ -321,7 +282,13 @@ export class Pipeline {
   readonly #viewsGone = new FinalizationRegistry<string>((signature) => {
     if (this.#viewsBySignature.get(signature)?.deref() === undefined) this.#viewsBySignature.delete(signature)
   })
-  /** @internal */ readonly counters = { enriched: 0, timedOut: 0, dropped: 0, afterClose: 0, maxAddedDelayMs: 0 }
+  /** @internal */ readonly counters: LineCounters = {
+    enriched: 0,
+    timedOut: 0,
+    dropped: 0,
+    afterClose: 0,
+    maxAddedDelayMs: 0,
+  }
   /** @internal */ readonly closers: Array<() => Promise<void> | void> = []
   readonly #maxFieldBytes: number
   readonly #events = new Emitter<PipelineEvent>()
@@ -1036,31 +1003,7 @@ export class Pipeline {
 
   /** Figures per enricher and per line. Walks the caches: not for a hot path. */
   stats(): PipelineStats {
-    return {
-      enrichers: this.slots.map((s) => {
-        const cache = s.cache?.stats()
-        return {
-          name: s.name,
-          kind: s.fn !== undefined ? 'function' : s.global ? 'global' : 'keyed',
-          cache,
-          breaker: cache?.breaker ?? 'none',
-          errors: s.errors,
-          timeouts: s.timeouts,
-          lineTimeouts: s.lineTimeouts,
-          invalid: s.invalid,
-          busy: s.busy,
-          latencyMs: s.latency.quantiles(),
-        }
-      }),
-      records: {
-        enriched: this.counters.enriched,
-        timedOut: this.counters.timedOut,
-        dropped: this.counters.dropped,
-        pending: this.pendingCount(),
-        afterClose: this.counters.afterClose,
-        maxAddedDelayMs: this.counters.maxAddedDelayMs,
-      },
-    }
+    return statsOf(this.slots, this.counters, this.pendingCount())
   }
 
   /** {@link stats} in the Prometheus text exposition format (0.0.4). */
