@@ -2,9 +2,10 @@ import { constants as osConstants } from 'node:os'
 import type { LoggerOptions } from 'pino'
 import { EntryState, type SmartCache } from './cache/smart-cache.js'
 import { type Clock, monotonicClock, systemClock } from './clock.js'
-import { type ContextHelpers, type ContextSource, createContext, type RequestContext } from './context/als.js'
+import type { ContextHelpers, ContextSource, RequestContext } from './context/als.js'
 import { beginLine, endLine } from './context/line-scope.js'
 import type { ContextWriter, ContextWriters } from './context/writer.js'
+import { type ActiveQueue, Enrichment } from './core/enrichment.js'
 import { formatMetrics, type LineCounters, type PipelineStats, statsOf } from './core/metrics.js'
 import {
   addProblem,
@@ -15,14 +16,15 @@ import {
   slotProblem,
   withGlobal,
 } from './core/problems.js'
-import { type PipelineEvent, type Prepared, Registry, type Slot, touches } from './core/registry.js'
+import { type PipelineEvent, type Prepared, type Registry, type Slot, touches } from './core/registry.js'
 import type { AnyEnricher, EnrichContext, Enricher, EnricherFn, Fields } from './enricher.js'
 import { errorKind } from './errors.js'
-import { type Disposer, Emitter, type EventSource } from './events.js'
+import type { Disposer, Emitter, EventSource } from './events.js'
 import { buildPinoOptions, type EnrichPinoOptions } from './pino/options.js'
 import { sanitizeFields } from './sanitize.js'
 import { checkMs } from './util/validate.js'
 
+export type { ActiveQueue } from './core/enrichment.js'
 export type { EnricherStats, PipelineStats } from './core/metrics.js'
 export { ProblemKind, type Problems } from './core/problems.js'
 export type { PipelineEvent } from './core/registry.js'
@@ -198,13 +200,6 @@ export class View {
   }
 }
 
-/** @internal What the pipeline needs of a deferred queue that has lines waiting. */
-export interface ActiveQueue {
-  readonly size: number
-  whenEmpty(): Promise<void>
-  close(): void
-}
-
 /**
  * A set of enrichers with their caches and breakers, and the ways to put their
  * fields on pino lines. Create with {@link createPipeline}.
@@ -216,10 +211,28 @@ export class Pipeline {
   readonly maxPending: number
   /** The request context that `ctx.context` holds: the pipeline's own AsyncLocalStorage, or the `context` option's. */
   readonly context: ContextHelpers<RequestContext>
-  /** @internal */ readonly clock: Clock
-  /** Deadlines and added delays are measured on this: the injected clock, else a monotonic one. @internal */
-  readonly ticks: Clock
+  readonly #e: Enrichment
   readonly #registry: Registry
+  /** @internal */
+  get clock(): Clock {
+    return this.#e.clock
+  }
+  /** @internal */
+  get ticks(): Clock {
+    return this.#e.ticks
+  }
+  /** @internal */
+  get counters(): LineCounters {
+    return this.#e.counters
+  }
+  /** @internal */
+  get queues(): Set<ActiveQueue> {
+    return this.#e.queues
+  }
+  /** @internal */
+  get closed(): boolean {
+    return this.#e.closed
+  }
   /** @internal */
   get coreKeys(): Set<string> {
     return this.#registry.coreKeys
@@ -257,9 +270,7 @@ export class Pipeline {
     return this.#registry.contextWriters
   }
   /** @internal */ globalProblems: Problems | undefined
-  /** @internal */ globalTimeouts: string[] | undefined
   /** @internal */ nextCheck = 0
-  /** @internal */ closed = false
   /**
    * Above 0 while a line's keyed and function enrichers run: a log call made
    * from inside one (a `key()` or a function that logs) is written without
@@ -271,27 +282,14 @@ export class Pipeline {
   globalValues: ReadonlyArray<{ slot: Slot; fields: Fields }> = []
   /** Changes whenever {@link globalValues} is prepared again; views rebuild when it moved. @internal */
   globalsGen = 0
-  /**
-   * Deferred queues with lines waiting. A queue is here only while it holds
-   * lines, so a dropped logger with nothing pending is not kept alive. @internal
-   */
-  readonly queues = new Set<ActiveQueue>()
   // Views are shared by signature but held weakly: a per-tenant logger's view
   // goes with the logger.
   readonly #viewsBySignature = new Map<string, WeakRef<View>>()
   readonly #viewsGone = new FinalizationRegistry<string>((signature) => {
     if (this.#viewsBySignature.get(signature)?.deref() === undefined) this.#viewsBySignature.delete(signature)
   })
-  /** @internal */ readonly counters: LineCounters = {
-    enriched: 0,
-    timedOut: 0,
-    dropped: 0,
-    afterClose: 0,
-    maxAddedDelayMs: 0,
-  }
-  /** @internal */ readonly closers: Array<() => Promise<void> | void> = []
   readonly #maxFieldBytes: number
-  readonly #events = new Emitter<PipelineEvent>()
+  readonly #events: Emitter<PipelineEvent>
   /** Lines waiting on each running compute. */
   readonly #waiters = new WeakMap<Promise<Prepared | undefined>, Set<Waiter>>()
   readonly #allView: View = new View(this, true, undefined)
@@ -315,18 +313,21 @@ export class Pipeline {
     this.closeTimeoutMs = o.closeTimeoutMs
     this.maxPending = o.maxPending
     this.#maxFieldBytes = o.maxFieldBytes
-    this.clock = options.clock ?? systemClock
-    this.ticks = options.clock ?? monotonicClock
-    this.#registry = new Registry({
-      clock: this.clock,
+    this.#e = new Enrichment(this, {
+      deadlineMs: o.deadlineMs,
+      errorKey: o.errorKey,
+      closeTimeoutMs: o.closeTimeoutMs,
+      maxPending: o.maxPending,
       timeoutMs: o.timeoutMs,
       maxFieldBytes: o.maxFieldBytes,
       maxKeyLength: o.maxKeyLength,
-      errorKey: o.errorKey,
-      events: this.#events,
+      clock: options.clock,
+      context: options.context,
     })
+    this.context = this.#e.context
+    this.#events = this.#e.events
+    this.#registry = this.#e.registry
     this.#registry.onChange = () => this.prepareGlobals()
-    this.context = createContext<RequestContext>(options.context)
     for (const e of options.enrichers ?? []) this.register(e)
   }
 
@@ -381,9 +382,7 @@ export class Pipeline {
 
   /** Deferred lines waiting now, in every queue. @internal */
   pendingCount(): number {
-    let n = 0
-    for (const q of this.queues) n += q.size
-    return n
+    return this.#e.pendingCount()
   }
 
   /**
@@ -896,13 +895,6 @@ export class Pipeline {
    */
   async flush(): Promise<void> {
     if (this.queues.size !== 0) await Promise.all(Array.from(this.queues, (q) => q.whenEmpty()))
-    for (const close of this.#flushers) await close()
-  }
-
-  /** @internal */ readonly #flushers: Array<() => Promise<void>> = []
-  /** @internal */
-  addFlusher(f: () => Promise<void>): void {
-    this.#flushers.push(f)
   }
 
   /**
@@ -920,10 +912,9 @@ export class Pipeline {
     // A close() under way holds the process (closeTimeoutMs at most), so that
     // an awaited close() returns rather than the process exiting under it.
     await within(this.flush(), this.closeTimeoutMs, true)
-    this.closed = true
+    this.#e.closed = true
     // Only queues with lines left are here: bounded by the lines, not the loggers.
     for (const q of Array.from(this.queues)) q.close()
-    for (const c of this.closers) await c()
     for (const slot of this.slots) slot.dispose()
   }
 

@@ -1,0 +1,96 @@
+import { type Clock, monotonicClock, systemClock } from '../clock.js'
+import { type ContextHelpers, type ContextSource, createContext, type RequestContext } from '../context/als.js'
+import { Emitter } from '../events.js'
+import type { LineCounters } from './metrics.js'
+import { type PipelineEvent, Registry } from './registry.js'
+
+/** A pipeline's options, resolved and checked: what its {@link Enrichment} is made with. */
+export interface EnrichmentSettings {
+  readonly deadlineMs: number
+  readonly errorKey: string
+  readonly closeTimeoutMs: number
+  readonly maxPending: number
+  readonly timeoutMs: number
+  readonly maxFieldBytes: number
+  readonly maxKeyLength: number
+  /** The injected clock, if any: then used for deadlines too. */
+  readonly clock: Clock | undefined
+  readonly context: ContextSource | undefined
+}
+
+/** What the pipeline needs of a deferred queue that has lines waiting. */
+export interface ActiveQueue {
+  readonly size: number
+  whenEmpty(): Promise<void>
+  close(): void
+}
+
+/** Each pipeline's enrichment, by the pipeline: reachable by the layers that hold the pipeline, not through it. */
+const byOwner = new WeakMap<object, Enrichment>()
+
+/**
+ * The working part of a pipeline, as the pino layer and the transport worker
+ * receive it: the registry, the counters, the deferred queues with lines
+ * waiting, and the lifecycle state. The Pipeline facade holds one and
+ * delegates to it; nothing here is public API.
+ */
+export class Enrichment {
+  readonly deadlineMs: number
+  readonly errorKey: string
+  readonly closeTimeoutMs: number
+  readonly maxPending: number
+  /** Line times and cache lifetimes. */
+  readonly clock: Clock
+  /** Deadlines and added delays are measured on this: the injected clock, else a monotonic one. */
+  readonly ticks: Clock
+  /** The request context that `ctx.context` holds: the pipeline's own AsyncLocalStorage, or the `context` option's. */
+  readonly context: ContextHelpers<RequestContext>
+  readonly events = new Emitter<PipelineEvent>()
+  readonly registry: Registry
+  readonly counters: LineCounters = { enriched: 0, timedOut: 0, dropped: 0, afterClose: 0, maxAddedDelayMs: 0 }
+  /**
+   * Deferred queues with lines waiting. A queue is here only while it holds
+   * lines, so a dropped logger with nothing pending is not kept alive.
+   */
+  readonly queues = new Set<ActiveQueue>()
+  /** Set once `close()` has written what was pending: later lines are written with what is left. */
+  closed = false
+
+  /** @throws TypeError for a `context` that is neither an AsyncLocalStorage nor a getter */
+  constructor(owner: object, settings: EnrichmentSettings) {
+    this.deadlineMs = settings.deadlineMs
+    this.errorKey = settings.errorKey
+    this.closeTimeoutMs = settings.closeTimeoutMs
+    this.maxPending = settings.maxPending
+    this.clock = settings.clock ?? systemClock
+    this.ticks = settings.clock ?? monotonicClock
+    this.registry = new Registry({
+      clock: this.clock,
+      timeoutMs: settings.timeoutMs,
+      maxFieldBytes: settings.maxFieldBytes,
+      maxKeyLength: settings.maxKeyLength,
+      errorKey: settings.errorKey,
+      events: this.events,
+    })
+    this.context = createContext<RequestContext>(settings.context)
+    byOwner.set(owner, this)
+  }
+
+  /** Deferred lines waiting now, in every queue. */
+  pendingCount(): number {
+    let n = 0
+    for (const q of this.queues) n += q.size
+    return n
+  }
+}
+
+/**
+ * The enrichment of a pipeline, for the layers that are handed the pipeline
+ * itself (the transport worker's loader, tests).
+ * @throws TypeError for anything that is not a pipeline
+ */
+export function enrichmentOf(owner: object): Enrichment {
+  const e = byOwner.get(owner)
+  if (e === undefined) throw new TypeError('not a pipeline made by createPipeline()')
+  return e
+}
