@@ -6,25 +6,20 @@ import type { ContextHelpers, ContextSource, RequestContext } from './context/al
 import { beginLine, endLine } from './context/line-scope.js'
 import type { ContextWriter, ContextWriters } from './context/writer.js'
 import { type ActiveQueue, Enrichment } from './core/enrichment.js'
+import type { Globals, ReadyResult, View } from './core/globals.js'
 import { formatMetrics, type LineCounters, type PipelineStats, statsOf } from './core/metrics.js'
-import {
-  addProblem,
-  mergeProblems,
-  ProblemKind,
-  type Problems,
-  problemOf,
-  slotProblem,
-  withGlobal,
-} from './core/problems.js'
-import { type PipelineEvent, type Prepared, type Registry, type Slot, touches } from './core/registry.js'
+import { addProblem, mergeProblems, ProblemKind, type Problems, problemOf, slotProblem } from './core/problems.js'
+import type { PipelineEvent, Prepared, Registry, Slot } from './core/registry.js'
 import type { AnyEnricher, EnrichContext, Enricher, EnricherFn, Fields } from './enricher.js'
 import { errorKind } from './errors.js'
 import type { Disposer, Emitter, EventSource } from './events.js'
 import { buildPinoOptions, type EnrichPinoOptions } from './pino/options.js'
 import { sanitizeFields } from './sanitize.js'
+import { within } from './util/async.js'
 import { checkMs } from './util/validate.js'
 
 export type { ActiveQueue } from './core/enrichment.js'
+export type { ReadyResult, View } from './core/globals.js'
 export type { EnricherStats, PipelineStats } from './core/metrics.js'
 export { ProblemKind, type Problems } from './core/problems.js'
 export type { PipelineEvent } from './core/registry.js'
@@ -88,13 +83,6 @@ const signalHandlers = new Set<(...args: never[]) => unknown>()
 let signalClosing = 0
 let signalExitCode: number | undefined
 
-/** What {@link Pipeline.ready} reports. */
-export interface ReadyResult {
-  ready: string[]
-  failed: string[]
-  pending: string[]
-}
-
 export const PIPELINE_DEFAULTS = {
   deadlineMs: 10,
   timeoutMs: 1_000,
@@ -105,7 +93,6 @@ export const PIPELINE_DEFAULTS = {
   maxPending: 10_000,
 } as const
 
-const GLOBAL_KEY = 'global'
 const KEY_FAILED = Symbol('key failed')
 const EMPTY: Readonly<Record<string, unknown>> = Object.freeze({})
 const noop = (): void => {}
@@ -135,69 +122,6 @@ export interface Gathering {
   waiting: Waiter[] | undefined
   done: boolean
   onReady: (() => void) | undefined
-}
-
-/**
- * @internal One way of writing prepared globals for a logger's options. Built
- * on first use after the global values change, not when they change: a change
- * costs the same with one logger or a hundred thousand, and each view rebuilds
- * once, on its next line.
- */
-export class View {
-  /** Top-level keys that must go through pino's object path (redact, serializers); `true` for all. */
-  readonly routed: ReadonlySet<string> | true
-  /** The user's `base` fields other than pid and hostname: written beneath the enrichers. */
-  readonly base: Fields | undefined
-  readonly #p: Pipeline
-  #gen = -1
-  #fragment = ''
-  #fragmentFields: Fields = {}
-  #mixinGlobals: Array<{ minLevel: number; fields: Fields }> = []
-
-  constructor(p: Pipeline, routed: ReadonlySet<string> | true, base: Fields | undefined) {
-    this.#p = p
-    this.routed = routed
-    this.base = base
-  }
-
-  /** The globals written as JSON text, `,"key":value` each. */
-  get fragment(): string {
-    if (this.#gen !== this.#p.globalsGen) this.#build()
-    return this.#fragment
-  }
-
-  /** The fields serialized in `fragment`, for a line that must carry them as objects instead. */
-  get fragmentFields(): Fields {
-    if (this.#gen !== this.#p.globalsGen) this.#build()
-    return this.#fragmentFields
-  }
-
-  /** Globals that go through pino's object path, each with its enricher's `minLevel`. */
-  get mixinGlobals(): Array<{ minLevel: number; fields: Fields }> {
-    if (this.#gen !== this.#p.globalsGen) this.#build()
-    return this.#mixinGlobals
-  }
-
-  #build(): void {
-    this.#gen = this.#p.globalsGen
-    // Base first, enrichers over it, objects merged (host.arch from one, host.id
-    // from another): one key each.
-    const merged: Fields = this.base === undefined ? {} : mergeDeep({}, this.base)
-    const always: Fields = {}
-    const mixinGlobals: View['mixinGlobals'] = [{ minLevel: Number.NEGATIVE_INFINITY, fields: always }]
-    const routed = this.routed
-    for (const { slot, fields } of this.#p.globalValues) {
-      if (slot.minLevel !== Number.NEGATIVE_INFINITY) mixinGlobals.push({ minLevel: slot.minLevel, fields })
-      else if (routed !== true && !touches(fields, routed)) mergeDeep(merged, fields)
-      else mergeDeep(always, fields)
-    }
-    if (Object.keys(always).length === 0) mixinGlobals.shift()
-    let fragment = ''
-    for (const key of Object.keys(merged)) fragment += `,${JSON.stringify(key)}:${JSON.stringify(merged[key])}`
-    this.#fragment = fragment
-    this.#fragmentFields = merged
-    this.#mixinGlobals = mixinGlobals
-  }
 }
 
 /**
@@ -269,8 +193,15 @@ export class Pipeline {
   get contextWriters(): ContextWriters<Problems> {
     return this.#registry.contextWriters
   }
-  /** @internal */ globalProblems: Problems | undefined
-  /** @internal */ nextCheck = 0
+  readonly #globals: Globals
+  /** @internal */
+  get globalProblems(): Problems | undefined {
+    return this.#globals.problems
+  }
+  /** @internal */
+  get nextCheck(): number {
+    return this.#globals.nextCheck
+  }
   /**
    * Above 0 while a line's keyed and function enrichers run: a log call made
    * from inside one (a `key()` or a function that logs) is written without
@@ -278,21 +209,10 @@ export class Pipeline {
    * @internal
    */
   enriching = 0
-  /** Global values as last prepared, in registration order. @internal */
-  globalValues: ReadonlyArray<{ slot: Slot; fields: Fields }> = []
-  /** Changes whenever {@link globalValues} is prepared again; views rebuild when it moved. @internal */
-  globalsGen = 0
-  // Views are shared by signature but held weakly: a per-tenant logger's view
-  // goes with the logger.
-  readonly #viewsBySignature = new Map<string, WeakRef<View>>()
-  readonly #viewsGone = new FinalizationRegistry<string>((signature) => {
-    if (this.#viewsBySignature.get(signature)?.deref() === undefined) this.#viewsBySignature.delete(signature)
-  })
   readonly #maxFieldBytes: number
   readonly #events: Emitter<PipelineEvent>
   /** Lines waiting on each running compute. */
   readonly #waiters = new WeakMap<Promise<Prepared | undefined>, Set<Waiter>>()
-  readonly #allView: View = new View(this, true, undefined)
   #closing: Promise<void> | undefined
 
   /** @throws RangeError or TypeError for bad options, quoting the value. */
@@ -327,7 +247,7 @@ export class Pipeline {
     this.context = this.#e.context
     this.#events = this.#e.events
     this.#registry = this.#e.registry
-    this.#registry.onChange = () => this.prepareGlobals()
+    this.#globals = this.#e.globals
     for (const e of options.enrichers ?? []) this.register(e)
   }
 
@@ -339,27 +259,13 @@ export class Pipeline {
    */
   register(enricher: AnyEnricher): Disposer {
     const slot = this.#registry.add(enricher)
-    if (slot.global && !this.closed) {
-      this.kick(slot)
-      const every = slot.def?.refreshMs
-      if (every !== undefined) {
-        slot.timer = setInterval(() => this.kick(slot, true), every)
-        slot.timer.unref()
-      }
-    }
+    if (slot.global) this.#globals.start(slot)
     return () => this.#registry.remove(slot)
   }
 
   /** The view for these options, made and prepared on first use. @internal */
   addView(routed: ReadonlySet<string> | true, base?: Fields): View {
-    // A view is what its routed keys and base make it: loggers with the same options share one.
-    const signature = `${routed === true ? '*' : [...routed].sort().join('\u0000')}|${JSON.stringify(base ?? null)}`
-    const existing = this.#viewsBySignature.get(signature)?.deref()
-    if (existing !== undefined) return existing
-    const view = new View(this, routed, base)
-    this.#viewsBySignature.set(signature, new WeakRef(view))
-    this.#viewsGone.register(view, signature)
-    return view
+    return this.#globals.view(routed, base)
   }
 
   /**
@@ -375,79 +281,14 @@ export class Pipeline {
     return this.#registry.fieldsOf(v)
   }
 
-  /** Views held now (shared by signature). @internal */
-  get viewCount(): number {
-    return this.#viewsBySignature.size
-  }
-
   /** Deferred lines waiting now, in every queue. @internal */
   pendingCount(): number {
     return this.#e.pendingCount()
   }
 
-  /**
-   * Starts a background compute of a global enricher; when one actually ran,
-   * the prepared globals are rebuilt. `force` recomputes a fresh value too.
-   * @internal
-   */
-  kick(slot: Slot, force = false): void {
-    const cache = slot.cache
-    if (cache === undefined || this.closed) return
-    if (!force && cache.peek(GLOBAL_KEY).state === EntryState.Fresh) return
-    // One rebuild per refresh, however many lines or loggers asked for it meanwhile.
-    if (slot.kicked) return
-    slot.kicked = true
-    const before = slot.runs
-    const ctx: EnrichContext = { level: 30, time: this.clock.now(), record: EMPTY, context: undefined }
-    cache
-      .refresh(GLOBAL_KEY, (_k, { signal }) => this.compute(slot, undefined, ctx, signal))
-      .then(() => {
-        slot.kicked = false
-        if (slot.runs !== before) this.prepareGlobals()
-      })
-  }
-
-  /**
-   * Rebuilds what every line gets from global enrichers: the serialized
-   * fragment, the objects the mixin copies, and the global problems. Runs when
-   * a global value changes or its state may have (at `nextCheck`), never per line.
-   * @internal
-   */
+  /** @internal */
   prepareGlobals(): void {
-    const now = this.clock.now()
-    let next = now + 60_000
-    let problems: Problems | undefined
-    const values: Array<{ slot: Slot; fields: Fields }> = []
-    for (const slot of this.globals) {
-      const cache = slot.cache as SmartCache<Prepared | undefined>
-      const p = cache.peek(GLOBAL_KEY)
-      let fields: Fields | undefined
-      if (p.state === EntryState.Fresh || p.state === EntryState.Stale) {
-        fields = this.fieldsOf(p.value)
-        if (p.value?.invalid) problems = addProblem(problems, ProblemKind.Invalid, slot.name)
-        if (p.state === EntryState.Stale) {
-          problems = addProblem(problems, ProblemKind.Stale, slot.name)
-          if (p.error === undefined) this.kick(slot)
-        }
-      } else {
-        fields = slot.fallback
-        if (p.state === EntryState.Error) {
-          problems = addProblem(problems, problemOf(p.error), slot.name)
-        } else {
-          const open = cache.breaker?.state === 'open'
-          problems = addProblem(problems, open ? ProblemKind.Open : ProblemKind.Pending, slot.name)
-          if (!open) this.kick(slot)
-          next = Math.min(next, open ? (cache.breaker?.retryAt ?? now + 1000) : now + 1000)
-        }
-      }
-      if (p.until !== undefined) next = Math.min(next, p.until)
-      if (fields !== undefined) values.push({ slot, fields })
-    }
-    if (problems !== undefined) Object.freeze(problems)
-    this.globalProblems = problems
-    this.nextCheck = next
-    this.globalValues = values
-    this.globalsGen++
+    this.#globals.prepare()
   }
 
   /** Runs an enricher's compute and sanitizes its output. @internal */
@@ -646,7 +487,7 @@ export class Pipeline {
 
   /** Copies every global value for a record of `level` into `out`. @internal */
   assignGlobals(level: number, out: Fields): void {
-    for (const g of this.#allView.mixinGlobals) if (level >= g.minLevel) Object.assign(out, g.fields)
+    this.#globals.assign(level, out)
   }
 
   /** Merges a gathering's parts into `out` in registration order. @internal */
@@ -784,7 +625,7 @@ export class Pipeline {
 
   /** The record's problems merged with the global ones, or undefined when there are none. @internal */
   problemsFor(local: Problems | undefined): Problems | undefined {
-    return withGlobal(this.globalProblems, local)
+    return this.#globals.problemsFor(local)
   }
 
   /**
@@ -826,7 +667,7 @@ export class Pipeline {
     const finish = (): Fields => {
       g.done = true
       const out: Fields = {}
-      for (const m of this.#allView.mixinGlobals) if (full.level >= m.minLevel) Object.assign(out, m.fields)
+      this.assignGlobals(full.level, out)
       this.mergeParts(g, out)
       const problems = this.problemsFor(g.problems)
       if (problems !== undefined) out[this.errorKey] = problems
@@ -856,27 +697,7 @@ export class Pipeline {
   async ready(options: { timeoutMs?: number } = {}): Promise<ReadyResult> {
     const timeoutMs = options.timeoutMs ?? 1_000
     checkMs('timeoutMs', timeoutMs)
-    const ctx: EnrichContext = { level: 30, time: this.clock.now(), record: EMPTY, context: undefined }
-    const outcome = new Map<string, 'ready' | 'failed'>()
-    const all = Promise.all(
-      this.globals.map((slot) =>
-        (slot.cache as SmartCache<Prepared | undefined>)
-          .getOrCompute(GLOBAL_KEY, (_k, { signal }) => this.compute(slot, undefined, ctx, signal))
-          .then(
-            () => outcome.set(slot.name, 'ready'),
-            () => outcome.set(slot.name, 'failed'),
-          ),
-      ),
-    )
-    // Held on a ref'd timer: an awaited ready() returns rather than the process exiting under it.
-    await within(all, timeoutMs, true)
-    this.prepareGlobals()
-    const result: ReadyResult = { ready: [], failed: [], pending: [] }
-    for (const slot of this.globals) {
-      const o = outcome.get(slot.name)
-      result[o ?? 'pending'].push(slot.name)
-    }
-    return result
+    return this.#globals.warm(timeoutMs)
   }
 
   /**
@@ -913,6 +734,7 @@ export class Pipeline {
     // an awaited close() returns rather than the process exiting under it.
     await within(this.flush(), this.closeTimeoutMs, true)
     this.#e.closed = true
+    this.#globals.close()
     // Only queues with lines left are here: bounded by the lines, not the loggers.
     for (const q of Array.from(this.queues)) q.close()
     for (const slot of this.slots) slot.dispose()
@@ -1025,45 +847,12 @@ function fullContext(ctx: Partial<EnrichContext>, p: Pipeline): EnrichContext {
   }
 }
 
-/** Waits for `promise` (ignoring its outcome) at most `ms`, on a timer that is unref'd unless `ref`. @internal */
-export function within(promise: Promise<unknown>, ms: number, ref = false): Promise<void> {
-  return new Promise<void>((resolve) => {
-    const timer = setTimeout(resolve, ms)
-    if (!ref) timer.unref()
-    promise.then(
-      () => {
-        clearTimeout(timer)
-        resolve()
-      },
-      () => {
-        clearTimeout(timer)
-        resolve()
-      },
-    )
-  })
-}
-
 /** A cache key from a key function's result: undefined to skip, null when unusable. */
 function toKey(raw: unknown): string | undefined | null {
   if (raw === undefined || raw === null) return undefined
   if (typeof raw === 'string') return raw
   if (typeof raw === 'number' || typeof raw === 'bigint' || typeof raw === 'boolean') return String(raw)
   return null
-}
-
-/** Merges plain objects key by key (arrays and other values replace); returns `target`. */
-function mergeDeep(target: Fields, source: Fields): Fields {
-  for (const key of Object.keys(source)) {
-    const v = source[key]
-    const t = target[key]
-    if (isPlainObject(v) && isPlainObject(t)) target[key] = mergeDeep(mergeDeep({}, t), v)
-    else target[key] = isPlainObject(v) ? mergeDeep({}, v) : v
-  }
-  return target
-}
-
-function isPlainObject(v: unknown): v is Fields {
-  return typeof v === 'object' && v !== null && !Array.isArray(v)
 }
 
 /**

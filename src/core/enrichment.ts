@@ -1,6 +1,7 @@
 import { type Clock, monotonicClock, systemClock } from '../clock.js'
 import { type ContextHelpers, type ContextSource, createContext, type RequestContext } from '../context/als.js'
 import { Emitter } from '../events.js'
+import { Globals } from './globals.js'
 import type { LineCounters } from './metrics.js'
 import { type PipelineEvent, Registry } from './registry.js'
 
@@ -47,6 +48,7 @@ export class Enrichment {
   readonly context: ContextHelpers<RequestContext>
   readonly events = new Emitter<PipelineEvent>()
   readonly registry: Registry
+  readonly globals: Globals
   readonly counters: LineCounters = { enriched: 0, timedOut: 0, dropped: 0, afterClose: 0, maxAddedDelayMs: 0 }
   /**
    * Deferred queues with lines waiting. A queue is here only while it holds
@@ -72,6 +74,8 @@ export class Enrichment {
       errorKey: settings.errorKey,
       events: this.events,
     })
+    this.globals = new Globals(this.registry, this.clock)
+    this.registry.onChange = () => this.globals.prepare()
     this.context = createContext<RequestContext>(settings.context)
     byOwner.set(owner, this)
   }
