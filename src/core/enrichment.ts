@@ -3,6 +3,7 @@ import { type ContextHelpers, type ContextSource, createContext, type RequestCon
 import { Emitter } from '../events.js'
 import { Globals } from './globals.js'
 import type { LineCounters } from './metrics.js'
+import type { ActiveQueue } from './ordered-queue.js'
 import { type PipelineEvent, Registry } from './registry.js'
 
 /** A pipeline's options, resolved and checked: what its {@link Enrichment} is made with. */
@@ -17,13 +18,6 @@ export interface EnrichmentSettings {
   /** The injected clock, if any: then used for deadlines too. */
   readonly clock: Clock | undefined
   readonly context: ContextSource | undefined
-}
-
-/** What the pipeline needs of a deferred queue that has lines waiting. */
-export interface ActiveQueue {
-  readonly size: number
-  whenEmpty(): Promise<void>
-  close(): void
 }
 
 /** Each pipeline's enrichment, by the pipeline: reachable by the layers that hold the pipeline, not through it. */

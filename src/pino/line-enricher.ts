@@ -1,13 +1,17 @@
+import { OrderedQueue, type QueuedLine } from '../core/ordered-queue.js'
 import { type Problems, problemsJson } from '../core/problems.js'
 import type { EnrichContext, Fields, SpanIds } from '../enricher.js'
 import { LEVELS } from '../enricher.js'
-import type { Pipeline, View } from '../pipeline.js'
+import type { Gathering, Pipeline, View } from '../pipeline.js'
 import { within } from '../util/async.js'
 import { type RedactSpec, type RedactWriter, redactWriter } from '../util/redact.js'
 import { CAPTURE_OPEN, quote, type TransportCapture } from './options.js'
-import { OrderedQueue, type QueuedLine } from './ordered-queue.js'
 
-interface Line extends QueuedLine {
+interface Line extends Gathering {
+  /** Time after which the line is written with what is ready (see {@link QueuedLine}). */
+  deadline: number
+  /** Time from which the delay added to the line is measured. */
+  start: number
   /** Fast path: the line up to its time, and the rest without our capture, with its line ending. */
   head: string | undefined
   rest: string | undefined

@@ -1,12 +1,12 @@
 import { tracingChannel } from 'node:diagnostics_channel'
 import { createRequire } from 'node:module'
 import pino, { type LoggerOptions } from 'pino'
+import { OrderedQueue, type QueuedLine } from '../core/ordered-queue.js'
 import { type Problems, problemsJson } from '../core/problems.js'
 import type { EnrichContext, Fields } from '../enricher.js'
 import type { Gathering, Pipeline, View } from '../pipeline.js'
 import { copyAtCall } from '../util/copy.js'
 import { destinationWatch } from './destination.js'
-import { OrderedQueue, type QueuedLine } from './ordered-queue.js'
 
 /** How enrichment reaches pino's lines. */
 export const PinoMode = {
@@ -42,7 +42,11 @@ export interface EnrichPinoOptions extends LoggerOptions {
 
 type LogMethod = (this: pino.Logger, ...args: unknown[]) => void
 
-interface Pending extends QueuedLine {
+interface Pending extends Gathering {
+  /** Time after which the line is written with what is ready (see {@link QueuedLine}). */
+  deadline: number
+  /** Time from which the delay added to the line is measured. */
+  start: number
   logger: pino.Logger
   args: unknown[]
   method: LogMethod
