@@ -1,4 +1,3 @@
-import { constants as osConstants } from 'node:os'
 import type { LoggerOptions } from 'pino'
 import { EntryState, type SmartCache } from './cache/smart-cache.js'
 import { type Clock, monotonicClock, systemClock } from './clock.js'
@@ -11,18 +10,19 @@ import { formatMetrics, type LineCounters, type PipelineStats, statsOf } from '.
 import type { ActiveQueue } from './core/ordered-queue.js'
 import { addProblem, mergeProblems, ProblemKind, type Problems, problemOf, slotProblem } from './core/problems.js'
 import type { PipelineEvent, Prepared, Registry, Slot } from './core/registry.js'
+import { type HandleSignalsOptions, handleSignals } from './core/signals.js'
 import type { AnyEnricher, EnrichContext, Enricher, EnricherFn, Fields } from './enricher.js'
 import { errorKind } from './errors.js'
 import type { Disposer, Emitter, EventSource } from './events.js'
 import { buildPinoOptions, type EnrichPinoOptions } from './pino/options.js'
 import { sanitizeFields } from './sanitize.js'
-import { within } from './util/async.js'
 import { checkMs } from './util/validate.js'
 
 export type { ReadyResult, View } from './core/globals.js'
 export type { EnricherStats, PipelineStats } from './core/metrics.js'
 export { ProblemKind, type Problems } from './core/problems.js'
 export type { PipelineEvent } from './core/registry.js'
+export type { HandleSignalsOptions } from './core/signals.js'
 
 /** Options of {@link createPipeline}. */
 export interface PipelineOptions {
@@ -62,26 +62,6 @@ export interface PipelineOptions {
    */
   context?: ContextSource
 }
-
-/** Options of {@link Pipeline.handleSignals}. */
-export interface HandleSignalsOptions {
-  /**
-   * Exit with 128 + the signal number once the close is done. Default: only
-   * when no other listener for the signal is installed; beside the
-   * application's own handler, the exit is left to it.
-   */
-  exit?: boolean
-}
-
-/**
- * How long past `closeTimeoutMs` a signal's close may take (closing caches and
- * enrichers once the pending lines are written) before handleSignals goes on, in ms.
- */
-const SIGNAL_CLOSE_GRACE_MS = 1_000
-/** The listeners handleSignals() installed, of every pipeline, and how many of their closes run. */
-const signalHandlers = new Set<(...args: never[]) => unknown>()
-let signalClosing = 0
-let signalExitCode: number | undefined
 
 export const PIPELINE_DEFAULTS = {
   deadlineMs: 10,
@@ -213,7 +193,6 @@ export class Pipeline {
   readonly #events: Emitter<PipelineEvent>
   /** Lines waiting on each running compute. */
   readonly #waiters = new WeakMap<Promise<Prepared | undefined>, Set<Waiter>>()
-  #closing: Promise<void> | undefined
 
   /** @throws RangeError or TypeError for bad options, quoting the value. */
   constructor(options: PipelineOptions = {}) {
@@ -714,8 +693,8 @@ export class Pipeline {
    * Writes every pending deferred line, waiting at most their deadlines
    * (`deadlineMs` after the last call). While it waits it keeps the process alive.
    */
-  async flush(): Promise<void> {
-    if (this.queues.size !== 0) await Promise.all(Array.from(this.queues, (q) => q.whenEmpty()))
+  flush(): Promise<void> {
+    return this.#e.flush()
   }
 
   /**
@@ -724,20 +703,7 @@ export class Pipeline {
    * the process alive; lines logged later are written with what was left.
    */
   close(): Promise<void> {
-    this.#closing ??= this.#close()
-    return this.#closing
-  }
-
-  async #close(): Promise<void> {
-    for (const slot of this.slots) if (slot.timer !== undefined) clearInterval(slot.timer)
-    // A close() under way holds the process (closeTimeoutMs at most), so that
-    // an awaited close() returns rather than the process exiting under it.
-    await within(this.flush(), this.closeTimeoutMs, true)
-    this.#e.closed = true
-    this.#globals.close()
-    // Only queues with lines left are here: bounded by the lines, not the loggers.
-    for (const q of Array.from(this.queues)) q.close()
-    for (const slot of this.slots) slot.dispose()
+    return this.#e.close()
   }
 
   /**
@@ -763,37 +729,7 @@ export class Pipeline {
     signals: readonly NodeJS.Signals[] = ['SIGTERM', 'SIGINT'],
     options: HandleSignalsOptions = {},
   ): Disposer {
-    if (!Array.isArray(signals) || signals.some((s) => osConstants.signals[s as NodeJS.Signals] === undefined)) {
-      throw new TypeError(`signals must be an array of signal names such as 'SIGTERM', received ${String(signals)}`)
-    }
-    const exit = options.exit
-    if (exit !== undefined && typeof exit !== 'boolean') {
-      throw new TypeError(`exit must be a boolean, received ${JSON.stringify(exit)}`)
-    }
-    let closing = false
-    const handler = (signal: NodeJS.Signals): void => {
-      // Kept, not once(): while a listener remains, a second signal cannot take Node's default action.
-      if (closing) return
-      closing = true
-      // Another pipeline's handleSignals() is no application handler: it would leave the exit to us, we to it.
-      const others = process.listeners(signal).some((l) => !signalHandlers.has(l))
-      const code = 128 + (osConstants.signals[signal] ?? 15)
-      signalClosing++
-      within(this.close(), this.closeTimeoutMs + SIGNAL_CLOSE_GRACE_MS, true).then(() => {
-        dispose()
-        signalClosing--
-        if (exit ?? !others) signalExitCode ??= code
-        // process.exit runs pino's own exit flush of its destinations; it waits for every pipeline closing.
-        if (signalClosing === 0 && signalExitCode !== undefined) process.exit(signalExitCode)
-      })
-    }
-    signalHandlers.add(handler)
-    for (const s of signals) process.on(s, handler)
-    const dispose = (): void => {
-      signalHandlers.delete(handler)
-      for (const s of signals) process.removeListener(s, handler)
-    }
-    return dispose
+    return handleSignals(() => this.close(), this.closeTimeoutMs, signals, options)
   }
 
   /** Listens to every pipeline event; returns a disposer. */

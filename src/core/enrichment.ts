@@ -1,6 +1,7 @@
 import { type Clock, monotonicClock, systemClock } from '../clock.js'
 import { type ContextHelpers, type ContextSource, createContext, type RequestContext } from '../context/als.js'
 import { Emitter } from '../events.js'
+import { within } from '../util/async.js'
 import { Globals } from './globals.js'
 import type { LineCounters } from './metrics.js'
 import type { ActiveQueue } from './ordered-queue.js'
@@ -51,6 +52,7 @@ export class Enrichment {
   readonly queues = new Set<ActiveQueue>()
   /** Set once `close()` has written what was pending: later lines are written with what is left. */
   closed = false
+  #closing: Promise<void> | undefined
 
   /** @throws TypeError for a `context` that is neither an AsyncLocalStorage nor a getter */
   constructor(owner: object, settings: EnrichmentSettings) {
@@ -72,6 +74,32 @@ export class Enrichment {
     this.registry.onChange = () => this.globals.prepare()
     this.context = createContext<RequestContext>(settings.context)
     byOwner.set(owner, this)
+  }
+
+  /** Writes every pending deferred line, waiting at most their deadlines. */
+  async flush(): Promise<void> {
+    if (this.queues.size !== 0) await Promise.all(Array.from(this.queues, (q) => q.whenEmpty()))
+  }
+
+  /**
+   * Stops refresh timers, writes pending lines and aborts running computes,
+   * taking at most `closeTimeoutMs`; once, however often it is called.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#close()
+    return this.#closing
+  }
+
+  async #close(): Promise<void> {
+    for (const slot of this.registry.slots) if (slot.timer !== undefined) clearInterval(slot.timer)
+    // A close() under way holds the process (closeTimeoutMs at most), so that
+    // an awaited close() returns rather than the process exiting under it.
+    await within(this.flush(), this.closeTimeoutMs, true)
+    this.closed = true
+    this.globals.close()
+    // Only queues with lines left are here: bounded by the lines, not the loggers.
+    for (const q of Array.from(this.queues)) q.close()
+    for (const slot of this.registry.slots) slot.dispose()
   }
 
   /** Deferred lines waiting now, in every queue. */
