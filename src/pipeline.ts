@@ -3,11 +3,11 @@ import { EntryState, type SmartCache } from './cache/smart-cache.js'
 import { type Clock, monotonicClock, systemClock } from './clock.js'
 import type { ContextHelpers, ContextSource, RequestContext } from './context/als.js'
 import { beginLine, endLine } from './context/line-scope.js'
-import type { ContextWriter, ContextWriters } from './context/writer.js'
+import type { ContextWriter } from './context/writer.js'
 import { Enrichment } from './core/enrichment.js'
-import type { Globals, ReadyResult, View } from './core/globals.js'
+import type { Globals, ReadyResult } from './core/globals.js'
+import type { Gathering, Waiter } from './core/line.js'
 import { formatMetrics, type LineCounters, type PipelineStats, statsOf } from './core/metrics.js'
-import type { ActiveQueue } from './core/ordered-queue.js'
 import { addProblem, mergeProblems, ProblemKind, type Problems, problemOf, slotProblem } from './core/problems.js'
 import type { PipelineEvent, Prepared, Registry, Slot } from './core/registry.js'
 import { type HandleSignalsOptions, handleSignals } from './core/signals.js'
@@ -19,6 +19,7 @@ import { sanitizeFields } from './sanitize.js'
 import { checkMs } from './util/validate.js'
 
 export type { ReadyResult, View } from './core/globals.js'
+export type { Gathering } from './core/line.js'
 export type { EnricherStats, PipelineStats } from './core/metrics.js'
 export { ProblemKind, type Problems } from './core/problems.js'
 export type { PipelineEvent } from './core/registry.js'
@@ -78,33 +79,6 @@ const EMPTY: Readonly<Record<string, unknown>> = Object.freeze({})
 const noop = (): void => {}
 
 /**
- * @internal One line waiting on one enricher. A compute's outcome reaches its
- * lines only through its waiter set, which forgets a line once it is written:
- * a compute that hangs keeps nothing alive of the lines it timed out.
- */
-export interface Waiter {
-  readonly slot: Slot
-  readonly i: number
-  readonly g: Gathering
-  readonly stale: boolean
-  readonly set: Set<Waiter>
-}
-
-/** @internal Where one line's enrichment is gathered. */
-export interface Gathering {
-  ctx: EnrichContext
-  /** The cache clock's time when the line was taken: freshness is judged at it. */
-  now: number
-  /** Each enricher's output by its position (keyed, then functions), merged in that order whatever order they arrive in. */
-  parts: Array<Fields | undefined>
-  problems: Problems | undefined
-  /** Enrichers still awaited, with their positions in `parts`. */
-  waiting: Waiter[] | undefined
-  done: boolean
-  onReady: (() => void) | undefined
-}
-
-/**
  * A set of enrichers with their caches and breakers, and the ways to put their
  * fields on pino lines. Create with {@link createPipeline}.
  */
@@ -122,20 +96,8 @@ export class Pipeline {
     return this.#e.clock
   }
   /** @internal */
-  get ticks(): Clock {
-    return this.#e.ticks
-  }
-  /** @internal */
   get counters(): LineCounters {
     return this.#e.counters
-  }
-  /** @internal */
-  get queues(): Set<ActiveQueue> {
-    return this.#e.queues
-  }
-  /** @internal */
-  get closed(): boolean {
-    return this.#e.closed
   }
   /** @internal */
   get coreKeys(): Set<string> {
@@ -144,10 +106,6 @@ export class Pipeline {
   /** @internal */
   get coreGen(): number {
     return this.#registry.coreGen
-  }
-  /** @internal */
-  get slots(): Slot[] {
-    return this.#registry.slots
   }
   /** @internal */
   get keyed(): Slot[] {
@@ -162,22 +120,10 @@ export class Pipeline {
     return this.#registry.contexts
   }
   /** @internal */
-  get globals(): Slot[] {
-    return this.#registry.globals
-  }
-  /** @internal */
   get writeContexts(): ContextWriter<Problems> {
     return this.#registry.writeContexts
   }
-  /** @internal */
-  get contextWriters(): ContextWriters<Problems> {
-    return this.#registry.contextWriters
-  }
   readonly #globals: Globals
-  /** @internal */
-  get globalProblems(): Problems | undefined {
-    return this.#globals.problems
-  }
   /** @internal */
   get nextCheck(): number {
     return this.#globals.nextCheck
@@ -212,17 +158,21 @@ export class Pipeline {
     this.closeTimeoutMs = o.closeTimeoutMs
     this.maxPending = o.maxPending
     this.#maxFieldBytes = o.maxFieldBytes
-    this.#e = new Enrichment(this, {
-      deadlineMs: o.deadlineMs,
-      errorKey: o.errorKey,
-      closeTimeoutMs: o.closeTimeoutMs,
-      maxPending: o.maxPending,
-      timeoutMs: o.timeoutMs,
-      maxFieldBytes: o.maxFieldBytes,
-      maxKeyLength: o.maxKeyLength,
-      clock: options.clock,
-      context: options.context,
-    })
+    this.#e = new Enrichment(
+      this,
+      {
+        deadlineMs: o.deadlineMs,
+        errorKey: o.errorKey,
+        closeTimeoutMs: o.closeTimeoutMs,
+        maxPending: o.maxPending,
+        timeoutMs: o.timeoutMs,
+        maxFieldBytes: o.maxFieldBytes,
+        maxKeyLength: o.maxKeyLength,
+        clock: options.clock,
+        context: options.context,
+      },
+      this,
+    )
     this.context = this.#e.context
     this.#events = this.#e.events
     this.#registry = this.#e.registry
@@ -242,27 +192,9 @@ export class Pipeline {
     return () => this.#registry.remove(slot)
   }
 
-  /** The view for these options, made and prepared on first use. @internal */
-  addView(routed: ReadonlySet<string> | true, base?: Fields): View {
-    return this.#globals.view(routed, base)
-  }
-
-  /**
-   * Adds a key enrichers never write (a logger's `messageKey`). Values cached
-   * before are filtered when next read, whatever the order of calls. @internal
-   */
-  addCoreKey(key: string): void {
-    this.#registry.addCoreKey(key)
-  }
-
   /** A cached value's fields, without core keys added since it was sanitized. @internal */
   fieldsOf(v: Prepared | undefined): Fields | undefined {
     return this.#registry.fieldsOf(v)
-  }
-
-  /** Deferred lines waiting now, in every queue. @internal */
-  pendingCount(): number {
-    return this.#e.pendingCount()
   }
 
   /** @internal */
@@ -686,7 +618,7 @@ export class Pipeline {
    * @throws TypeError for an unknown `mode`
    */
   pinoOptions(options?: EnrichPinoOptions): LoggerOptions {
-    return buildPinoOptions(this, options)
+    return buildPinoOptions(this.#e, options)
   }
 
   /**
@@ -752,7 +684,7 @@ export class Pipeline {
 
   /** Figures per enricher and per line. Walks the caches: not for a hot path. */
   stats(): PipelineStats {
-    return statsOf(this.slots, this.counters, this.pendingCount())
+    return statsOf(this.#registry.slots, this.#e.counters, this.#e.pendingCount())
   }
 
   /** {@link stats} in the Prometheus text exposition format (0.0.4). */

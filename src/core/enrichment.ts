@@ -1,10 +1,14 @@
 import { type Clock, monotonicClock, systemClock } from '../clock.js'
 import { type ContextHelpers, type ContextSource, createContext, type RequestContext } from '../context/als.js'
+import type { ContextWriter } from '../context/writer.js'
+import type { EnrichContext, Fields } from '../enricher.js'
 import { Emitter } from '../events.js'
 import { within } from '../util/async.js'
 import { Globals } from './globals.js'
+import type { Gathering } from './line.js'
 import type { LineCounters } from './metrics.js'
-import type { ActiveQueue } from './ordered-queue.js'
+import type { ActiveQueue, QueueHost } from './ordered-queue.js'
+import type { Problems } from './problems.js'
 import { type PipelineEvent, Registry } from './registry.js'
 
 /** A pipeline's options, resolved and checked: what its {@link Enrichment} is made with. */
@@ -21,6 +25,40 @@ export interface EnrichmentSettings {
   readonly context: ContextSource | undefined
 }
 
+/**
+ * The log path's read of keyed and function enrichers, and what becomes of
+ * a line's gathering: what the pino layer and the transport call per line.
+ */
+export interface LinePath {
+  /**
+   * Above 0 while a line's keyed and function enrichers run: a log call made
+   * from inside one (a `key()` or a function that logs) is written without
+   * enrichment, once, instead of re-entering it line after line.
+   */
+  readonly enriching: number
+  /**
+   * Adds what keyed and function enrichers have ready now to `out`, starting
+   * background refreshes for what is missing or stale. Never waits. Returns the
+   * problems met, or undefined.
+   */
+  collectNow(
+    ctx: EnrichContext,
+    out: Fields,
+    into: Problems | undefined,
+    now: number,
+    writeContexts?: ContextWriter<Problems>,
+  ): Problems | undefined
+  /**
+   * Gathers a line's enrichment: what is ready now synchronously, the rest as
+   * it arrives until `done` is set. `onReady` runs once nothing is awaited.
+   */
+  gather(g: Gathering, writeContexts?: ContextWriter<Problems>): void
+  /** Marks what a gathering still waits for as timed out. */
+  timeOut(g: Gathering): void
+  /** Merges a gathering's parts into `out` in registration order. */
+  mergeParts(g: Gathering, out: Fields): void
+}
+
 /** Each pipeline's enrichment, by the pipeline: reachable by the layers that hold the pipeline, not through it. */
 const byOwner = new WeakMap<object, Enrichment>()
 
@@ -30,7 +68,7 @@ const byOwner = new WeakMap<object, Enrichment>()
  * waiting, and the lifecycle state. The Pipeline facade holds one and
  * delegates to it; nothing here is public API.
  */
-export class Enrichment {
+export class Enrichment implements QueueHost<Gathering> {
   readonly deadlineMs: number
   readonly errorKey: string
   readonly closeTimeoutMs: number
@@ -44,6 +82,8 @@ export class Enrichment {
   readonly events = new Emitter<PipelineEvent>()
   readonly registry: Registry
   readonly globals: Globals
+  /** The read of keyed and function enrichers and the gathering of lines. */
+  readonly collect: LinePath
   readonly counters: LineCounters = { enriched: 0, timedOut: 0, dropped: 0, afterClose: 0, maxAddedDelayMs: 0 }
   /**
    * Deferred queues with lines waiting. A queue is here only while it holds
@@ -55,7 +95,8 @@ export class Enrichment {
   #closing: Promise<void> | undefined
 
   /** @throws TypeError for a `context` that is neither an AsyncLocalStorage nor a getter */
-  constructor(owner: object, settings: EnrichmentSettings) {
+  constructor(owner: object, settings: EnrichmentSettings, collect: LinePath) {
+    this.collect = collect
     this.deadlineMs = settings.deadlineMs
     this.errorKey = settings.errorKey
     this.closeTimeoutMs = settings.closeTimeoutMs
@@ -74,6 +115,11 @@ export class Enrichment {
     this.registry.onChange = () => this.globals.prepare()
     this.context = createContext<RequestContext>(settings.context)
     byOwner.set(owner, this)
+  }
+
+  /** For the queues: a line past its deadline is written with what is ready. */
+  timeOut(line: Gathering): void {
+    this.collect.timeOut(line)
   }
 
   /** Writes every pending deferred line, waiting at most their deadlines. */

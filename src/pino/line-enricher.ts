@@ -1,8 +1,11 @@
+import type { Enrichment, LinePath } from '../core/enrichment.js'
+import type { Globals, View } from '../core/globals.js'
+import type { Gathering } from '../core/line.js'
 import { OrderedQueue, type QueuedLine } from '../core/ordered-queue.js'
 import { type Problems, problemsJson } from '../core/problems.js'
+import type { Registry } from '../core/registry.js'
 import type { EnrichContext, Fields, SpanIds } from '../enricher.js'
 import { LEVELS } from '../enricher.js'
-import type { Gathering, Pipeline, View } from '../pipeline.js'
 import { within } from '../util/async.js'
 import { type RedactSpec, type RedactWriter, redactWriter } from '../util/redact.js'
 import { CAPTURE_OPEN, quote, type TransportCapture } from './options.js'
@@ -277,7 +280,11 @@ const BATCH = 65_536
  * @internal
  */
 export class LineEnricher {
-  readonly #p: Pipeline
+  readonly #e: Enrichment
+  // What a line reads of the enrichment, one hop away.
+  readonly #registry: Registry
+  readonly #values: Globals
+  readonly #collect: LinePath
   readonly #out: (text: string) => void
   readonly #queue: OrderedQueue<Line>
   readonly #view: View
@@ -294,7 +301,7 @@ export class LineEnricher {
   // context-fields output serialized, once while it keeps recurring.
   readonly #captures = new Map<string, Captured>()
   readonly #redactors = new Map<string, RedactWriter>()
-  #writer: Pipeline['writeContexts']
+  #writer: Registry['writeContexts']
   #lastText: string | undefined
   #last: Captured = NONE
   #memo:
@@ -312,16 +319,19 @@ export class LineEnricher {
   /** Lines with no capture, when serializers apply to every line. */
   readonly #none: Captured
 
-  constructor(p: Pipeline, out: (text: string) => void, serializers?: Serializers) {
-    this.#p = p
+  constructor(e: Enrichment, out: (text: string) => void, serializers?: Serializers) {
+    this.#e = e
+    this.#registry = e.registry
+    this.#values = e.globals
+    this.#collect = e.collect
     this.#out = out
     this.#serializers = serializers
     this.#none = serializers === undefined ? NONE : { ...NONE, redact: this.#objectWriter(undefined) }
-    this.#errorKeyJson = JSON.stringify(p.errorKey)
-    this.#writer = p.writeContexts
+    this.#errorKeyJson = JSON.stringify(e.errorKey)
+    this.#writer = e.registry.writeContexts
     // Globals as pre-serialized JSON, rebuilt only when a value changes.
-    this.#view = p.addView(new Set())
-    this.#queue = new OrderedQueue<Line>(p, (line) => this.#write(line))
+    this.#view = e.globals.view(new Set())
+    this.#queue = new OrderedQueue<Line>(e, (line) => this.#write(line))
   }
 
   /** Takes a chunk of pino's output: complete lines are enriched, a trailing partial line is kept. */
@@ -338,9 +348,9 @@ export class LineEnricher {
     this.#carry = []
     const text = carried.length === 0 ? chunk : carried + chunk
     const from = carried.length + first
-    const p = this.#p
-    const now = p.clock.now()
-    if (now >= p.nextCheck) p.prepareGlobals()
+    const now = this.#e.clock.now()
+    const values = this.#values
+    if (now >= values.nextCheck) values.prepare()
     this.#inChunk = true
     try {
       let start = 0
@@ -364,11 +374,11 @@ export class LineEnricher {
     if (this.#carry.length !== 0) {
       const text = this.#carry.join('')
       this.#carry = []
-      this.#line(text, 0, text.length, text.length, this.#p.clock.now())
+      this.#line(text, 0, text.length, text.length, this.#e.clock.now())
     }
-    await within(this.#queue.whenEmpty(), this.#p.closeTimeoutMs)
+    await within(this.#queue.whenEmpty(), this.#e.closeTimeoutMs)
     this.#queue.close()
-    await this.#p.close()
+    await this.#e.close()
     this.#flush()
   }
 
@@ -386,16 +396,16 @@ export class LineEnricher {
     if (this.#aborted) return
     this.#aborted = true
     // Whatever is still waiting can go nowhere now.
-    this.#p.counters.dropped += this.#queue.size
+    this.#e.counters.dropped += this.#queue.size
     this.#parts = []
     this.#length = 0
     this.#queue.close()
-    this.#p.close().catch(() => {})
+    this.#e.close().catch(() => {})
   }
 
   /** One line `t[s, e)`; `next` is where the one after it starts. */
   #line(t: string, s: number, e: number, next: number, now: number): void {
-    const p = this.#p
+    const registry = this.#registry
     const shape = this.#shape
     let ctx: EnrichContext
     let head: string | undefined
@@ -420,7 +430,7 @@ export class LineEnricher {
         if (level === -1) level = levelOf(record.level)
         if (time === -1) time = typeof record.time === 'number' ? record.time : now
       }
-      if (p.keyed.length === 0 && p.fns.length === 0 && this.#queue.size === 0) {
+      if (registry.keyed.length === 0 && registry.fns.length === 0 && this.#queue.size === 0) {
         // Globals and context fields only, nothing queued ahead: out now.
         this.#push(`${head}${this.#injected(level, cap)}${rest}`)
         return
@@ -462,7 +472,6 @@ export class LineEnricher {
     eol: string,
     redact: RedactWriter | undefined,
   ): Line {
-    const p = this.#p
     const line: Line = {
       ctx,
       now,
@@ -476,10 +485,10 @@ export class LineEnricher {
       waiting: undefined,
       done: false,
       onReady: undefined,
-      deadline: now + p.deadlineMs,
+      deadline: now + this.#e.deadlineMs,
       start: now,
     }
-    if (verbatim === undefined) p.gather(line)
+    if (verbatim === undefined) this.#collect.gather(line)
     return line
   }
 
@@ -490,7 +499,7 @@ export class LineEnricher {
    */
   #injected(level: number, cap: Captured): string {
     const view = this.#view
-    const problems = this.#p.globalProblems
+    const problems = this.#values.problems
     const m = this.#memo
     if (
       m !== undefined &&
@@ -506,8 +515,9 @@ export class LineEnricher {
     if (cap.redact === undefined) fields = this.#globals(level) + cap.contextJson
     else {
       const out: Fields = {}
-      this.#p.assignGlobals(level, out)
-      if (cap.context !== undefined && this.#p.contexts.length !== 0) this.#p.writeContexts(cap.context, level, out)
+      this.#values.assign(level, out)
+      const registry = this.#registry
+      if (cap.context !== undefined && registry.contexts.length !== 0) registry.writeContexts(cap.context, level, out)
       fields = cap.redact(out)
     }
     const text = fields + this.#problems(problems)
@@ -521,7 +531,7 @@ export class LineEnricher {
       this.#emit(line.verbatim)
       return
     }
-    const problems = this.#p.problemsFor(line.problems)
+    const problems = this.#values.problemsFor(line.problems)
     if (line.rest !== undefined) {
       // Enrichment spliced in after level and time, the line's own fields after
       // it, so they win, as pino's own bindings do.
@@ -531,8 +541,8 @@ export class LineEnricher {
         for (const part of line.parts) if (part !== undefined) text += fieldsJson(part)
       } else {
         const merged: Fields = {}
-        this.#p.assignGlobals(line.ctx.level, merged)
-        this.#p.mergeParts(line, merged)
+        this.#values.assign(line.ctx.level, merged)
+        this.#collect.mergeParts(line, merged)
         text += line.redact(merged)
       }
       this.#emit(`${text}${this.#problems(problems)}${line.rest}`)
@@ -540,9 +550,9 @@ export class LineEnricher {
     }
     const obj = line.ctx.record as Record<string, unknown>
     const merged: Fields = { level: obj.level, time: obj.time }
-    this.#p.assignGlobals(line.ctx.level, merged)
-    this.#p.mergeParts(line, merged)
-    if (problems !== undefined) merged[this.#p.errorKey] = problems
+    this.#values.assign(line.ctx.level, merged)
+    this.#collect.mergeParts(line, merged)
+    if (problems !== undefined) merged[this.#e.errorKey] = problems
     Object.assign(merged, obj)
     this.#emit(JSON.stringify(merged) + line.eol)
   }
@@ -565,10 +575,10 @@ export class LineEnricher {
 
   #understand(text: string | undefined): Captured {
     if (text === undefined) return this.#none
-    const p = this.#p
-    if (this.#writer !== p.writeContexts) {
+    const registry = this.#registry
+    if (this.#writer !== registry.writeContexts) {
       // Enrichers were added or removed: what was worked out may differ now.
-      this.#writer = p.writeContexts
+      this.#writer = registry.writeContexts
       this.#captures.clear()
       this.#lastText = undefined
     }
@@ -586,7 +596,7 @@ export class LineEnricher {
       const c = capture?.c
       const context = typeof c === 'object' && c !== null && !Array.isArray(c) ? Object.freeze(c) : undefined
       let contextJson = ''
-      if (context !== undefined && p.contexts.length !== 0) {
+      if (context !== undefined && registry.contexts.length !== 0) {
         // Context-fields enrichers have no minLevel: the level does not change their output.
         const out: Fields = {}
         this.#writer(context, LEVELS.info, out)

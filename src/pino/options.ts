@@ -1,10 +1,12 @@
 import { tracingChannel } from 'node:diagnostics_channel'
 import { createRequire } from 'node:module'
 import pino, { type LoggerOptions } from 'pino'
+import type { Enrichment } from '../core/enrichment.js'
+import type { View } from '../core/globals.js'
+import type { Gathering } from '../core/line.js'
 import { OrderedQueue, type QueuedLine } from '../core/ordered-queue.js'
 import { type Problems, problemsJson } from '../core/problems.js'
 import type { EnrichContext, Fields } from '../enricher.js'
-import type { Gathering, Pipeline, View } from '../pipeline.js'
 import { copyAtCall } from '../util/copy.js'
 import { destinationWatch } from './destination.js'
 
@@ -113,11 +115,15 @@ type Views = { [VIEW]?: View }
  * binds are left out of the mixin's object; a global one written in the
  * fragment comes before the bindings in the line.
  *
+ * What a line reads of the pipeline is taken from `e` here, when the logger
+ * is made: the registry, the globals, the log path and the counters, each
+ * one hop away on every line.
+ *
  * @internal use {@link Pipeline.pinoOptions}
  */
-export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): LoggerOptions {
+export function buildPinoOptions(e: Enrichment, input: EnrichPinoOptions = {}): LoggerOptions {
   const { mode = PinoMode.Snapshot, contextKeys, ...user } = input
-  if (mode === PinoMode.Transport) return transportOptions(p, user, contextKeys ?? DEFAULT_CONTEXT_KEYS)
+  if (mode === PinoMode.Transport) return transportOptions(e, user, contextKeys ?? DEFAULT_CONTEXT_KEYS)
   if (mode !== PinoMode.Snapshot && mode !== PinoMode.Deferred) {
     throw new TypeError(`mode must be 'snapshot', 'deferred' or 'transport', received ${JSON.stringify(mode)}`)
   }
@@ -128,11 +134,12 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
   const userMixin = user.mixin || undefined
   // pino calls the merge strategy only when there is a mixin.
   const userStrategy = userMixin === undefined ? undefined : user.mixinMergeStrategy || undefined
-  if (typeof user.messageKey === 'string') p.addCoreKey(user.messageKey)
+  const { registry, globals, collect, clock, counters } = e
+  if (typeof user.messageKey === 'string') registry.addCoreKey(user.messageKey)
   // `base` and `name` stay pino's bindings (bindings(), formatters.bindings and
   // serializers see them); an enricher key equal to one of them goes through
   // the mixin, written after the bindings, so that enrichers still rank above base.
-  const rootView = p.addView(withBindingKeys(routedKeys(user), user))
+  const rootView = globals.view(withBindingKeys(routedKeys(user), user))
   // Keys pino keeps in this logger's base rank beneath enrichers, unlike a child's bindings.
   const baseKeys = new Set(Object.keys((user.base as Fields | null | undefined) ?? {}))
   if (user.name !== undefined) baseKeys.add('name')
@@ -145,7 +152,7 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
     if (logger === lastLogger && chindings === lastChindings) return lastKeys
     let known = bindingKeys.get(logger)
     if (known === undefined || known.chindings !== chindings) {
-      known = { chindings, keys: parseBindingKeys(chindings, baseKeys, p.coreKeys) }
+      known = { chindings, keys: parseBindingKeys(chindings, baseKeys, registry.coreKeys) }
       bindingKeys.set(logger, known)
     }
     lastLogger = logger
@@ -153,7 +160,7 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
     lastKeys = known.keys
     return lastKeys
   }
-  const errorKey = p.errorKey
+  const errorKey = e.errorKey
   const timePart = timeFormatter(user.timestamp)
   // The deferred line being written now; pino's write is synchronous, so one slot suffices.
   let current: Pending | undefined
@@ -177,7 +184,7 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
   const timestamp = function (this: pino.Logger | undefined): string {
     if (this === undefined) {
       // pino's call at construction, to find where its time value starts: the time alone.
-      const t = timePart(p.clock.now())
+      const t = timePart(clock.now())
       sliceIndex = t.indexOf(':') + 1
       return t
     }
@@ -190,14 +197,14 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
       // them here, once per shared problem set, instead of per line in the mixin.
       now = current.ctx.time
       lineTime = now
-      if (current.now >= p.nextCheck) p.prepareGlobals()
-      lineProblems = p.problemsFor(current.problems)
+      if (current.now >= globals.nextCheck) globals.prepare()
+      lineProblems = globals.problemsFor(current.problems)
       if (lineProblems !== undefined) tail = `,${errorKeyJson}:${problemsJson(lineProblems)}`
     } else {
-      now = p.clock.now()
+      now = clock.now()
       lineTime = now
       lineNow = now
-      if (now >= p.nextCheck) p.prepareGlobals()
+      if (now >= globals.nextCheck) globals.prepare()
     }
     const t = timePart(now)
     inMixin = asJsonChannel.hasSubscribers !== false
@@ -227,15 +234,14 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
   }
 
   // One reader of the request context for every mode: the pipeline's own or the application's.
-  const getContext = p.context.get
-  const counters = p.counters
+  const getContext = e.context.get
   const refused = destinationWatch(counters)
   const mixin = (mergeObject: object, level: number, logger: pino.Logger): object => {
     counters.enriched++
     // The line is still written: to a destination that failed, where it is counted as dropped.
     refused(logger)
     // A deferred line is counted when logged: one logged before close() may be written by it.
-    if (p.closed && current === undefined) counters.afterClose++
+    if (e.closed && current === undefined) counters.afterClose++
     const view = (logger as unknown as Views)[VIEW] ?? rootView
     // A fresh object every line: the call's fields are assigned into it.
     const out: Fields = {}
@@ -247,24 +253,24 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
     }
     if (current !== undefined) {
       // Its problems went out with the timestamp fragment, unless that is not written.
-      p.mergeParts(current, out)
+      collect.mergeParts(current, out)
       if (inMixin && lineProblems !== undefined) out[errorKey] = lineProblems
     } else {
       let problems: Gathering['problems']
-      if ((p.keyed.length !== 0 || p.fns.length !== 0) && p.enriching === 0) {
+      if ((registry.keyed.length !== 0 || registry.fns.length !== 0) && collect.enriching === 0) {
         const ctx: EnrichContext = {
           level,
           time: lineTime,
           record: mergeObject as Record<string, unknown>,
           context: getContext(),
         }
-        problems = p.collectNow(ctx, out, undefined, lineNow, p.contextWriters.for(logger))
-      } else if (p.contexts.length !== 0) {
+        problems = collect.collectNow(ctx, out, undefined, lineNow, registry.contextWriters.for(logger))
+      } else if (registry.contexts.length !== 0) {
         // Only request-context fields: written straight in, no context object for the line.
         const c = getContext()
-        if (c !== undefined) problems = p.contextWriters.for(logger)(c, level, out)
+        if (c !== undefined) problems = registry.contextWriters.for(logger)(c, level, out)
       }
-      const all = problems === undefined ? p.globalProblems : p.problemsFor(problems)
+      const all = problems === undefined ? globals.problems : globals.problemsFor(problems)
       if (all !== undefined) out[errorKey] = all
     }
     // A child's bindings are the caller's own fields: they beat every enricher.
@@ -303,7 +309,7 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
       log !== (parent[formattersSym] as { log?: unknown } | undefined)?.log
     ) {
       const base = (parent[VIEW] ?? rootView).routed
-      c[VIEW] = p.addView(childRouted(base, c, log !== undefined))
+      c[VIEW] = globals.view(childRouted(base, c, log !== undefined))
     }
     if (typeof userOnChild === 'function') userOnChild(child)
   }
@@ -318,7 +324,7 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
   }
   if (mode === PinoMode.Deferred) {
     const queue = deferredQueue(
-      p,
+      e,
       () => (current === undefined ? 0 : current.depth + 1),
       (item) => {
         current = item
@@ -417,13 +423,14 @@ function drainAtExit(queue: OrderedQueue<Pending>, written?: pino.Logger): void 
  * process exit every waiting line is written synchronously with what is ready.
  * The pipeline and the exit drain know the queue only while it holds lines.
  */
-function deferredQueue(p: Pipeline, depthNow: () => number, write: (item: Pending) => void) {
-  const queue: OrderedQueue<Pending> = new OrderedQueue<Pending>(p, write, (active) => {
+function deferredQueue(e: Enrichment, depthNow: () => number, write: (item: Pending) => void) {
+  const { registry, collect, clock, counters } = e
+  const queue: OrderedQueue<Pending> = new OrderedQueue<Pending>(e, write, (active) => {
     if (active) {
-      p.queues.add(queue)
+      e.queues.add(queue)
       waitingQueues.add(queue)
     } else {
-      p.queues.delete(queue)
+      e.queues.delete(queue)
       waitingQueues.delete(queue)
     }
   })
@@ -437,16 +444,16 @@ function deferredQueue(p: Pipeline, depthNow: () => number, write: (item: Pendin
       const depth = depthNow()
       if (depth > MAX_NESTED_WRITES) {
         // Each write logs again: queued, the loop that writes would never end.
-        p.counters.dropped++
+        counters.dropped++
         return
       }
-      const time = p.clock.now()
+      const time = clock.now()
       let record: Record<string, unknown> = EMPTY
       const first = args[0]
       const plain = typeof first === 'object' && first !== null && Object.getPrototypeOf(first) === Object.prototype
       if (plain) record = first as Record<string, unknown>
       const item: Pending = {
-        ctx: { level, time, record, context: p.context.get() },
+        ctx: { level, time, record, context: e.context.get() },
         now: time,
         parts: [],
         problems: undefined,
@@ -458,12 +465,12 @@ function deferredQueue(p: Pipeline, depthNow: () => number, write: (item: Pendin
         method,
         chindings: undefined,
         depth,
-        deadline: time + p.deadlineMs,
+        deadline: time + e.deadlineMs,
         start: time,
       }
-      if (p.closed) p.counters.afterClose++
+      if (e.closed) counters.afterClose++
       // Logged from inside an enricher of this pipeline: written as it is, not enriched again.
-      else if (p.enriching === 0) p.gather(item, p.contextWriters.for(logger))
+      else if (collect.enriching === 0) collect.gather(item, registry.contextWriters.for(logger))
       if (item.waiting !== undefined || queue.busy) {
         // The line is written later: it shows its objects, format arguments,
         // errors and bindings as they are now, as pino would have. A line
@@ -578,7 +585,7 @@ const FLAGS = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '
  * `{}` when there is nothing to carry. Written on every line, it is always
  * the first on the line, so a key planted further on is never read.
  */
-function transportOptions(p: Pipeline, user: LoggerOptions, contextKeys: readonly string[]): LoggerOptions {
+function transportOptions(e: Enrichment, user: LoggerOptions, contextKeys: readonly string[]): LoggerOptions {
   if (!Array.isArray(contextKeys) || contextKeys.some((k) => typeof k !== 'string' || k.length === 0)) {
     throw new TypeError(`contextKeys must be an array of non-empty strings, received ${JSON.stringify(contextKeys)}`)
   }
@@ -590,7 +597,8 @@ function transportOptions(p: Pipeline, user: LoggerOptions, contextKeys: readonl
     user.timestamp !== undefined && user.timestamp !== true && user.timestamp !== pino.stdTimeFunctions.epochTime
   const redact = redactJson(user.redact)
   const api = otelApi()
-  const getContext = p.context.get
+  const getContext = e.context.get
+  const clock = e.clock
   // Lines of one request capture the same values: the capture's text is kept
   // and made again only when a value differs from the last line's.
   const last: unknown[] = new Array(keys.length).fill(undefined)
@@ -622,7 +630,7 @@ function transportOptions(p: Pipeline, user: LoggerOptions, contextKeys: readonl
     : `${CAPTURE_OPEN}{${redact}}`
   let capturing = false
   const timestamp = (): string => {
-    const now = p.clock.now()
+    const now = clock.now()
     if (capturing) return withTime ? `${timePart(now)}${bare}${now}}` : timePart(now) + bare
     capturing = true
     try {

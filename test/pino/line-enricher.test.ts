@@ -3,6 +3,7 @@ import { Writable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 import pino from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
+import { enrichmentOf } from '../../src/core/enrichment.js'
 import { defineContextFields, defineEnricher } from '../../src/index.js'
 import { LineEnricher } from '../../src/pino/line-enricher.js'
 import enrichTransport, { EnrichToDestination } from '../../src/pino/transport.js'
@@ -47,7 +48,7 @@ async function withUserLookup() {
 
 function collect(p: Awaited<ReturnType<typeof contextOnly>>) {
   const out: string[] = []
-  const lines = new LineEnricher(p, (text) => out.push(text))
+  const lines = new LineEnricher(enrichmentOf(p), (text) => out.push(text))
   return { lines, text: () => out.join('') }
 }
 
@@ -440,7 +441,7 @@ describe('LineEnricher: serializers for the fields it adds', () => {
     it(`leaves out a key whose serializer returns ${name}, every line still JSON, with or without redact`, async () => {
       const p = await contextOnly()
       const out: string[] = []
-      const lines = new LineEnricher(p, (text) => out.push(text), { host: () => result })
+      const lines = new LineEnricher(enrichmentOf(p), (text) => out.push(text), { host: () => result })
       const redacted = `,${CAPTURE_KEY}:${JSON.stringify({ c: { requestId: 'r1' }, r: { paths: ['x'] } })}`
       lines.write(
         line(1, ctx({ requestId: 'r1' }), ',"msg":"a"}') +
