@@ -10,7 +10,7 @@ import {
   type RedisClient,
   type RedisStore,
   redisStore,
-} from '../src/redis.js'
+} from '../src/redis/index.js'
 import { startRedisCluster } from '../test/helpers/redis-cluster.js'
 import { startRedisServer } from '../test/helpers/redis-server.js'
 import { median, paired as pairedRounds } from './measure.js'

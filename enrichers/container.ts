@@ -113,7 +113,6 @@ const POD_UID = /pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_
  * (`12:memory:/docker/<id>`, `/kubepods/burstable/pod<uid>/<id>`) and v2
  * (`0::/system.slice/docker-<id>.scope`). The last id-shaped segment of a path
  * wins, so a nested `init.scope` or `container` is passed over.
- * @internal
  */
 export function containerIdFromCgroup(cgroup: string): FoundContainer | undefined {
   for (const line of cgroup.split('\n')) {
@@ -144,7 +143,6 @@ export function containerIdFromCgroup(cgroup: string): FoundContainer | undefine
  * `.../overlay-containers/<id>/userdata/hostname`, nerdctl's
  * `.../containers/<namespace>/<id>/hostname`. containerd's CRI
  * `sandboxes/<id>` is the pod sandbox, not this container, and is passed over.
- * @internal
  */
 export function containerIdFromMountinfo(mountinfo: string): FoundContainer | undefined {
   let fallback: FoundContainer | undefined
@@ -178,7 +176,7 @@ function runtimeOfPath(segments: readonly string[]): string | undefined {
   return undefined
 }
 
-/** The Kubernetes pod uid in a cgroup path, when the kubelet put it there. @internal */
+/** The Kubernetes pod uid in a cgroup path, when the kubelet put it there. */
 export function podUidFromCgroup(cgroup: string): string | undefined {
   const m = POD_UID.exec(cgroup)
   return m === null ? undefined : (m[1] as string).replaceAll('_', '-')

@@ -78,7 +78,6 @@ export function deploymentEnricher(options: DeploymentEnricherOptions = {}): Enr
 /**
  * `OTEL_RESOURCE_ATTRIBUTES` as the OpenTelemetry spec defines it: comma
  * separated `key=value` pairs, values percent-encoded. Malformed pairs are skipped.
- * @internal
  */
 export function parseResourceAttributes(raw: string | undefined): Map<string, string> {
   const out = new Map<string, string>()

@@ -1,7 +1,6 @@
 /**
  * Internal helpers shared by the built-in enrichers. Not exported from
  * `pino-enrich/enrichers`.
- * @internal
  */
 
 /**

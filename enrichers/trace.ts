@@ -83,7 +83,6 @@ function defaultApi(): OtelTraceApi | undefined {
  * Loads an optional dependency synchronously, resolved from this package
  * (which finds the application's copy). Undefined when it is not installed,
  * fails to load or does not have the expected shape.
- * @internal
  */
 export function loadOptional<T>(specifier: string, check: (m: unknown) => m is T): T | undefined {
   try {

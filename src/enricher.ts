@@ -96,7 +96,7 @@ const kEnricher = Symbol.for('pino-enrich.enricher')
 
 /** A cached enricher, made by {@link defineEnricher}. */
 export interface Enricher<K = unknown, C = RequestContext> extends Readonly<EnricherDefinition<K, C>> {
-  /** @internal The brand {@link isEnricher} checks; a global symbol, so it works across package copies. */
+  /** The brand {@link isEnricher} checks; a global symbol, so it works across package copies. */
   readonly [kEnricher]: true
 }
 
@@ -159,7 +159,7 @@ export interface ContextFieldsDefinition {
 export interface ContextFieldsEnricher extends EnricherFn {
   /** The definition's `name`: how the pipeline registers it. */
   readonly enricherName: string
-  /** @internal */
+  /** The compiled mapping, on a global symbol: not a property a user sets. */
   readonly [kContextFields]: { readonly from: readonly string[]; readonly to: readonly string[] }
 }
 
@@ -208,7 +208,7 @@ export function defineContextFields(definition: ContextFieldsDefinition): Contex
   return Object.assign(fn, { enricherName: name, [kContextFields]: Object.freeze({ from, to }) })
 }
 
-/** The compiled mapping of a {@link defineContextFields} enricher. @internal */
+/** The compiled mapping of a {@link defineContextFields} enricher. */
 export function contextFieldsOf(
   e: unknown,
 ): { readonly from: readonly string[]; readonly to: readonly string[] } | undefined {
@@ -222,7 +222,7 @@ export function isEnricher(e: unknown): e is Enricher {
   return typeof e === 'object' && e !== null && (e as { [kEnricher]?: unknown })[kEnricher] === true
 }
 
-/** @internal */
+/** A level label or number as its number; a RangeError for anything else. */
 export function levelNumber(level: number | LevelLabel): number {
   if (typeof level === 'number' && Number.isFinite(level)) return level
   if (typeof level === 'string' && Object.hasOwn(LEVELS, level)) return LEVELS[level]

@@ -24,7 +24,7 @@ const kBrand = Symbol.for('pino-enrich.error')
 export class EnrichError extends Error {
   /** Stable machine-readable code, one of {@link ErrorCodes}. */
   readonly code: ErrorCode
-  /** @internal The brand {@link isEnrichError} checks. */
+  /** The brand {@link isEnrichError} checks. */
   readonly [kBrand] = true
 
   constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {

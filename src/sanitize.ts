@@ -1,7 +1,7 @@
 import type { Fields } from './enricher.js'
+import { isThenable } from './util/async.js'
+import { UNSAFE_KEYS } from './util/keys.js'
 
-/** Keys that could reach an object's prototype; dropped from enricher output. */
-const UNSAFE_KEYS = new Set(['__proto__', 'constructor', 'prototype'])
 const MAX_DEPTH = 8
 
 /** What {@link sanitizeFields} made of an enricher's output. */
@@ -176,12 +176,4 @@ function isOpaque(v: object): boolean {
 function isPlain(v: object): boolean {
   const proto: unknown = Object.getPrototypeOf(v)
   return proto === Object.prototype || proto === null
-}
-
-function isThenable(v: object): boolean {
-  try {
-    return typeof (v as { then?: unknown }).then === 'function'
-  } catch {
-    return true
-  }
 }

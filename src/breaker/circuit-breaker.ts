@@ -202,5 +202,3 @@ export class CircuitBreaker {
   }
 }
 
-/** @internal */
-export { checkInteger }

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
 import {
   BREAKER_DEFAULTS,
@@ -9,10 +8,28 @@ import {
 } from '../breaker/circuit-breaker.js'
 import { type Clock, systemClock } from '../clock.js'
 import { BreakerOpenError, CachedError, ClosedError, InflightLimitError, TimeoutError } from '../errors.js'
-import type { Disposer } from '../events.js'
+import { isThenableOrThrow } from '../util/async.js'
+import { noop } from '../util/constants.js'
+import { storedKey } from '../util/keys.js'
 import { checkInteger, checkMs } from '../util/validate.js'
+import {
+  classify,
+  type Entry,
+  EntryState,
+  failedEntry,
+  isFailing,
+  type PeekResult,
+  peekResult,
+  valueEntry,
+} from './entry.js'
 import { compileGlob, MAX_PATTERN_LENGTH } from './glob.js'
-import type { CacheStore, Invalidation, StoreRecord } from './store.js'
+import { LOCAL, SharedTier, type StoreStats } from './shared-tier.js'
+import type { CacheStore, StoreRecord } from './store.js'
+import { TagIndex } from './tag-index.js'
+
+export type { PeekResult } from './entry.js'
+export type { StoreStats } from './shared-tier.js'
+export { EntryState }
 
 /** Options of {@link SmartCache}. Per-call options override these. */
 export interface SmartCacheOptions {
@@ -111,26 +128,6 @@ export interface ComputeContext {
 /** Produces the value of a key. A synchronous throw is treated as a rejection. */
 export type Compute<V> = (key: string, context: ComputeContext) => V | Promise<V>
 
-/** The states {@link SmartCache.peek} reports. */
-export const EntryState = {
-  Fresh: 'fresh',
-  Stale: 'stale',
-  Error: 'error',
-  Miss: 'miss',
-} as const
-export type EntryState = (typeof EntryState)[keyof typeof EntryState]
-
-/** What {@link SmartCache.peek} returns. */
-export interface PeekResult<V> {
-  state: EntryState
-  /** The value, when fresh or stale. */
-  value?: V
-  /** The remembered failure, in the error tier. */
-  error?: unknown
-  /** Clock time at which the state changes next (fresh to stale, stale to gone, error to retry). */
-  until?: number
-}
-
 /** Counters and gauges of one cache. */
 export interface SmartCacheStats {
   name: string
@@ -160,52 +157,6 @@ export interface SmartCacheStats {
   /** The shared tier's counters; only with a {@link SmartCacheOptions.store}. */
   store?: StoreStats
 }
-
-/** What a cache did with its {@link SmartCacheOptions.store}. */
-export interface StoreStats {
-  /** Lookups answered by the store instead of a compute. */
-  hits: number
-  /** Lookups the store could not answer. */
-  misses: number
-  /** Lookups that waited for another instance's compute. */
-  waits: number
-  /** Values written to the store. */
-  writes: number
-  /** Store operations that failed or timed out (each was skipped). */
-  errors: number
-  /** Invalidations received from other instances. */
-  invalidations: number
-  /** Values read from the store that `fromStore` refused. */
-  refused: number
-}
-
-interface Entry<V> {
-  readonly value: V | undefined
-  readonly has: boolean
-  readonly freshUntil: number
-  readonly staleUntil: number
-  readonly error: unknown
-  /** 0 when the key is not in the error tier. */
-  readonly errorUntil: number
-  readonly failures: number
-  readonly tags: readonly string[] | undefined
-}
-
-/** What the store phase of a flight decided. */
-type Shared =
-  | { readonly record: StoreRecord; readonly token?: undefined; readonly refused?: boolean }
-  | { readonly record?: undefined; readonly token: string | undefined }
-
-const LOCAL: Shared = { token: undefined }
-/** A store value its `fromStore` refused, with the stale record to serve in its place. */
-class Refused {
-  constructor(readonly replacement: StoreRecord) {}
-}
-/** First and longest pause between two looks at another instance's compute, in ms. */
-const POLL_FIRST_MS = 5
-const POLL_MAX_MS = 50
-/** A lock outlives its compute's deadline by this much: the read between taking it and computing. */
-const LOCK_MARGIN_MS = 250
 
 /** A key whose getOrCompute callers wait for a compute slot. */
 interface Queued<V> {
@@ -242,8 +193,6 @@ export const CACHE_DEFAULTS = {
   lockTtlMs: 5_000,
 } as const
 
-const noop = (): void => {}
-
 /**
  * An async get-or-compute cache with three tiers, on lru-cache for storage:
  * fast (fresh values), slow (stale values served while they refresh or while
@@ -273,11 +222,8 @@ export class SmartCache<V> {
   readonly #negativeTtlMs: number
   readonly #timeoutMs: number | undefined
   readonly #maxKeyLength: number
-  readonly #tagIndex = new Map<string, Set<string>>()
-  readonly #shared: CacheStore | undefined
-  readonly #sharedStats: StoreStats | undefined
-  readonly #unsubscribe: Disposer | undefined
-  readonly #fromStore: SmartCacheOptions['fromStore']
+  readonly #tags = new TagIndex()
+  readonly #shared: SharedTier | undefined
   #running = 0
   #closed = false
   #hits = 0
@@ -335,14 +281,23 @@ export class SmartCache<V> {
       ...(o.max <= PREALLOCATED_MAX ? { max: o.max } : { maxSize: o.max, sizeCalculation: () => 1 }),
       dispose: (entry, key, reason) => {
         if (reason === 'evict') this.#evictions++
-        if (entry.tags !== undefined) this.#untag(key, entry.tags)
+        if (entry.tags !== undefined) this.#tags.remove(key, entry.tags)
       },
     })
     if (options.store !== undefined) {
-      this.#shared = options.store
-      this.#sharedStats = { hits: 0, misses: 0, waits: 0, writes: 0, errors: 0, invalidations: 0, refused: 0 }
-      this.#fromStore = options.fromStore
-      this.#unsubscribe = options.store.subscribe((inv) => this.#onInvalidation(inv))
+      this.#shared = new SharedTier(
+        options.store,
+        {
+          usable: (k) => this.#usable(k),
+          keep: (k, record) => this.#keep(k, record),
+          forget: (k) => this.#forget(k),
+          dropTags: (tags) => this.#dropTags(tags),
+          dropPattern: (matches) => this.#dropPattern(matches),
+        },
+        this.#clock,
+        this.#staleMs,
+        options.fromStore,
+      )
     }
   }
 
@@ -363,37 +318,37 @@ export class SmartCache<V> {
    */
   async getOrCompute(key: string, compute: Compute<V>, options?: ComputeOptions): Promise<V> {
     if (options !== undefined) checkCallOptions(options)
-    const k = key.length > this.#maxKeyLength ? digest(key) : key
+    const k = storedKey(key, this.#maxKeyLength)
     const entry = this.#lru.get(k)
     const now = this.#clock.now()
-    if (entry !== undefined && entry.has && now < entry.freshUntil) {
+    const state = classify(entry, now)
+    if (state === EntryState.Fresh) {
       this.#hits++
-      return entry.value as V
+      return (entry as Entry<V>).value as V
     }
-    return this.#slowPath(k, entry, now, compute, options)
+    return this.#slowPath(k, entry, state, now, compute, options)
   }
 
   #slowPath(
     k: string,
     entry: Entry<V> | undefined,
+    state: EntryState,
     now: number,
     compute: Compute<V>,
     options?: ComputeOptions,
   ): V | Promise<V> {
     if (this.#closed) throw new ClosedError(this.name)
-    const usable = entry !== undefined && entry.has && now < entry.staleUntil
-    if (entry !== undefined && now < entry.errorUntil) {
-      if (usable) {
-        this.#staleHits++
-        return entry.value as V
-      }
-      this.#errorHits++
-      throw new CachedError(k, entry.error, entry.errorUntil)
-    }
-    if (usable) {
+    if (state === EntryState.Stale) {
+      const stale = entry as Entry<V>
       this.#staleHits++
-      if (!this.#inflight.has(k)) this.#start(k, compute, options, true)
-      return entry.value as V
+      // A failing key is not refreshed: its error tier decides when it is tried again.
+      if (!isFailing(stale, now) && !this.#inflight.has(k)) this.#start(k, compute, options, true)
+      return stale.value as V
+    }
+    if (state === EntryState.Error) {
+      const failed = entry as Entry<V>
+      this.#errorHits++
+      throw new CachedError(k, failed.error, failed.errorUntil)
     }
     this.#misses++
     const flight = this.#inflight.get(k)
@@ -472,13 +427,15 @@ export class SmartCache<V> {
       // The key may have been answered meanwhile: by set(), another caller's compute, a failure.
       const entry = this.#lru.peek(k)
       const now = this.#clock.now()
-      if (entry !== undefined && entry.has && now < entry.freshUntil) {
-        q.resolve(entry.value as V)
+      const state = classify(entry, now)
+      // A stale value answers a failing key; a key merely stale is computed, as a miss is.
+      if (state === EntryState.Fresh || (state === EntryState.Stale && isFailing(entry as Entry<V>, now))) {
+        q.resolve((entry as Entry<V>).value as V)
         continue
       }
-      if (entry !== undefined && now < entry.errorUntil) {
-        if (entry.has && now < entry.staleUntil) q.resolve(entry.value as V)
-        else q.reject(new CachedError(k, entry.error, entry.errorUntil))
+      if (state === EntryState.Error) {
+        const failed = entry as Entry<V>
+        q.reject(new CachedError(k, failed.error, failed.errorUntil))
         continue
       }
       const flight = this.#inflight.get(k)
@@ -500,20 +457,11 @@ export class SmartCache<V> {
    * never changes recency.
    */
   peek(key: string): PeekResult<V> {
-    const k = key.length > this.#maxKeyLength ? digest(key) : key
+    const k = storedKey(key, this.#maxKeyLength)
     const entry = this.#lru.peek(k)
     if (entry === undefined) return { state: EntryState.Miss }
     const now = this.#clock.now()
-    if (entry.has && now < entry.freshUntil) {
-      return { state: EntryState.Fresh, value: entry.value as V, until: entry.freshUntil }
-    }
-    if (entry.has && now < entry.staleUntil) {
-      const r: PeekResult<V> = { state: EntryState.Stale, value: entry.value as V, until: entry.staleUntil }
-      if (now < entry.errorUntil) r.error = entry.error
-      return r
-    }
-    if (now < entry.errorUntil) return { state: EntryState.Error, error: entry.error, until: entry.errorUntil }
-    return { state: EntryState.Miss }
+    return peekResult(entry, classify(entry, now), now)
   }
 
   /**
@@ -524,29 +472,19 @@ export class SmartCache<V> {
    * just read the cache's clock, saves reading it again.
    */
   lookup(key: string, now?: number): PeekResult<V> {
-    const k = key.length > this.#maxKeyLength ? digest(key) : key
+    const k = storedKey(key, this.#maxKeyLength)
     const entry = this.#lru.get(k)
     if (entry === undefined) {
       this.#misses++
       return { state: EntryState.Miss }
     }
     now ??= this.#clock.now()
-    if (entry.has && now < entry.freshUntil) {
-      this.#hits++
-      return { state: EntryState.Fresh, value: entry.value as V, until: entry.freshUntil }
-    }
-    if (entry.has && now < entry.staleUntil) {
-      this.#staleHits++
-      const r: PeekResult<V> = { state: EntryState.Stale, value: entry.value as V, until: entry.staleUntil }
-      if (now < entry.errorUntil) r.error = entry.error
-      return r
-    }
-    if (now < entry.errorUntil) {
-      this.#errorHits++
-      return { state: EntryState.Error, error: entry.error, until: entry.errorUntil }
-    }
-    this.#misses++
-    return { state: EntryState.Miss }
+    const state = classify(entry, now)
+    if (state === EntryState.Fresh) this.#hits++
+    else if (state === EntryState.Stale) this.#staleHits++
+    else if (state === EntryState.Error) this.#errorHits++
+    else this.#misses++
+    return peekResult(entry, state, now)
   }
 
   /**
@@ -558,7 +496,7 @@ export class SmartCache<V> {
   load(key: string, compute: Compute<V>, options?: ComputeOptions): Promise<V> {
     if (this.#closed) return Promise.reject(new ClosedError(this.name))
     if (options !== undefined) checkCallOptions(options)
-    const k = key.length > this.#maxKeyLength ? digest(key) : key
+    const k = storedKey(key, this.#maxKeyLength)
     const flight = this.#inflight.get(k)
     if (flight !== undefined) {
       if (flight.probe && this.#breaker !== undefined) {
@@ -582,11 +520,11 @@ export class SmartCache<V> {
   refresh(key: string, compute: Compute<V>, options?: ComputeOptions): Promise<void> {
     if (this.#closed) return Promise.resolve()
     if (options !== undefined) checkCallOptions(options)
-    const k = key.length > this.#maxKeyLength ? digest(key) : key
+    const k = storedKey(key, this.#maxKeyLength)
     const running = this.#inflight.get(k)
     if (running !== undefined) return running.promise.then(noop, noop)
     const entry = this.#lru.peek(k)
-    if (entry !== undefined && this.#clock.now() < entry.errorUntil) return Promise.resolve()
+    if (entry !== undefined && isFailing(entry, this.#clock.now())) return Promise.resolve()
     const started = this.#start(k, compute, options, true)
     return started instanceof Error ? Promise.resolve() : started.promise.then(noop, noop)
   }
@@ -654,7 +592,7 @@ export class SmartCache<V> {
         // A delete() or clear() during the compute wins: its result is not stored.
         if (current) {
           const entry = this.#store(k, result as V, options)
-          if (this.#shared !== undefined) this.#share(k, entry, lock)
+          this.#shared?.write(k, entry, lock)
         }
         resolve(result as V)
       } else {
@@ -667,8 +605,8 @@ export class SmartCache<V> {
         if (current) this.#fail(k, result)
         reject(result)
       }
-      // Written values are unlocked after their write (#share); others here.
-      if (lock !== undefined && !(ok && current)) this.#unlock(k, lock)
+      // Written values are unlocked after their write (SharedTier.write); others here.
+      if (lock !== undefined && !(ok && current)) this.#shared?.unlock(k, lock)
       if (this.#queue.size > 0) this.#pump()
     }
     const run = (): void => {
@@ -679,7 +617,8 @@ export class SmartCache<V> {
       }
       try {
         const r = compute(k, { signal: controller.signal })
-        if (isThenable(r)) {
+        // Inside the try: a result whose `then` getter throws is a failed compute.
+        if (isThenableOrThrow(r)) {
           Promise.resolve(r).then(
             (v) => done(true, v),
             (e: unknown) => done(false, e),
@@ -691,7 +630,8 @@ export class SmartCache<V> {
         done(false, e)
       }
     }
-    if (this.#shared === undefined || local) {
+    const tier = this.#shared
+    if (tier === undefined || local) {
       // Nobody waits on a background compute: it starts after the caller (a log
       // call's snapshot) has returned, not inside it, up to its first await.
       if (background) queueMicrotask(() => settled || run())
@@ -700,14 +640,14 @@ export class SmartCache<V> {
     }
     // The shared tier first: only an in-process miss or stale value gets here. Started
     // from a microtask, so the caller (a log call's snapshot) never pays for the store's I/O.
-    const waitMs = timeoutMs ?? this.#shared.lockTtlMs ?? CACHE_DEFAULTS.lockTtlMs
+    const waitMs = timeoutMs ?? tier.lockTtlMs ?? CACHE_DEFAULTS.lockTtlMs
     const signal = controller.signal
     Promise.resolve()
-      .then(() => this.#fromShared(k, signal, background, waitMs))
+      .then(() => tier.read(k, signal, background, waitMs))
       .catch(() => LOCAL)
       .then((shared) => {
         if (settled || this.#closed) {
-          if (shared.token !== undefined) this.#unlock(k, shared.token)
+          if (shared.token !== undefined) tier.unlock(k, shared.token)
           // close() settled this flight while the store answered, or forgot it (clear()) first.
           done(false, new ClosedError(this.name))
           return
@@ -736,162 +676,18 @@ export class SmartCache<V> {
     return flight
   }
 
-  /**
-   * The store's part of a flight: the store's value if it has a usable one,
-   * else the fleet-wide lock. While another instance holds the lock, polls
-   * for its value for at most `waitMs`, taking the lock if it is freed
-   * (its holder failed, or died and the lock expired), and computes without
-   * it after that. Any store failure means: compute here, without the lock.
-   * Never rejects.
-   */
-  async #fromShared(k: string, signal: AbortSignal, background: boolean, waitMs: number): Promise<Shared> {
-    const store = this.#shared as CacheStore
-    const stats = this.#sharedStats as StoreStats
-    let record: StoreRecord | Refused | undefined
-    try {
-      record = await this.#read(k)
-    } catch {
-      stats.errors++
-      stats.misses++
-      return LOCAL
-    }
-    if (record instanceof Refused) {
-      // The waiting lookups get the replacement, as stale, so a background compute follows.
-      if (!background) return { record: record.replacement, refused: true }
-      record = undefined
-    }
-    if (record !== undefined && (record.freshMs > 0 || !background)) {
-      stats.hits++
-      return { record }
-    }
-    // A refresh of a stale value: keep the store's stale copy if this instance has nothing to serve.
-    if (record !== undefined && !this.#usable(k)) this.#keep(k, record)
-    let waited = 0
-    let pause = POLL_FIRST_MS
-    for (;;) {
-      let token: string | undefined
-      try {
-        token = await attempt(() => store.lock(k, waitMs + LOCK_MARGIN_MS))
-      } catch {
-        stats.errors++
-        stats.misses++
-        return LOCAL
-      }
-      if (token !== undefined) {
-        // The holder may have written and unlocked between the last look and the lock.
-        record = await this.#read(k).catch(() => {
-          stats.errors++
-          return undefined
-        })
-        if (record !== undefined && !(record instanceof Refused) && record.freshMs > 0) {
-          this.#unlock(k, token)
-          stats.hits++
-          return { record }
-        }
-        stats.misses++
-        return { token }
-      }
-      if (waited === 0) stats.waits++
-      if (waited >= waitMs || signal.aborted) {
-        stats.misses++
-        return LOCAL
-      }
-      await sleep(pause, signal)
-      waited += pause
-      pause = Math.min(pause * 2, POLL_MAX_MS)
-      try {
-        record = await this.#read(k)
-      } catch {
-        stats.errors++
-        stats.misses++
-        return LOCAL
-      }
-      if (record !== undefined && !(record instanceof Refused) && record.freshMs > 0) {
-        stats.hits++
-        return { record }
-      }
-    }
-  }
-
-  /**
-   * Reads `k` from the store through `fromStore`. A refused value comes back
-   * as a {@link Refused} holding the stale record to serve in its place.
-   */
-  async #read(k: string): Promise<StoreRecord | Refused | undefined> {
-    const record = await attempt(() => (this.#shared as CacheStore).get(k))
-    const check = this.#fromStore
-    if (record === undefined || check === undefined) return record
-    const checked = check(record.value)
-    if (checked.refused === true) {
-      ;(this.#sharedStats as StoreStats).refused++
-      // Stale at once, on this cache's own lifetimes, not the planted record's: the recompute replaces it.
-      return new Refused({ value: checked.value, freshMs: 0, staleMs: this.#staleMs })
-    }
-    return checked.value === record.value ? record : { ...record, value: checked.value }
-  }
-
+  /** Whether `k` has a value to serve in process, fresh or stale. */
   #usable(k: string): boolean {
     const e = this.#lru.peek(k)
-    return e !== undefined && e.has && this.#clock.now() < e.staleUntil
+    if (e === undefined) return false
+    const state = classify(e, this.#clock.now())
+    return state === EntryState.Fresh || state === EntryState.Stale
   }
 
   /** Keeps a record read from the store, with the lifetimes the store gave. */
   #keep(k: string, record: StoreRecord): void {
     const freshUntil = this.#clock.now() + Math.max(0, record.freshMs)
     this.#put(k, record.value as V, freshUntil, freshUntil + Math.max(0, record.staleMs), record.tags)
-  }
-
-  /** Writes a value to the store with its remaining lifetimes, then releases the compute lock. Never rejects. */
-  #share(k: string, entry: Entry<V>, lock: string | undefined, broadcast = false): void {
-    const store = this.#shared as CacheStore
-    const stats = this.#sharedStats as StoreStats
-    const record: StoreRecord = {
-      value: entry.value,
-      freshMs: Math.max(0, entry.freshUntil - this.#clock.now()),
-      staleMs: entry.staleUntil - entry.freshUntil,
-    }
-    if (entry.tags !== undefined) record.tags = entry.tags
-    attempt(() => store.set(k, record, broadcast ? { broadcast } : undefined))
-      .then(
-        () => {
-          stats.writes++
-        },
-        () => {
-          stats.errors++
-        },
-      )
-      // Unlock after the write, so a waiter that finds the lock free finds the value too.
-      .then(() => {
-        if (lock !== undefined) this.#unlock(k, lock)
-      })
-  }
-
-  #unlock(k: string, token: string): void {
-    const store = this.#shared as CacheStore
-    attempt(() => store.unlock(k, token)).catch(() => {
-      ;(this.#sharedStats as StoreStats).errors++
-    })
-  }
-
-  /** Tells the store (and so the other instances) to forget; never rejects. */
-  #broadcast(invalidation: Invalidation): void {
-    const store = this.#shared as CacheStore
-    attempt(() => store.invalidate(invalidation)).catch(() => {
-      ;(this.#sharedStats as StoreStats).errors++
-    })
-  }
-
-  /** Another instance invalidated: forget here, without telling anyone. */
-  #onInvalidation(inv: Invalidation): void {
-    ;(this.#sharedStats as StoreStats).invalidations++
-    if ('keys' in inv) {
-      for (const k of inv.keys) this.#forget(k)
-    } else if ('tags' in inv) {
-      this.#dropTags(inv.tags)
-    } else if (inv.pattern.length <= MAX_PATTERN_LENGTH) {
-      // A longer one cannot come from invalidatePattern(), which refuses it: ignored.
-      this.#dropPattern(compileGlob(inv.pattern))
-    }
   }
 
   #store(k: string, value: V, options: SetOptions | undefined): Entry<V> {
@@ -906,37 +702,16 @@ export class SmartCache<V> {
   /** Stores a value as fresh until `freshUntil`, clearing any remembered failure; keeps the key's tags unless given. */
   #put(k: string, value: V, freshUntil: number, staleUntil: number, tags: readonly string[] | undefined): Entry<V> {
     const kept = tags ?? this.#lru.peek(k)?.tags
-    const entry: Entry<V> = {
-      value,
-      has: true,
-      freshUntil,
-      staleUntil,
-      error: undefined,
-      errorUntil: 0,
-      failures: 0,
-      tags: kept,
-    }
+    const entry = valueEntry(value, freshUntil, staleUntil, kept)
     this.#lru.set(k, entry)
-    if (kept !== undefined) this.#tag(k, kept)
+    if (kept !== undefined) this.#tags.add(k, kept)
     return entry
   }
 
   #fail(k: string, error: unknown): void {
-    const prev = this.#lru.peek(k)
-    const failures = (prev?.failures ?? 0) + 1
-    const backoff = Math.min(this.#retryMs * 2 ** Math.min(failures - 1, 30), this.#maxRetryMs)
-    const entry: Entry<V> = {
-      value: prev?.value,
-      has: prev?.has ?? false,
-      freshUntil: prev?.freshUntil ?? 0,
-      staleUntil: prev?.staleUntil ?? 0,
-      error,
-      errorUntil: this.#clock.now() + backoff,
-      failures,
-      tags: prev?.tags,
-    }
+    const entry = failedEntry(this.#lru.peek(k), error, this.#clock.now(), this.#retryMs, this.#maxRetryMs)
     this.#lru.set(k, entry)
-    if (entry.tags !== undefined) this.#tag(k, entry.tags)
+    if (entry.tags !== undefined) this.#tags.add(k, entry.tags)
   }
 
   /**
@@ -946,10 +721,10 @@ export class SmartCache<V> {
    */
   set(key: string, value: V, options?: SetOptions): void {
     if (options !== undefined) checkCallOptions(options)
-    const k = key.length > this.#maxKeyLength ? digest(key) : key
+    const k = storedKey(key, this.#maxKeyLength)
     this.#inflight.delete(k)
     const entry = this.#store(k, value, options)
-    if (this.#shared !== undefined) this.#share(k, entry, undefined, true)
+    this.#shared?.write(k, entry, undefined, true)
   }
 
   /**
@@ -957,8 +732,8 @@ export class SmartCache<V> {
    * With a store, forgets it there and on every instance too.
    */
   delete(key: string): boolean {
-    const k = key.length > this.#maxKeyLength ? digest(key) : key
-    if (this.#shared !== undefined) this.#broadcast({ keys: [k] })
+    const k = storedKey(key, this.#maxKeyLength)
+    this.#shared?.broadcast({ keys: [k] })
     return this.#forget(k)
   }
 
@@ -974,17 +749,13 @@ export class SmartCache<V> {
    */
   invalidateTags(tags: Iterable<string>): number {
     const list = [...tags]
-    if (this.#shared !== undefined && list.length > 0) this.#broadcast({ tags: list })
+    if (list.length > 0) this.#shared?.broadcast({ tags: list })
     return this.#dropTags(list)
   }
 
   #dropTags(tags: readonly string[]): number {
     let n = 0
-    for (const tag of tags) {
-      const keys = this.#tagIndex.get(tag)
-      if (keys === undefined) continue
-      for (const k of [...keys]) if (this.#forget(k)) n++
-    }
+    for (const tag of tags) for (const k of this.#tags.keysOf(tag)) if (this.#forget(k)) n++
     return n
   }
 
@@ -1000,7 +771,7 @@ export class SmartCache<V> {
   invalidatePattern(glob: string): number {
     if (typeof glob !== 'string') throw new TypeError(`a pattern must be a string, received ${String(glob)}`)
     const matches = compileGlob(glob)
-    if (this.#shared !== undefined) this.#broadcast({ pattern: glob })
+    this.#shared?.broadcast({ pattern: glob })
     return this.#dropPattern(matches)
   }
 
@@ -1019,7 +790,7 @@ export class SmartCache<V> {
   clear(): void {
     this.#inflight.clear()
     this.#lru.clear()
-    this.#tagIndex.clear()
+    this.#tags.clear()
   }
 
   /**
@@ -1029,7 +800,7 @@ export class SmartCache<V> {
   close(): void {
     if (this.#closed) return
     this.#closed = true
-    this.#unsubscribe?.()
+    this.#shared?.close()
     const flights = [...this.#inflight.values()]
     const queued = [...this.#queue.values()]
     this.#queue.clear()
@@ -1049,11 +820,10 @@ export class SmartCache<V> {
     let errorEntries = 0
     let staleEntries = 0
     for (const e of this.#lru.values()) {
-      if (e.has && now < e.staleUntil) {
-        successEntries++
-        if (now >= e.freshUntil) staleEntries++
-      }
-      if (now < e.errorUntil) errorEntries++
+      const state = classify(e, now)
+      if (state === EntryState.Fresh || state === EntryState.Stale) successEntries++
+      if (state === EntryState.Stale) staleEntries++
+      if (isFailing(e, now)) errorEntries++
     }
     const lookups = this.#hits + this.#staleHits + this.#misses + this.#errorHits
     const stats: SmartCacheStats = {
@@ -1078,74 +848,18 @@ export class SmartCache<V> {
       hitRate: lookups === 0 ? 0 : (this.#hits + this.#staleHits) / lookups,
       breaker: this.#breaker?.state ?? 'none',
     }
-    if (this.#sharedStats !== undefined) stats.store = { ...this.#sharedStats }
+    if (this.#shared !== undefined) stats.store = this.#shared.stats()
     return stats
-  }
-
-  #tag(k: string, tags: readonly string[]): void {
-    for (const tag of tags) {
-      const keys = this.#tagIndex.get(tag)
-      if (keys === undefined) this.#tagIndex.set(tag, new Set([k]))
-      else keys.add(k)
-    }
-  }
-
-  #untag(k: string, tags: readonly string[]): void {
-    for (const tag of tags) {
-      const keys = this.#tagIndex.get(tag)
-      if (keys === undefined) continue
-      keys.delete(k)
-      if (keys.size === 0) this.#tagIndex.delete(tag)
-    }
   }
 }
 
-/** Per-call options are checked as the cache's own are. */
 /** The largest `max` given to lru-cache as such (it allocates that many slots at once). */
 const PREALLOCATED_MAX = 65_536
 
+/** Per-call options are checked as the cache's own are. */
 function checkCallOptions(options: ComputeOptions): void {
   if (options.ttlMs !== undefined) checkInteger('ttlMs', options.ttlMs, 0)
   if (options.timeoutMs !== undefined) checkMs('timeoutMs', options.timeoutMs, 1)
-}
-
-function digest(key: string): string {
-  return `sha256:${createHash('sha256').update(key).digest('base64url')}`
-}
-
-/** Calls a store method; a synchronous throw or a non-promise becomes a promise. */
-function attempt<T>(f: () => Promise<T>): Promise<T> {
-  try {
-    return Promise.resolve(f())
-  } catch (e) {
-    return Promise.reject(e)
-  }
-}
-
-/** Resolves after `ms`, or at once when `signal` aborts; holds no handle open. */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) {
-      resolve()
-      return
-    }
-    const wake = (): void => {
-      clearTimeout(timer)
-      signal.removeEventListener('abort', wake)
-      resolve()
-    }
-    const timer = setTimeout(wake, ms)
-    timer.unref()
-    signal.addEventListener('abort', wake, { once: true })
-  })
-}
-
-function isThenable(v: unknown): v is PromiseLike<unknown> {
-  return (
-    v !== null &&
-    (typeof v === 'object' || typeof v === 'function') &&
-    typeof (v as { then?: unknown }).then === 'function'
-  )
 }
 
 function definedOnly<T extends object>(o: T): Partial<T> {

@@ -110,7 +110,6 @@ export function createContext<C extends object = RequestContext>(source?: Contex
  * For the integrations, which run a store of their own per request: refuses a
  * pipeline reading the application's context, whose store they would replace.
  * @throws TypeError naming the integration
- * @internal
  */
 export function assertOwnContext(helpers: object, integration: string): void {
   if (applications.has(helpers)) {

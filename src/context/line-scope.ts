@@ -6,19 +6,19 @@
 let next = 1
 let current = 0
 
-/** Marks the start of a line's enrichment; returns what to pass to {@link endLine}. @internal */
+/** Marks the start of a line's enrichment; returns what to pass to {@link endLine}. */
 export function beginLine(): number {
   const outer = current
   current = next++
   return outer
 }
 
-/** Marks the end of a line's enrichment, restoring an outer one (a line logged from an enricher). @internal */
+/** Marks the end of a line's enrichment, restoring an outer one (a line logged from an enricher). */
 export function endLine(outer: number): void {
   current = outer
 }
 
-/** The line being enriched now, or 0 outside of one. @internal */
+/** The line being enriched now, or 0 outside of one. */
 export function lineNow(): number {
   return current
 }

@@ -42,7 +42,7 @@ export function isWellFormedRequestId(value: unknown): value is string {
   return typeof value === 'string' && WELL_FORMED.test(value)
 }
 
-/** @internal Validated request-id settings, merged once. */
+/** Validated request-id settings, merged once. */
 export interface ResolvedRequestIdOptions {
   header: string
   trust: boolean
@@ -54,7 +54,6 @@ export interface ResolvedRequestIdOptions {
  *
  * @throws TypeError for a header name that is not an HTTP token, a non-boolean
  *   `trustRequestId` or a non-function `generateId`, quoting the value
- * @internal
  */
 export function resolveRequestIdOptions(options: RequestIdOptions = {}): ResolvedRequestIdOptions {
   const header = options.requestIdHeader ?? REQUEST_ID_DEFAULTS.requestIdHeader
@@ -76,7 +75,6 @@ export function resolveRequestIdOptions(options: RequestIdOptions = {}): Resolve
  * The id of a request: the incoming header's value when trusted and well
  * formed, else a generated one. A repeated header (an array, or values Node
  * joined with `, `) is not well formed.
- * @internal
  */
 export function requestIdOf(req: IncomingMessage, o: ResolvedRequestIdOptions): string {
   if (o.trust) {
@@ -90,7 +88,6 @@ export function requestIdOf(req: IncomingMessage, o: ResolvedRequestIdOptions): 
  * An id an earlier middleware already gave the request (`req.id`, as pino-http
  * sets it), when it is well formed; a safe integer counts (pino-http's default
  * counter).
- * @internal
  */
 export function existingRequestId(req: object): string | undefined {
   const id = (req as { id?: unknown }).id

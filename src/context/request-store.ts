@@ -1,7 +1,7 @@
 import type { RequestContext } from './als.js'
 import { lineNow } from './line-scope.js'
 
-/** @internal Where a request store reads what is only known later in the request. */
+/** Where a request store reads what is only known later in the request. */
 export interface RequestStoreSources {
   requestId: string
   method: string
@@ -24,7 +24,6 @@ export interface RequestStoreSources {
  * The accessors are own enumerable properties of a plain object, so spreading,
  * `JSON.stringify` and structured cloning (the transport) see their values.
  * The request object itself is never reachable from the store.
- * @internal
  */
 export function createRequestStore(src: RequestStoreSources): RequestContext {
   const { route, user } = src
@@ -111,7 +110,7 @@ function refusingAsync<R>(user: (req: R) => unknown, integration: string): (req:
   }
 }
 
-/** The path of a request URL: no query, no fragment. @internal */
+/** The path of a request URL: no query, no fragment. */
 export function pathOf(url: string | undefined): string | undefined {
   if (url === undefined) return undefined
   const end = url.search(/[?#]/)
@@ -123,7 +122,6 @@ export function pathOf(url: string | undefined): string | undefined {
  * `user` comes back wrapped so that a Promise from it is refused (see
  * `refusingAsync`).
  * @throws TypeError for a `user` that is not a function or a `setResponseHeader` that is not a boolean
- * @internal
  */
 export function resolveStoreOptions<R>(
   options: { user?: (req: R) => string | undefined; setResponseHeader?: boolean },

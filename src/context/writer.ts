@@ -78,7 +78,7 @@ export function compileContextWriter<P>(
   }
 }
 
-/** The same writer without code generation. @internal exported for tests */
+/** The same writer without code generation. Exported for the tests. */
 export function loopWriter<P>(
   slots: readonly ContextSlot[],
   refused: RefusedValue<P>,
@@ -164,6 +164,15 @@ export class ContextWriters<P> {
     this.#lastLogger = logger
     this.#last = chosen
     return chosen.write
+  }
+
+  /**
+   * The writer for lines whose own bindings carry the keys `bound` (the
+   * transport worker reads them from the line's capture): those output keys
+   * are left out. {@link all} when none of them is an output key.
+   */
+  without(bound: ReadonlySet<string>): ContextWriter<P> {
+    return this.#writerSkipping(this.#outKeys.filter((k) => bound.has(k)))
   }
 
   #writerSkipping(skip: readonly string[]): ContextWriter<P> {

@@ -1,3 +1,4 @@
+import type { ContextWriter } from '../context/writer.js'
 import type { Enrichment, LinePath } from '../core/enrichment.js'
 import type { Globals, View } from '../core/globals.js'
 import type { Gathering } from '../core/line.js'
@@ -8,6 +9,7 @@ import type { EnrichContext, Fields, SpanIds } from '../enricher.js'
 import { LEVELS } from '../enricher.js'
 import { within } from '../util/async.js'
 import { type RedactSpec, type RedactWriter, redactWriter } from '../util/redact.js'
+import { readBoundKeys } from './bound-keys.js'
 import { CAPTURE_OPEN, quote, type TransportCapture } from './options.js'
 
 interface Line extends Gathering {
@@ -93,14 +95,23 @@ interface Shape {
 /**
  * Reads the shape of the line `t[s, e)` into `into`; false when it has no
  * place for enrichment that can be found without parsing (it then takes the
- * general path). `known` is the capture text seen last: a JSON object ends
- * where its text does, so a capture that starts with it is exactly it.
+ * general path). `known` and `other` are the two capture texts seen last (a
+ * request's `request.log` and `app.log` lines differ by their bound keys): a
+ * JSON object ends where its text does, so a capture that starts with one is
+ * exactly it.
  *
  * The capture is read only where the main thread wrote it: the first
  * {@link CAPTURE_OPEN} on the line, which pino's serializer cannot write, and
  * which the main thread puts on every line, right after the time.
  */
-function readShape(t: string, s: number, e: number, into: Shape, known: string | undefined): boolean {
+function readShape(
+  t: string,
+  s: number,
+  e: number,
+  into: Shape,
+  known: string | undefined,
+  other: string | undefined,
+): boolean {
   if (t.charCodeAt(s) !== 123) return false
   let level = -1
   let time = -1
@@ -147,9 +158,15 @@ function readShape(t: string, s: number, e: number, into: Shape, known: string |
   // After level and time, ahead of every field of the line's own, which win over enrichment.
   into.insert = i === s ? at : i
   into.at = at
-  if (known !== undefined && valueStart + known.length <= e && t.startsWith(known, valueStart)) {
-    into.capture = known
-    into.end = valueStart + known.length
+  const seen =
+    known !== undefined && startsAt(t, known, valueStart, e)
+      ? known
+      : other !== undefined && startsAt(t, other, valueStart, e)
+        ? other
+        : undefined
+  if (seen !== undefined) {
+    into.capture = seen
+    into.end = valueStart + seen.length
     return true
   }
   const valueEnd = objectEnd(t, valueStart, e)
@@ -157,6 +174,11 @@ function readShape(t: string, s: number, e: number, into: Shape, known: string |
   into.capture = t.slice(valueStart, valueEnd)
   into.end = valueEnd
   return true
+}
+
+/** Whether `t` holds `text` at `i`, ending before `e`. */
+function startsAt(t: string, text: string, i: number, e: number): boolean {
+  return i + text.length <= e && t.startsWith(text, i)
 }
 
 /** The index after the JSON object starting at `i` and ending before `e`, or -1. */
@@ -185,6 +207,12 @@ interface Captured {
   time: number | undefined
   /** Writes the line's enriched fields through the transport's serializers and the logger's redaction; undefined for neither. */
   redact: RedactWriter | undefined
+  /**
+   * The context-fields writer for its lines when the logger's bindings (`b`)
+   * carry some of their keys: it leaves those out. Undefined for the
+   * pipeline's own.
+   */
+  contexts: ContextWriter<Problems> | undefined
   /** The context-fields enrichers' output for this context, as JSON members. */
   contextJson: string
 }
@@ -195,6 +223,7 @@ const NONE: Captured = {
   trace: undefined,
   time: undefined,
   redact: undefined,
+  contexts: undefined,
   contextJson: '',
 }
 
@@ -262,6 +291,16 @@ function levelOf(level: unknown): number {
 /** pino serializers by top-level key, as `serializers` takes them. */
 export type Serializers = Readonly<Record<string, (value: unknown) => unknown>>
 
+/** What {@link LineEnricher} last put after the time for a capture and level. */
+interface Memo {
+  cap: Captured
+  level: number
+  fragment: string
+  mixinGlobals: View['mixinGlobals']
+  problems: Problems | undefined
+  text: string
+}
+
 /** Output is handed on in pieces of about this many characters, or once per chunk. */
 const BATCH = 65_536
 
@@ -304,16 +343,10 @@ export class LineEnricher {
   #writer: Registry['writeContexts']
   #lastText: string | undefined
   #last: Captured = NONE
-  #memo:
-    | {
-        cap: Captured
-        level: number
-        fragment: string
-        mixinGlobals: View['mixinGlobals']
-        problems: Problems | undefined
-        text: string
-      }
-    | undefined
+  #otherText: string | undefined
+  #other: Captured = NONE
+  #memo: Memo | undefined
+  #otherMemo: Memo | undefined
 
   readonly #serializers: Serializers | undefined
   /** Lines with no capture, when serializers apply to every line. */
@@ -412,7 +445,8 @@ export class LineEnricher {
     let rest: string | undefined
     let redact: RedactWriter | undefined
     let record: Record<string, unknown> | undefined
-    if (readShape(t, s, e, shape, this.#lastText)) {
+    let contexts: ContextWriter<Problems> | undefined
+    if (readShape(t, s, e, shape, this.#lastText, this.#otherText)) {
       const cap = this.#understand(shape.capture)
       head = t.slice(s, shape.insert)
       rest = next > e ? t.slice(shape.end, next) : `${t.slice(shape.end, e)}\n`
@@ -437,6 +471,7 @@ export class LineEnricher {
       }
       ctx = new LineContext(level, time, cap, head, rest, record)
       redact = cap.redact
+      contexts = cap.contexts
     } else {
       record = objectOf(t.slice(s, e))
       if (record === undefined) {
@@ -446,7 +481,7 @@ export class LineEnricher {
       const time = typeof record.time === 'number' ? record.time : now
       ctx = { level: levelOf(record.level), time, record, context: undefined }
     }
-    this.#queue.push(this.#gathered(ctx, now, head, rest, undefined, ending(t, e, next), redact))
+    this.#queue.push(this.#gathered(ctx, now, head, rest, undefined, ending(t, e, next), redact, contexts))
   }
 
   /**
@@ -460,7 +495,7 @@ export class LineEnricher {
       return
     }
     const ctx: EnrichContext = { level: LEVELS.info, time: now, record: EMPTY, context: undefined }
-    this.#queue.push(this.#gathered(ctx, now, undefined, undefined, verbatim, '', undefined))
+    this.#queue.push(this.#gathered(ctx, now, undefined, undefined, verbatim, '', undefined, undefined))
   }
 
   #gathered(
@@ -471,6 +506,7 @@ export class LineEnricher {
     verbatim: string | undefined,
     eol: string,
     redact: RedactWriter | undefined,
+    contexts: ContextWriter<Problems> | undefined,
   ): Line {
     const line: Line = {
       ctx,
@@ -488,7 +524,7 @@ export class LineEnricher {
       deadline: now + this.#e.deadlineMs,
       start: now,
     }
-    if (verbatim === undefined) this.#collect.gather(line)
+    if (verbatim === undefined) this.#collect.gather(line, contexts)
     return line
   }
 
@@ -500,7 +536,13 @@ export class LineEnricher {
   #injected(level: number, cap: Captured): string {
     const view = this.#view
     const problems = this.#values.problems
-    const m = this.#memo
+    let m = this.#memo
+    if (m !== undefined && m.cap !== cap) {
+      // Lines of two captures in turn: the one before is kept too.
+      m = this.#otherMemo
+      this.#otherMemo = this.#memo
+      this.#memo = m
+    }
     if (
       m !== undefined &&
       m.cap === cap &&
@@ -517,7 +559,9 @@ export class LineEnricher {
       const out: Fields = {}
       this.#values.assign(level, out)
       const registry = this.#registry
-      if (cap.context !== undefined && registry.contexts.length !== 0) registry.writeContexts(cap.context, level, out)
+      if (cap.context !== undefined && registry.contexts.length !== 0) {
+        ;(cap.contexts ?? registry.writeContexts)(cap.context, level, out)
+      }
       fields = cap.redact(out)
     }
     const text = fields + this.#problems(problems)
@@ -581,8 +625,17 @@ export class LineEnricher {
       this.#writer = registry.writeContexts
       this.#captures.clear()
       this.#lastText = undefined
+      this.#otherText = undefined
     }
     if (text === this.#lastText) return this.#last
+    if (text === this.#otherText) {
+      const value = this.#other
+      this.#otherText = this.#lastText
+      this.#other = this.#last
+      this.#lastText = text
+      this.#last = value
+      return value
+    }
     let value = this.#captures.get(text)
     if (value === undefined) {
       let capture: TransportCapture | undefined
@@ -596,10 +649,14 @@ export class LineEnricher {
       const c = capture?.c
       const context = typeof c === 'object' && c !== null && !Array.isArray(c) ? Object.freeze(c) : undefined
       let contextJson = ''
+      let contexts: ContextWriter<Problems> | undefined
       if (context !== undefined && registry.contexts.length !== 0) {
+        // A context field whose key the logger binds is left out: the binding, written by pino, is kept.
+        const bound = readBoundKeys(capture?.b)
+        if (bound !== undefined) contexts = registry.contextWriters.without(bound)
         // Context-fields enrichers have no minLevel: the level does not change their output.
         const out: Fields = {}
-        this.#writer(context, LEVELS.info, out)
+        ;(contexts ?? this.#writer)(context, LEVELS.info, out)
         contextJson = fieldsJson(out)
       }
       value = {
@@ -608,12 +665,15 @@ export class LineEnricher {
         trace: spanOf(capture?.s),
         time: typeof capture?.t === 'number' ? capture.t : undefined,
         redact: this.#objectWriter(capture?.r === undefined ? undefined : this.#redactor(capture.r)),
+        contexts,
         contextJson,
       }
       if (this.#captures.size >= 1024) this.#captures.clear()
       // Keyed by its own copy: a slice of the chunk would keep the whole chunk alive.
       this.#captures.set(value.text, value)
     }
+    this.#otherText = this.#lastText
+    this.#other = this.#last
     this.#lastText = value.text
     this.#last = value
     return value

@@ -8,6 +8,7 @@ import { OrderedQueue, type QueuedLine } from '../core/ordered-queue.js'
 import { type Problems, problemsJson } from '../core/problems.js'
 import type { EnrichContext, Fields } from '../enricher.js'
 import { copyAtCall } from '../util/copy.js'
+import { BoundKeys } from './bound-keys.js'
 import { destinationWatch } from './destination.js'
 
 /** How enrichment reaches pino's lines. */
@@ -508,11 +509,14 @@ export const CAPTURE_OPEN = `,${JSON.stringify(TRANSPORT_KEY)} :`
 
 /**
  * What the main thread captures for the worker: `c` the request context,
- * `s` the active span (trace id, span id and trace flags as hex, 32 + 16 + 2
- * digits), `r` the logger's `redact` option, `t` the call time. @internal
+ * `b` with it the top-level keys the logger's bindings set (but pid and
+ * hostname), whose context fields the worker leaves out, `s` the active span
+ * (trace id, span id and trace flags as hex, 32 + 16 + 2 digits), `r` the
+ * logger's `redact` option, `t` the call time. @internal
  */
 export interface TransportCapture {
   c?: Record<string, unknown>
+  b?: string[]
   s?: string
   r?: { paths: string[]; censor?: unknown; remove?: boolean }
   t?: number
@@ -606,6 +610,12 @@ function transportOptions(e: Enrichment, user: LoggerOptions, contextKeys: reado
   let spanId = ''
   let flags = -1
   let lastSpan: object | undefined
+  // The logger's binding keys, sent with a context only: the worker needs them for its context fields.
+  const bindings = new BoundKeys()
+  let bound = ''
+  let noContext = true
+  let otherBound = ''
+  let otherCapture = ''
   const build = (): string => {
     let context = ''
     for (let i = 0; i < keys.length; i++) {
@@ -616,7 +626,8 @@ function transportOptions(e: Enrichment, user: LoggerOptions, contextKeys: reado
       else if ((t === 'number' && Number.isFinite(v)) || t === 'boolean')
         context += `${context.length === 0 ? '' : ','}${keyJson[i]}${String(v)}`
     }
-    let members = context.length === 0 ? '' : `"c":{${context}}`
+    noContext = context.length === 0
+    let members = noContext ? '' : `"c":{${context}}${bound.length === 0 ? '' : `,${bound}`}`
     if (flags !== -1) members += `${members.length === 0 ? '' : ','}"s":"${traceId}${spanId}${FLAGS[flags & 0xff]}"`
     if (redact.length !== 0) members += `${members.length === 0 ? '' : ','}${redact}`
     if (withTime) return `${CAPTURE_OPEN}{${members}${members.length === 0 ? '' : ','}"t":`
@@ -629,17 +640,18 @@ function transportOptions(e: Enrichment, user: LoggerOptions, contextKeys: reado
     ? `${CAPTURE_OPEN}{${redact}${redact.length === 0 ? '' : ','}"t":`
     : `${CAPTURE_OPEN}{${redact}}`
   let capturing = false
-  const timestamp = (): string => {
+  // pino calls it on the logger writing the line (and once without one, at construction).
+  const timestamp = function (this: pino.Logger | undefined): string {
     const now = clock.now()
     if (capturing) return withTime ? `${timePart(now)}${bare}${now}}` : timePart(now) + bare
     capturing = true
     try {
-      return capture1(now)
+      return capture1(now, this === undefined ? '' : bindings.member(this))
     } finally {
       capturing = false
     }
   }
-  const capture1 = (now: number): string => {
+  const capture1 = (now: number, b: string): string => {
     const c = getContext() as Record<string, unknown> | undefined
     let changed = false
     for (let i = 0; i < keys.length; i++) {
@@ -674,7 +686,18 @@ function transportOptions(e: Enrichment, user: LoggerOptions, contextKeys: reado
         }
       }
     }
-    if (changed) capture = build()
+    if (changed) {
+      bound = b
+      otherCapture = ''
+      capture = build()
+    } else if (b !== bound) {
+      // Lines of two loggers in turn (request.log and app.log): the other's capture is kept for its next line.
+      const next = b === otherBound && otherCapture !== '' ? otherCapture : noContext ? capture : undefined
+      otherBound = bound
+      otherCapture = capture
+      bound = b
+      capture = next ?? build()
+    }
     return withTime ? `${timePart(now)}${capture}${now}}` : timePart(now) + capture
   }
   return { ...user, timestamp }

@@ -5,8 +5,8 @@
 // channel is refused for another.
 import { createHmac, timingSafeEqual } from 'node:crypto'
 
-/** Length of a SHA-256 digest in unpadded base64url. */
-const SIGNATURE_LENGTH = 43
+/** Length of a SHA-256 digest in unpadded base64url: a signed text's first characters. */
+export const SIGNATURE_LENGTH = 43
 
 /** Signs and checks texts with one secret. */
 export class Signer {

@@ -201,3 +201,26 @@ describe('SmartCache timeouts', () => {
     expect(vi.getTimerCount()).toBe(0)
   })
 })
+
+describe('a compute result whose then getter throws', () => {
+  it('is a failed compute, held in the error tier, not a value stored and served', async () => {
+    const { cache } = setup()
+    const hostile = Object.defineProperty({}, 'then', {
+      get() {
+        throw new Error('then getter')
+      },
+    })
+    let calls = 0
+    const compute = () => {
+      calls++
+      return hostile as unknown as string
+    }
+    const e = await rejection(cache.getOrCompute('k', compute))
+    expect((e as Error).message).toBe('then getter')
+    expect(cache.peek('k')?.state).toBe('error')
+    // Served from the error tier, not computed again and not a fresh hit.
+    const again = await rejection(cache.getOrCompute('k', compute))
+    expect(again).toBeInstanceOf(CachedError)
+    expect(calls).toBe(1)
+  })
+})

@@ -3,7 +3,7 @@
 import { Redis } from 'ioredis'
 import { describe, expect, it } from 'vitest'
 import { CircuitBreaker, createPipeline, defineEnricher, SmartCache } from '../../src/index.js'
-import { redisStore } from '../../src/redis.js'
+import { redisStore } from '../../src/redis/index.js'
 
 const TOO_LONG = 3e9
 const LONGEST = 2 ** 31 - 1

@@ -1,11 +1,14 @@
 import { once } from 'node:events'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import express from 'express'
 import Fastify from 'fastify'
 import Fastify4 from 'fastify4'
 import pino from 'pino'
 import { pinoHttp } from 'pino-http'
-import { afterEach, describe, expect, it, vi } from 'vitest'
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest'
 import { requestEnricher } from '../../enrichers/index.js'
 import { expressContext } from '../../src/context/express.js'
 import { fastifyContext } from '../../src/context/fastify.js'
@@ -38,8 +41,10 @@ function pipelineAndLogger(mode: Mode): { p: Pipeline; out: Sink; log: pino.Logg
  * Every raw line has no key twice at any depth, and every line logged inside
  * a request (`inRequest`) carries `reqId` exactly once, with its request's id.
  */
-function expectOneReqIdPerLine(out: Sink, inRequest: (line: Record<string, unknown>) => string | undefined): number {
-  const lines = rawLines(out.chunks)
+function expectOneReqIdPerLine(
+  lines: readonly string[],
+  inRequest: (line: Record<string, unknown>) => string | undefined,
+): number {
   expect(lines.length).toBeGreaterThan(0)
   let checked = 0
   for (const raw of lines) {
@@ -96,7 +101,7 @@ describe.each(FASTIFY)('no key twice on a line: $major', ({ make }) => {
       for (let i = 0; i < 8; i++) ids.push((await app.inject({ url: `/items/${i}` })).json().id)
       log.info({ at: 'outside' })
       await p.flush()
-      const checked = expectOneReqIdPerLine(out, (l) => {
+      const checked = expectOneReqIdPerLine(rawLines(out.chunks), (l) => {
         if (l.at === 'outside') return undefined
         // Every other line, Fastify's own included, was written inside a request and names it.
         expect(ids).toContain(l.reqId)
@@ -169,7 +174,134 @@ describe('no key twice on a line: Express with pino-http', () => {
     await vi.waitFor(() => expect(out.lines().filter((l) => l.msg === 'request completed')).toHaveLength(8))
     log.info({ at: 'outside' })
     await p.flush()
-    const checked = expectOneReqIdPerLine(out, (l) => {
+    const checked = expectOneReqIdPerLine(rawLines(out.chunks), (l) => {
+      if (l.at === 'outside') return undefined
+      expect(ids).toContain(l.reqId)
+      return l.reqId as string
+    })
+    expect(checked).toBe(8 * 5)
+  })
+})
+
+const dir = mkdtempSync(join(tmpdir(), 'pino-enrich-dupes-'))
+afterAll(() => rmSync(dir, { recursive: true, force: true }))
+let files = 0
+
+/**
+ * README's transport setup with requestEnricher() in the worker. `keyed` adds
+ * a keyed lookup there, so that lines take the worker's queued path rather
+ * than its in-place one. `finish()` ends the transport and returns the raw
+ * lines the worker wrote.
+ */
+function transportLogger(keyed: boolean) {
+  const p = createPipeline()
+  pipelines.push(p)
+  const file = join(dir, `t${++files}.ndjson`)
+  const transport = pino.transport({
+    pipeline: [
+      {
+        target: 'pino-enrich/transport',
+        options: { enrichers: './test/fixtures/transport-request.mjs', enricherOptions: { keyed }, deadlineMs: 5_000 },
+      },
+      { target: 'pino/file', options: { destination: file } },
+    ],
+  })
+  let ended: Promise<unknown> | undefined
+  const end = () => {
+    if (ended === undefined) {
+      ended = once(transport, 'close')
+      transport.end()
+    }
+    return ended
+  }
+  closers.push(end)
+  const log = pino(p.pinoOptions({ mode: 'transport' }), transport)
+  const finish = async (): Promise<string[]> => {
+    await end()
+    return readFileSync(file, 'utf8')
+      .split('\n')
+      .filter((l) => l.length > 0)
+  }
+  return { p, log, finish }
+}
+
+const WORKER_PATHS = [
+  ['in place', false],
+  ['queued', true],
+] as const
+
+describe.each(FASTIFY)("no key twice on a line: $major, mode 'transport' (real worker threads)", ({ make }) => {
+  it.each(WORKER_PATHS)(
+    'request.log, a child of it, app.log and the logger itself carry reqId once (%s)',
+    async (_path, keyed) => {
+      const { p, log, finish } = transportLogger(keyed)
+      const app = make(log)
+      await app.register(fastifyContext, { enrich: p })
+      app.get('/items/:id', async (request) => {
+        request.log.info({ at: 'request.log' })
+        request.log.child({ part: 'db' }).info({ at: 'child of request.log' })
+        app.log.info({ at: 'app.log' })
+        log.info({ at: 'logger' })
+        await Promise.resolve()
+        request.log.warn({ at: 'after await' })
+        return { id: request.id }
+      })
+      const ids: string[] = []
+      for (let i = 0; i < 8; i++) ids.push((await app.inject({ url: `/items/${i}` })).json().id)
+      log.info({ at: 'outside' })
+      await app.close()
+      const lines = await finish()
+      const checked = expectOneReqIdPerLine(lines, (l) => {
+        if (l.at === 'outside') return undefined
+        expect(ids).toContain(l.reqId)
+        return l.reqId as string
+      })
+      expect(checked).toBe(8 * 7)
+      const outside = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.at === 'outside')
+      expect(outside).toBeDefined()
+      expect(outside).not.toHaveProperty('reqId')
+    },
+  )
+})
+
+describe("no key twice on a line: Express with pino-http, mode 'transport' (real worker threads)", () => {
+  it.each([
+    ['in place', true, false],
+    ['in place', false, false],
+    ['queued', true, true],
+    ['queued', false, true],
+  ] as const)('every line inside a request carries reqId once (%s, quietReqLogger %s)', async (_path, quiet, keyed) => {
+    const { p, log, finish } = transportLogger(keyed)
+    let finished = 0
+    const app = express()
+    app.use(expressContext(p), pinoHttp({ logger: log, quietReqLogger: quiet }), (_req, res, next) => {
+      // After pino-http's own listener: its "request completed" line has been logged.
+      res.on('finish', () => finished++)
+      next()
+    })
+    app.get('/items/:id', async (req, res) => {
+      req.log.info({ at: 'req.log' })
+      req.log.child({ part: 'db' }).info({ at: 'child of req.log' })
+      log.info({ at: 'logger' })
+      await Promise.resolve()
+      req.log.warn({ at: 'after await' })
+      res.json({ id: p.context.get()?.requestId })
+    })
+    const server = app.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    const client = httpClient(4)
+    closers.unshift(
+      () => client.close(),
+      () => new Promise((resolve) => server.close(resolve)),
+    )
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+    const ids = await Promise.all(
+      Array.from({ length: 8 }, async (_, i) => JSON.parse((await client.request(`${url}/items/${i}`)).body).id),
+    )
+    await vi.waitFor(() => expect(finished).toBe(8))
+    log.info({ at: 'outside' })
+    const lines = await finish()
+    const checked = expectOneReqIdPerLine(lines, (l) => {
       if (l.at === 'outside') return undefined
       expect(ids).toContain(l.reqId)
       return l.reqId as string

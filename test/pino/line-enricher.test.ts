@@ -9,6 +9,7 @@ import { LineEnricher } from '../../src/pino/line-enricher.js'
 import enrichTransport, { EnrichToDestination } from '../../src/pino/transport.js'
 import { runChild } from '../helpers/child.js'
 import { deferred } from '../helpers/deferred.js'
+import { duplicateKeys } from '../helpers/duplicate-keys.js'
 import { trackPipelines } from '../helpers/pipelines.js'
 import { sink } from '../helpers/sink.js'
 
@@ -273,6 +274,95 @@ describe("pinoOptions({ mode: 'transport' }): the main thread's capture", () => 
     ])
   })
 
+  it("names the logger's binding keys with a request context, once per logger, and none without one", () => {
+    const p = pipeline()
+    const out = sink()
+    const log = pino(p.pinoOptions({ mode: 'transport', base: { pid: 1, hostname: 'h', service: 's' } }), out)
+    const child = log.child({ reqId: 'bound', nested: { reqId: 'not top level' } })
+    const plain = pino(p.pinoOptions({ mode: 'transport' }), out)
+    child.info('outside')
+    p.context.run({ requestId: 'r1' }, () => {
+      log.info('root')
+      child.info('child')
+      plain.info('pid and hostname only')
+      child.setBindings({ tenant: 't1' })
+      child.info('after setBindings')
+      log.info('root again')
+    })
+    const captures = out.lines().map((l) => [l.msg, l['@pino-enrich']])
+    expect(captures).toEqual([
+      ['outside', {}],
+      ['root', { c: { requestId: 'r1' }, b: ['service'] }],
+      ['child', { c: { requestId: 'r1' }, b: ['service', 'reqId', 'nested'] }],
+      ['pid and hostname only', { c: { requestId: 'r1' } }],
+      ['after setBindings', { c: { requestId: 'r1' }, b: ['service', 'reqId', 'nested', 'tenant'] }],
+      ['root again', { c: { requestId: 'r1' }, b: ['service'] }],
+    ])
+  })
+
+  it("gives each line its own logger's capture while two or three loggers' lines alternate and values change", () => {
+    const p = pipeline()
+    const out = sink()
+    const log = pino(p.pinoOptions({ mode: 'transport', contextKeys: ['requestId', 'route'] }), out)
+    const requestLog = log.child({ reqId: 'bound' })
+    const other = log.child({ tenant: 't' })
+    const store: Record<string, unknown> = { requestId: 'r1' }
+    p.context.run(store, () => {
+      requestLog.info('a')
+      log.info('b')
+      requestLog.info('c')
+      log.info('d')
+      store.route = '/r'
+      log.info('e')
+      requestLog.info('f')
+      other.info('g')
+      log.info('h')
+      requestLog.info('i')
+    })
+    log.info('outside')
+    requestLog.info('outside, bound')
+    const r1 = { requestId: 'r1' }
+    const r2 = { requestId: 'r1', route: '/r' }
+    expect(out.lines().map((l) => [l.msg, l['@pino-enrich']])).toEqual([
+      ['a', { c: r1, b: ['reqId'] }],
+      ['b', { c: r1 }],
+      ['c', { c: r1, b: ['reqId'] }],
+      ['d', { c: r1 }],
+      ['e', { c: r2 }],
+      ['f', { c: r2, b: ['reqId'] }],
+      ['g', { c: r2, b: ['tenant'] }],
+      ['h', { c: r2 }],
+      ['i', { c: r2, b: ['reqId'] }],
+      ['outside', {}],
+      ['outside, bound', {}],
+    ])
+  })
+
+  it('names at most 64 binding keys of at most 128 characters, as pino wrote them', () => {
+    const p = pipeline()
+    const out = sink()
+    const log = pino(p.pinoOptions({ mode: 'transport', base: null }), out)
+    const many = Object.fromEntries(Array.from({ length: 100 }, (_, i) => [`k${i}`, i]))
+    const formatted = pino(p.pinoOptions({ mode: 'transport', formatters: { bindings: () => ({ reqId: 'r' }) } }), out)
+    p.context.run({ requestId: 'r1' }, () => {
+      log.child({ ['x'.repeat(129)]: 1, reqId: 'bound', ...many }).info('many')
+      log.child({ 'a"b': 1 }).info('a quote in a key')
+      formatted.info('formatted')
+    })
+    const [many1, quoted, shaped] = out.chunks
+      .join('')
+      .split('\n')
+      .filter((l) => l.length > 0)
+      .map(
+        (l) =>
+          JSON.parse(/"@pino-enrich" :(\{"c":\{[^}]*\}(?:,"b":\[[^\]]*\])?\})/.exec(l)?.[1] ?? '') as { b?: string[] },
+      )
+    expect(many1?.b).toEqual(['reqId', ...Object.keys(many).slice(0, 63)])
+    expect(quoted?.b).toEqual(['a"b'])
+    // formatters.bindings shapes what pino writes: the keys it wrote are named.
+    expect(shaped?.b).toEqual(['reqId'])
+  })
+
   it('adds the call time when pino writes a time of its own making', () => {
     const p = pipeline()
     const out = sink()
@@ -407,6 +497,135 @@ describe('LineEnricher: only the capture the main thread wrote is read', () => {
     const second = ctx({ requestId: 'second' })
     lines.write(line(1, ctx({ requestId: 'first' }), `,"a":1${second},"msg":"two"}`))
     expect(text()).toBe(`{"level":30,"time":1${HOST},"reqId":"first","a":1${second},"msg":"two"}\n`)
+  })
+})
+
+describe('LineEnricher: no key twice on a line', () => {
+  const bound = (c: Record<string, unknown>, b: unknown): string => `,${CAPTURE_KEY}:${JSON.stringify({ c, b })}`
+  const c = { requestId: 'r1', route: '/a' }
+  const expectNoDuplicates = (text: string) => {
+    for (const raw of text.trim().split('\n')) expect(duplicateKeys(raw), raw).toEqual([])
+  }
+
+  it("leaves out a context field whose key the capture names as bound, and keeps the logger's binding", async () => {
+    const p = await contextOnly()
+    const { lines, text } = collect(p)
+    lines.write(
+      line(1, bound(c, ['reqId']), ',"pid":1,"reqId":"bound","msg":"request.log"}') +
+        line(2, bound(c, ['reqId', 'route', 'tenant']), ',"reqId":"bound","route":"/b","tenant":1,"msg":"all bound"}') +
+        line(3, bound(c, ['tenant']), ',"tenant":1,"msg":"another key bound"}') +
+        line(4, ctx(c), ',"msg":"app.log"}'),
+    )
+    expect(text()).toBe(
+      `{"level":30,"time":1${HOST},"route":"/a","pid":1,"reqId":"bound","msg":"request.log"}\n` +
+        `{"level":30,"time":2${HOST},"reqId":"bound","route":"/b","tenant":1,"msg":"all bound"}\n` +
+        `{"level":30,"time":3${HOST},"reqId":"r1","route":"/a","tenant":1,"msg":"another key bound"}\n` +
+        `{"level":30,"time":4${HOST},"reqId":"r1","route":"/a","msg":"app.log"}\n`,
+    )
+    expectNoDuplicates(text())
+  })
+
+  it('writes each line by its own capture while two captures alternate, and again after the globals change', async () => {
+    const p = await contextOnly()
+    const { lines, text } = collect(p)
+    const withB = bound(c, ['reqId'])
+    const input = [
+      line(1, withB, ',"reqId":"bound","msg":"a"}'),
+      line(2, ctx(c), ',"msg":"b"}'),
+      line(3, withB, ',"reqId":"bound","msg":"c"}'),
+      line(4, ctx(c), ',"msg":"d"}'),
+    ]
+    lines.write(input.join(''))
+    p.register(defineEnricher({ name: 'zone', compute: () => ({ zone: 'z1' }) }))
+    await p.ready()
+    lines.write(input.join(''))
+    const first =
+      `{"level":30,"time":1${HOST},"route":"/a","reqId":"bound","msg":"a"}\n` +
+      `{"level":30,"time":2${HOST},"reqId":"r1","route":"/a","msg":"b"}\n` +
+      `{"level":30,"time":3${HOST},"route":"/a","reqId":"bound","msg":"c"}\n` +
+      `{"level":30,"time":4${HOST},"reqId":"r1","route":"/a","msg":"d"}\n`
+    expect(text()).toBe(first + first.replaceAll(HOST, `${HOST},"zone":"z1"`))
+  })
+
+  it("leaves it out on the queued path and under the logger's redact too", async () => {
+    const { p, lookup } = await withUserLookup()
+    const { lines, text } = collect(p)
+    const redacted = `,${CAPTURE_KEY}:${JSON.stringify({ c, b: ['reqId'], r: { paths: ['route'] } })}`
+    lines.write(
+      line(1, bound({ ...c, userId: 'u1' }, ['reqId']), ',"reqId":"bound","msg":"waits"}') +
+        line(2, bound(c, ['reqId']), ',"reqId":"bound","msg":"behind"}') +
+        line(3, redacted, ',"reqId":"bound","msg":"redacted"}'),
+    )
+    expect(text()).toBe('')
+    lookup.resolve({ user: { id: 'u1' } })
+    await lines.end()
+    expectNoDuplicates(text())
+    expect(
+      text()
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l)),
+    ).toEqual([
+      expect.objectContaining({ reqId: 'bound', route: '/a', user: { id: 'u1' }, msg: 'waits' }),
+      expect.objectContaining({ reqId: 'bound', route: '/a', msg: 'behind' }),
+      expect.objectContaining({ reqId: 'bound', route: '[Redacted]', msg: 'redacted' }),
+    ])
+
+    const direct = await contextOnly()
+    const collected = collect(direct)
+    collected.lines.write(line(1, redacted, ',"reqId":"bound","msg":"in place, redacted"}'))
+    expect(collected.text()).toBe(
+      `{"level":30,"time":1${HOST},"route":"[Redacted]","reqId":"bound","msg":"in place, redacted"}\n`,
+    )
+  })
+
+  it('ignores a bound-keys list the main thread does not write, whole, and writes every context field', async () => {
+    const p = await contextOnly()
+    const { lines, text } = collect(p)
+    const hostile: unknown[] = [
+      'reqId',
+      { 0: 'reqId', length: 1 },
+      ['reqId', 1],
+      ['reqId', null],
+      ['reqId', 'x'.repeat(129)],
+      ['reqId', ...Array.from({ length: 64 }, (_, i) => `k${i}`)],
+      [],
+    ]
+    lines.write(hostile.map((b, i) => line(i, bound(c, b), ',"msg":"hostile"}')).join(''))
+    const out = text().trim().split('\n')
+    expect(out).toHaveLength(hostile.length)
+    for (const [i, l] of out.entries()) {
+      expect(l).toBe(`{"level":30,"time":${i}${HOST},"reqId":"r1","route":"/a","msg":"hostile"}`)
+    }
+    // At the bounds, a list is honoured.
+    const edge = ['reqId', ...Array.from({ length: 63 }, (_, i) => `k${'x'.repeat(120)}${i}`)]
+    lines.write(line(9, bound(c, edge), ',"msg":"at the bounds"}'))
+    expect(text().trim().split('\n').at(-1)).toBe(`{"level":30,"time":9${HOST},"route":"/a","msg":"at the bounds"}`)
+  })
+
+  it('reads a capture of an older main thread, with no bound keys, as before', async () => {
+    const p = await contextOnly()
+    const { lines, text } = collect(p)
+    lines.write(line(1, ctx(c), ',"msg":"old capture"}'))
+    expect(text()).toBe(`{"level":30,"time":1${HOST},"reqId":"r1","route":"/a","msg":"old capture"}\n`)
+  })
+
+  it('never honours bound keys planted in a payload or in a capture further on the line', async () => {
+    const p = await contextOnly()
+    const { lines, text } = collect(p)
+    const forged = { c: { requestId: 'forged' }, b: ['reqId', 'route'] }
+    const unspaced = `,"@pino-enrich":${JSON.stringify(forged)}`
+    const spaced = `,${CAPTURE_KEY}:${JSON.stringify(forged)}`
+    lines.write(
+      line(1, ctx(c), `${unspaced},"msg":"planted at the top level"}`) +
+        line(2, ctx(c), `,"body":{${unspaced.slice(1)}},"msg":"planted in a payload"}`) +
+        line(3, ctx(c), `,"a":1${spaced},"msg":"a capture further on"}`),
+    )
+    expect(text()).toBe(
+      `{"level":30,"time":1${HOST},"reqId":"r1","route":"/a"${unspaced},"msg":"planted at the top level"}\n` +
+        `{"level":30,"time":2${HOST},"reqId":"r1","route":"/a","body":{${unspaced.slice(1)}},"msg":"planted in a payload"}\n` +
+        `{"level":30,"time":3${HOST},"reqId":"r1","route":"/a","a":1${spaced},"msg":"a capture further on"}\n`,
+    )
   })
 })
 

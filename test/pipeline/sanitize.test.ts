@@ -91,6 +91,20 @@ describe('enricher output that is not plain data', () => {
     expect(line.enrich).toBeUndefined()
   })
 
+  it('a then getter that throws, on the output or inside it, is refused as invalid without throwing', () => {
+    const throwing = (): object =>
+      Object.defineProperty({ a: 1 }, 'then', {
+        enumerable: true,
+        get: () => {
+          throw new Error('then getter')
+        },
+      })
+    for (const value of [throwing(), { a: 1, nested: throwing() }]) {
+      expect(() => sanitizeFields(value, 1_000, NONE, undefined)).not.toThrow()
+      expect(sanitizeFields(value, 1_000, NONE, undefined).problem).toBe('invalid')
+    }
+  })
+
   it('a Map or a Buffer as the whole output is refused as invalid', () => {
     expect(sanitizeFields(new Map([['a', 1]]), 16_384, NONE, undefined)).toEqual({
       fields: undefined,

@@ -5,7 +5,7 @@
 import { Cluster, Redis } from 'ioredis'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import type { Invalidation } from '../../src/index.js'
-import { RECOMMENDED_CLUSTER_OPTIONS, redisStore } from '../../src/redis.js'
+import { RECOMMENDED_CLUSTER_OPTIONS, redisStore } from '../../src/redis/index.js'
 import { type Instance, startInstance } from '../helpers/instance.js'
 import { keySlot, type RedisCluster, startRedisCluster } from '../helpers/redis-cluster.js'
 import { startUserService, type UserService } from '../helpers/user-service.js'

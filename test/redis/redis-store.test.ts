@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { SmartCache } from '../../src/index.js'
-import { RECOMMENDED_CLIENT_OPTIONS, type RedisStore, redisStore } from '../../src/redis.js'
+import { RECOMMENDED_CLIENT_OPTIONS, type RedisStore, redisStore } from '../../src/redis/index.js'
 import type { RedisServer } from '../helpers/redis-server.js'
 import { redisForFile } from '../helpers/redis-suite.js'
 

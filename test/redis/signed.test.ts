@@ -5,7 +5,12 @@ import { createHmac } from 'node:crypto'
 import { Redis } from 'ioredis'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { type Invalidation, SmartCache } from '../../src/index.js'
-import { RECOMMENDED_CLIENT_OPTIONS, type RedisStore, type RedisStoreOptions, redisStore } from '../../src/redis.js'
+import {
+  RECOMMENDED_CLIENT_OPTIONS,
+  type RedisStore,
+  type RedisStoreOptions,
+  redisStore,
+} from '../../src/redis/index.js'
 import type { RedisServer } from '../helpers/redis-server.js'
 import { redisForFile } from '../helpers/redis-suite.js'
 

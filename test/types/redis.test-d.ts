@@ -1,7 +1,7 @@
 import type { Cluster, Redis } from 'ioredis'
 import { describe, expectTypeOf, it } from 'vitest'
 import { type CacheStore, defineEnricher, SmartCache, type StoreStats } from '../../src/index.js'
-import { type RedisStore, type RedisStoreOptions, redisStore } from '../../src/redis.js'
+import { type RedisStore, type RedisStoreOptions, redisStore } from '../../src/redis/index.js'
 
 describe('shared tier types', () => {
   it('redisStore takes an ioredis client or cluster and gives a CacheStore', () => {

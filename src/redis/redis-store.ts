@@ -1,87 +1,30 @@
-// pino-enrich/redis: the shared tier behind every SmartCache of a fleet.
-// The user's ioredis client is used as given (only its type is imported): no
-// runtime dependency on ioredis, which is an optional peer of this entry.
-import { createHash, randomBytes } from 'node:crypto'
-import type { Cluster, ClusterOptions, Redis, RedisOptions } from 'ioredis'
-import { type BreakerOptions, CircuitBreaker, checkInteger, Permit } from './breaker/circuit-breaker.js'
-import type { CacheStore, Invalidation, StoreRecord } from './cache/store.js'
-import { StoreUnavailableError, TimeoutError } from './errors.js'
-import type { Disposer } from './events.js'
-import { Signer } from './redis/signing.js'
-import { checkMs } from './util/validate.js'
-
-/** An ioredis client the store accepts: a `Redis` (standalone or Sentinel) or a `Cluster`. */
-export type RedisClient = Redis | Cluster
-
-export type { CacheStore, Invalidation, StoreRecord } from './cache/store.js'
-
-/** Options of {@link redisStore}. */
-export interface RedisStoreOptions {
-  /**
-   * The ioredis client for commands. The store never queues a command while
-   * it is not connected, whatever its options, but create it with
-   * {@link RECOMMENDED_CLIENT_OPTIONS} (`enableOfflineQueue: false`, a short
-   * `commandTimeout`) so ioredis itself holds nothing either. A `Cluster`
-   * is accepted too (with {@link RECOMMENDED_CLUSTER_OPTIONS}): the store's
-   * keys then share a hash tag. Yours to close.
-   */
-  client: RedisClient
-  /**
-   * A client for pub/sub (it enters subscriber mode). Yours to close. With a
-   * `Cluster` and `shardedPubSub`, it must be a `Cluster` created with
-   * `shardedSubscribers: true`.
-   * Default: `client.duplicate()`, created on first use and closed with the store.
-   */
-  subscriber?: RedisClient
-  /** Namespace of every key and of the invalidation channel, per service. Default `'pino-enrich'`. */
-  prefix?: string
-  /** Second namespace level, per deployment or value shape: bump it when the cached value's shape changes. Default `'1'`. */
-  version?: string | number
-  /** Longest a command may take before it counts as failed, in ms. Default 100. */
-  commandTimeoutMs?: number
-  /**
-   * The store's own circuit breaker, or `false` for none. While it is open
-   * every operation fails at once and the caches compute locally. Default:
-   * opens after 3 consecutive failures, probes after 1 000 ms.
-   */
-  breaker?: BreakerOptions | false
-  /** Longest a fleet-wide compute lock is held, and waited for, when the compute has no `timeoutMs`, in ms. Default 5 000. */
-  lockTtlMs?: number
-  /** Cache keys and tags longer than this many characters are stored as their SHA-256 digest. Default 256. */
-  maxKeyLength?: number
-  /** Values whose JSON is larger than this many bytes are neither written nor read. Default 1 048 576. */
-  maxValueBytes?: number
-  /**
-   * Cluster only: how many hash slots one store's keys spread over, each
-   * key to one of them by a hash of its name. `delete` then runs one script
-   * per slot its keys fall in, `invalidateTags` one per slot (a tag's set is
-   * kept per slot). Default 1: every key of the store on one slot, one shard.
-   */
-  slots?: number
-  /**
-   * Cluster only: invalidations over sharded pub/sub (`SPUBLISH` /
-   * `SSUBSCRIBE`, Redis 7.0 and later): a message goes to the shard of the
-   * store's slot only, not over the whole cluster bus. `false` for classic
-   * `PUBLISH`, which Redis 6 clusters need. Default `true`.
-   */
-  shardedPubSub?: boolean
-  /**
-   * A secret shared by every instance (a string or Buffer, at least one byte):
-   * invalidation messages are signed with HMAC-SHA256 over the channel, the
-   * message and its timestamp, and messages unsigned, badly signed, older than
-   * `maxMessageAgeMs` or seen before are dropped and counted. Default: none,
-   * messages are plain JSON and anyone who can publish is believed.
-   */
-  secret?: string | Buffer
-  /** With a `secret`: messages whose timestamp is further than this from the receiver's clock are dropped, in ms. Default 30 000. */
-  maxMessageAgeMs?: number
-  /**
-   * With a `secret`: values are signed too (over the key name and the value),
-   * and a value read back unsigned or badly signed is a miss. Default `true`
-   * when a `secret` is given.
-   */
-  signValues?: boolean
-}
+// The Redis store: a CacheStore on the user's ioredis client, with its key
+// layout, commands bounded and gated by a breaker, and the invalidation
+// channel. Lua scripts in scripts.ts, the decoding of what is read back in
+// decode.ts, signatures in signing.ts and the replay guard of signed messages
+// in replay-guard.ts; subscriber-hub.ts shares one subscriber between stores.
+import { randomBytes } from 'node:crypto'
+import type { Cluster, Redis } from 'ioredis'
+import { CircuitBreaker, Permit } from '../breaker/circuit-breaker.js'
+import type { CacheStore, Invalidation, StoreRecord } from '../cache/store.js'
+import { StoreUnavailableError, TimeoutError } from '../errors.js'
+import type { Disposer } from '../events.js'
+import { storedKey } from '../util/keys.js'
+import { checkInteger, checkMs } from '../util/validate.js'
+import {
+  decodeValue,
+  FORGED,
+  invalidationOf,
+  type MessageBody,
+  NOT_JSON,
+  parseMessage,
+  type ValuePayload,
+} from './decode.js'
+import { REDIS_STORE_DEFAULTS, type RedisClient, type RedisStoreOptions } from './options.js'
+import { ReplayGuard, Verdict } from './replay-guard.js'
+import { DEL, DEL_TAGS, evalScript, GET, SET, UNLOCK } from './scripts.js'
+import { SIGNATURE_LENGTH, Signer } from './signing.js'
+import { hubOf, type SubscriberHooks } from './subscriber-hub.js'
 
 /** Counters of a {@link RedisStore}. */
 export interface RedisStoreStats {
@@ -123,91 +66,8 @@ export interface RedisStore extends CacheStore {
   close(): void
 }
 
-/**
- * ioredis options for a client given to {@link redisStore}: no offline queue
- * (a command while disconnected fails at once instead of waiting in memory),
- * a short command timeout, one retry per command, and a reconnect that keeps
- * trying every second at most.
- */
-export const RECOMMENDED_CLIENT_OPTIONS = {
-  enableOfflineQueue: false,
-  commandTimeout: 100,
-  maxRetriesPerRequest: 1,
-  retryStrategy: (times: number): number => Math.min(50 * 2 ** times, 1_000),
-} as const satisfies RedisOptions
-
-/**
- * ioredis `Cluster` options for a client given to {@link redisStore}: the
- * same as {@link RECOMMENDED_CLIENT_OPTIONS} per node, and redirections
- * retried sooner than the command timeout (a `TRYAGAIN` during resharding
- * after 10 ms, a failover after 50 ms instead of 100 each).
- */
-export const RECOMMENDED_CLUSTER_OPTIONS = {
-  enableOfflineQueue: false,
-  clusterRetryStrategy: (times: number): number => Math.min(50 * 2 ** times, 1_000),
-  retryDelayOnTryAgain: 10,
-  retryDelayOnFailover: 50,
-  retryDelayOnClusterDown: 50,
-  redisOptions: { commandTimeout: 100, maxRetriesPerRequest: 1 },
-} as const satisfies ClusterOptions
-
-export const REDIS_STORE_DEFAULTS = {
-  prefix: 'pino-enrich',
-  version: '1',
-  commandTimeoutMs: 100,
-  breaker: { failureThreshold: 3, halfOpenAfterMs: 1_000 },
-  lockTtlMs: 5_000,
-  maxKeyLength: 256,
-  maxValueBytes: 1_048_576,
-  slots: 1,
-  shardedPubSub: true,
-  maxMessageAgeMs: 30_000,
-} as const
-
-// GET and PTTL in one round trip, atomically: the remaining lifetime is Redis's, not a clock's.
-const GET = script(`local v = redis.call('GET', KEYS[1])
-if not v then return false end
-return {v, redis.call('PTTL', KEYS[1])}`)
-
-// KEYS: value key, then tag sets. ARGV: payload, ttl ms, channel ('' for none), message.
-const SET = script(`redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-local ttl = tonumber(ARGV[2])
-for i = 2, #KEYS do
-  redis.call('SADD', KEYS[i], KEYS[1])
-  if redis.call('PTTL', KEYS[i]) < ttl then redis.call('PEXPIRE', KEYS[i], ttl) end
-end
-if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
-return 1`)
-
-// KEYS: value keys. ARGV: channel ('' for none), message. Deleted before published, so a reader told to drop finds nothing old.
-const DEL = script(`if #KEYS > 0 then redis.call('DEL', unpack(KEYS)) end
-if ARGV[1] ~= '' then redis.call('PUBLISH', ARGV[1], ARGV[2]) end
-return 1`)
-
-// KEYS: tag sets. ARGV: channel ('' for none), message. Deletes every member of each set, then the set.
-const DEL_TAGS = script(`local n = 0
-for i = 1, #KEYS do
-  local members = redis.call('SMEMBERS', KEYS[i])
-  for j = 1, #members, 500 do
-    redis.call('DEL', unpack(members, j, math.min(j + 499, #members)))
-  end
-  n = n + #members
-  redis.call('DEL', KEYS[i])
-end
-if ARGV[1] ~= '' then redis.call('PUBLISH', ARGV[1], ARGV[2]) end
-return n`)
-
-const UNLOCK = script(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0`)
-
 /** Bound on an invalidation message read from the channel. */
 const MAX_MESSAGE_BYTES = 65_536
-/** Bound on the nesting of a value read back. */
-const MAX_DEPTH = 64
-/** Keys dropped from every object read back: what `Object.assign` or a merge could turn into a prototype change. */
-const UNSAFE_KEYS = new Set(['__proto__', 'constructor', 'prototype'])
-/** Signatures of messages received within `maxMessageAgeMs`, kept to refuse a replay: at most this many. */
-const MAX_SEEN = 10_000
 
 /**
  * A {@link CacheStore} on Redis for `SmartCache`'s `store` option (and an
@@ -253,9 +113,8 @@ class RedisCacheStore implements RedisStore {
   readonly #maxValueBytes: number
   readonly #signer: Signer | undefined
   readonly #valueSigner: Signer | undefined
-  readonly #maxAgeMs: number
   /** Signatures of the messages received lately, by timestamp: a replay is refused. */
-  readonly #seen = new SeenSignatures()
+  readonly #guard: ReplayGuard
   #listener: ((invalidation: Invalidation) => void) | undefined
   #hooks: SubscriberHooks | undefined
   #listening = false
@@ -324,8 +183,9 @@ class RedisCacheStore implements RedisStore {
     } else if (options.signValues === true) {
       throw new TypeError('signValues needs a secret')
     }
-    this.#maxAgeMs = options.maxMessageAgeMs ?? REDIS_STORE_DEFAULTS.maxMessageAgeMs
-    checkMs('maxMessageAgeMs', this.#maxAgeMs, 1)
+    const maxAgeMs = options.maxMessageAgeMs ?? REDIS_STORE_DEFAULTS.maxMessageAgeMs
+    checkMs('maxMessageAgeMs', maxAgeMs, 1)
+    this.#guard = new ReplayGuard(maxAgeMs)
     this.#client = options.client
     this.#subscriber = options.subscriber
     this.#ownSubscriber = options.subscriber === undefined
@@ -348,17 +208,19 @@ class RedisCacheStore implements RedisStore {
     if (!Array.isArray(reply)) return undefined
     const [text, pttl] = reply as [unknown, unknown]
     if (typeof text !== 'string' || typeof pttl !== 'number' || pttl <= 0) return undefined
-    const record = this.#decode(name, text, pttl)
-    if (record === undefined) this.#dropped++
+    const record = decodeValue(name, text, pttl, this.#maxValueBytes, this.#valueSigner)
+    if (record === FORGED) this.#forgedValues++
+    if (record === undefined || record === FORGED) {
+      this.#dropped++
+      return undefined
+    }
     return record
   }
 
   async set(key: string, record: StoreRecord, options?: { broadcast?: boolean }): Promise<void> {
     const ttl = Math.round(Math.max(0, record.freshMs) + Math.max(0, record.staleMs))
     if (!(ttl >= 1)) return
-    const payload: { s: number; v?: unknown; u?: 1; t?: readonly string[]; e?: number } = {
-      s: Math.max(0, record.staleMs),
-    }
+    const payload: ValuePayload = { s: Math.max(0, record.staleMs) }
     if (record.value === undefined) payload.u = 1
     else payload.v = record.value
     if (record.tags !== undefined && record.tags.length > 0) payload.t = record.tags
@@ -587,22 +449,16 @@ class RedisCacheStore implements RedisStore {
       }
       body = opened
     }
-    let m: unknown
-    try {
-      m = JSON.parse(body)
-    } catch {
+    const m = parseMessage(body)
+    if (m === NOT_JSON) {
       if (this.#signer !== undefined) this.#forged++
       return
     }
-    if (typeof m !== 'object' || m === null) return
-    const { o, k, t, p, ts } = m as { o?: unknown; k?: unknown; t?: unknown; p?: unknown; ts?: unknown }
-    if (this.#signer !== undefined && !this.#fresh(ts, message)) return
-    if (o === this.#origin) return
-    let invalidation: Invalidation
-    if (isStringArray(k)) invalidation = { keys: k }
-    else if (isStringArray(t)) invalidation = { tags: t }
-    else if (typeof p === 'string') invalidation = { pattern: p }
-    else return
+    if (m === undefined) return
+    if (this.#signer !== undefined && !this.#fresh(m.ts, message)) return
+    if (m.o === this.#origin) return
+    const invalidation = invalidationOf(m)
+    if (invalidation === undefined) return
     this.#received++
     try {
       listener(invalidation)
@@ -611,37 +467,16 @@ class RedisCacheStore implements RedisStore {
     }
   }
 
-  /**
-   * Whether a validly signed message is recent and new: its timestamp within
-   * `maxMessageAgeMs` of this clock either way, and its signature not seen
-   * within that window (so a captured message cannot be sent again).
-   */
+  /** Whether a validly signed message is recent and new, counting it as stale or replayed if not. */
   #fresh(ts: unknown, message: string): boolean {
-    const now = Date.now()
-    if (typeof ts !== 'number' || !(Math.abs(now - ts) <= this.#maxAgeMs)) {
-      this.#stale++
-      return false
-    }
-    const seen = this.#seen
-    // Kept until the message itself goes stale, when the age check refuses it anyway.
-    seen.expire(now - this.#maxAgeMs)
-    const sig = message.slice(0, 43)
-    if (seen.has(sig)) {
-      this.#replayed++
-      return false
-    }
-    // Past MAX_SEEN, the earliest timestamps are forgotten before they go stale: from then on
-    // a message no later than one forgotten may be a replay, and is refused as stale.
-    if (ts <= seen.floor) {
-      this.#stale++
-      return false
-    }
-    seen.add(sig, ts)
-    return true
+    const verdict = this.#guard.check(ts, message.slice(0, SIGNATURE_LENGTH), Date.now())
+    if (verdict === Verdict.Stale) this.#stale++
+    else if (verdict === Verdict.Replayed) this.#replayed++
+    return verdict === Verdict.New
   }
 
   #message(invalidation: Invalidation): string {
-    const m: { o: string; k?: readonly string[]; t?: readonly string[]; p?: string; ts?: number } = { o: this.#origin }
+    const m: MessageBody = { o: this.#origin }
     if ('keys' in invalidation) m.k = invalidation.keys
     else if ('tags' in invalidation) m.t = invalidation.tags
     else m.p = invalidation.pattern
@@ -652,7 +487,7 @@ class RedisCacheStore implements RedisStore {
 
   /** A cache key or tag as it appears in key names: itself, or its digest when long. */
   #stored(key: string): string {
-    return key.length > this.#maxKeyLength ? digest(key) : key
+    return storedKey(key, this.#maxKeyLength)
   }
 
   /** The slot of a stored key among the store's `slots`: FNV-1a of its name, so every instance agrees. */
@@ -677,44 +512,6 @@ class RedisCacheStore implements RedisStore {
       else list.push(k)
     }
     return out
-  }
-
-  #decode(name: string, stored: string, remainingMs: number): StoreRecord | undefined {
-    let pttl = remainingMs
-    if (stored.length > this.#maxValueBytes + 44) return undefined
-    let text = stored
-    if (this.#valueSigner !== undefined) {
-      // Checked before parsing: a planted value is never parsed, let alone used.
-      const opened = this.#valueSigner.open(name, stored)
-      if (typeof opened !== 'string') {
-        this.#forgedValues++
-        return undefined
-      }
-      text = opened
-    }
-    if (text.length > this.#maxValueBytes) return undefined
-    let parsed: unknown
-    try {
-      // No reviver: a reviver would see every value before it is checked.
-      parsed = JSON.parse(text)
-    } catch {
-      return undefined
-    }
-    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return undefined
-    const { s, v, u, t, e } = parsed as { s?: unknown; v?: unknown; u?: unknown; t?: unknown; e?: unknown }
-    if (typeof s !== 'number' || !(s >= 0)) return undefined
-    if (this.#valueSigner !== undefined) {
-      // A signed value lives no longer than it was written for, whatever PX the key now has.
-      if (typeof e !== 'number') return undefined
-      pttl = Math.min(pttl, e - Date.now())
-      if (!(pttl > 0)) return undefined
-    }
-    if (t !== undefined && !isStringArray(t)) return undefined
-    if (!scrub(v, 0)) return undefined
-    const freshMs = Math.max(0, pttl - s)
-    const record: StoreRecord = { value: u === 1 ? undefined : v, freshMs, staleMs: pttl - freshMs }
-    if (t !== undefined) record.tags = t
-    return record
   }
 
   /**
@@ -783,203 +580,6 @@ class RedisCacheStore implements RedisStore {
   }
 }
 
-/**
- * The signatures of the messages received within the age bound, each with
- * its timestamp, at most `MAX_SEEN`: a min-heap on the timestamp, so the
- * earliest go first, whether they expire or make room.
- */
-interface Seen {
-  readonly ts: number
-  readonly sig: string
-}
-
-class SeenSignatures {
-  readonly #sigs = new Set<string>()
-  readonly #heap: Array<Seen> = []
-  /** The latest timestamp forgotten to make room: no message at or before it is known new. */
-  floor = Number.NEGATIVE_INFINITY
-
-  has(sig: string): boolean {
-    return this.#sigs.has(sig)
-  }
-
-  /** Forgets the signatures of messages timestamped before `oldest`. */
-  expire(oldest: number): void {
-    while (this.#heap.length > 0 && (this.#heap[0] as Seen).ts < oldest) this.#pop()
-  }
-
-  add(sig: string, ts: number): void {
-    while (this.#heap.length >= MAX_SEEN) {
-      const top = this.#pop()
-      if (top.ts > this.floor) this.floor = top.ts
-    }
-    this.#sigs.add(sig)
-    const h = this.#heap
-    let i = h.push({ ts, sig }) - 1
-    while (i > 0) {
-      const parent = (i - 1) >> 1
-      if ((h[parent] as Seen).ts <= ts) break
-      ;[h[i], h[parent]] = [h[parent] as Seen, h[i] as Seen]
-      i = parent
-    }
-  }
-
-  #pop(): Seen {
-    const h = this.#heap
-    const top = h[0] as Seen
-    const last = h.pop() as Seen
-    this.#sigs.delete(top.sig)
-    if (h.length === 0) return top
-    h[0] = last
-    let i = 0
-    for (;;) {
-      const l = 2 * i + 1
-      const r = l + 1
-      let m = i
-      if (l < h.length && (h[l] as Seen).ts < (h[m] as Seen).ts) m = l
-      if (r < h.length && (h[r] as Seen).ts < (h[m] as Seen).ts) m = r
-      if (m === i) break
-      ;[h[i], h[m]] = [h[m] as Seen, h[i] as Seen]
-      i = m
-    }
-    return top
-  }
-}
-
-/** What one store listens for on a subscriber. */
-interface SubscriberHooks {
-  readonly channel: string
-  readonly sharded: boolean
-  readonly onMessage: (channel: string, message: string) => void
-  readonly onReady: () => void
-  readonly onClose: () => void
-}
-
-/**
- * The stores listening on one subscriber client, behind one listener per
- * event: any number of stores can share a subscriber without adding a
- * listener each (which past ten warns, and would run every store's handler
- * for every message of every channel).
- */
-class SubscriberHub {
-  readonly #sub: RedisClient
-  /** Per event (`message` or `smessage`), per channel, the stores listening. */
-  readonly #byChannel = {
-    message: new Map<string, Set<SubscriberHooks>>(),
-    smessage: new Map<string, Set<SubscriberHooks>>(),
-  }
-  readonly #all = new Set<SubscriberHooks>()
-  readonly #onMessage = (channel: string, message: string): void => this.#dispatch('message', channel, message)
-  readonly #onSMessage = (channel: string, message: string): void => this.#dispatch('smessage', channel, message)
-  readonly #onReady = (): void => {
-    for (const h of [...this.#all]) h.onReady()
-  }
-  readonly #onClose = (): void => {
-    for (const h of [...this.#all]) h.onClose()
-  }
-
-  constructor(sub: RedisClient) {
-    this.#sub = sub
-  }
-
-  add(hooks: SubscriberHooks): void {
-    if (this.#all.size === 0) {
-      this.#sub.on('message', this.#onMessage)
-      this.#sub.on('smessage', this.#onSMessage)
-      this.#sub.on('ready', this.#onReady)
-      this.#sub.on('close', this.#onClose)
-    }
-    this.#all.add(hooks)
-    const byChannel = this.#byChannel[hooks.sharded ? 'smessage' : 'message']
-    const set = byChannel.get(hooks.channel)
-    if (set === undefined) byChannel.set(hooks.channel, new Set([hooks]))
-    else set.add(hooks)
-  }
-
-  /** Removes `hooks`; true when no other store listens on its channel. */
-  remove(hooks: SubscriberHooks): boolean {
-    if (!this.#all.delete(hooks)) return false
-    const byChannel = this.#byChannel[hooks.sharded ? 'smessage' : 'message']
-    const set = byChannel.get(hooks.channel)
-    set?.delete(hooks)
-    const last = set === undefined || set.size === 0
-    if (last) byChannel.delete(hooks.channel)
-    if (this.#all.size === 0) {
-      this.#sub.off('message', this.#onMessage)
-      this.#sub.off('smessage', this.#onSMessage)
-      this.#sub.off('ready', this.#onReady)
-      this.#sub.off('close', this.#onClose)
-      hubs.delete(this.#sub)
-    }
-    return last
-  }
-
-  #dispatch(event: 'message' | 'smessage', channel: string, message: string): void {
-    const set = this.#byChannel[event].get(channel)
-    if (set === undefined) return
-    for (const h of [...set]) h.onMessage(channel, message)
-  }
-}
-
-const hubs = new WeakMap<RedisClient, SubscriberHub>()
-
-function hubOf(sub: RedisClient): SubscriberHub {
-  const found = hubs.get(sub)
-  if (found !== undefined) return found
-  const hub = new SubscriberHub(sub)
-  hubs.set(sub, hub)
-  return hub
-}
-
-interface Script {
-  readonly source: string
-  readonly sha: string
-}
-
-function script(source: string): Script {
-  return { source, sha: createHash('sha1').update(source).digest('hex') }
-}
-
-/** EVALSHA, falling back to EVAL when Redis does not know the script yet (first use, or after a restart). */
-function evalScript(
-  client: RedisClient,
-  s: Script,
-  keys: readonly string[],
-  args: readonly string[],
-): Promise<unknown> {
-  return client.evalsha(s.sha, keys.length, ...keys, ...args).catch((e: unknown) => {
-    if (e instanceof Error && e.message.startsWith('NOSCRIPT'))
-      return client.eval(s.source, keys.length, ...keys, ...args)
-    throw e
-  })
-}
-
-/**
- * Removes every key of `UNSAFE_KEYS` from a value just parsed from JSON, in
- * place. False when it nests deeper than `MAX_DEPTH`.
- */
-function scrub(v: unknown, depth: number): boolean {
-  if (typeof v !== 'object' || v === null) return true
-  if (depth >= MAX_DEPTH) return false
-  if (Array.isArray(v)) {
-    for (const x of v) if (!scrub(x, depth + 1)) return false
-    return true
-  }
-  const o = v as Record<string, unknown>
-  for (const k of Object.keys(o)) {
-    if (UNSAFE_KEYS.has(k)) {
-      delete o[k]
-      continue
-    }
-    if (!scrub(o[k], depth + 1)) return false
-  }
-  return true
-}
-
-function isStringArray(v: unknown): v is string[] {
-  return Array.isArray(v) && v.length <= 10_000 && v.every((x) => typeof x === 'string')
-}
-
 /** Escapes Redis glob specials; with `keepWildcards`, `*` and `?` stay wildcards (SmartCache's glob). */
 function escapeGlob(s: string, keepWildcards = false): string {
   return s.replace(keepWildcards ? /[[\]\\^]/g : /[[\]\\^*?]/g, '\\$&')
@@ -987,10 +587,6 @@ function escapeGlob(s: string, keepWildcards = false): string {
 
 function isCluster(client: RedisClient): client is Cluster {
   return (client as { isCluster?: unknown }).isCluster === true
-}
-
-function digest(key: string): string {
-  return `sha256:${createHash('sha256').update(key).digest('base64url')}`
 }
 
 function describeValue(v: unknown): string {
