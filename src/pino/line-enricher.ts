@@ -1,4 +1,4 @@
-import type { ContextWriter } from '../context/writer.js'
+import { type ContextWriter, MAX_CONTEXT_VALUE_LENGTH } from '../context/writer.js'
 import type { Enrichment, LinePath } from '../core/enrichment.js'
 import type { Globals, View } from '../core/globals.js'
 import type { Gathering } from '../core/line.js'
@@ -215,6 +215,11 @@ interface Captured {
   contexts: ContextWriter<Problems> | undefined
   /** The context-fields enrichers' output for this context, as JSON members. */
   contextJson: string
+  /**
+   * A context string too long for the writer to take: its lines are gathered,
+   * so that each records the refusal (`invalid`) as in process.
+   */
+  refused: boolean
 }
 
 const NONE: Captured = {
@@ -225,6 +230,7 @@ const NONE: Captured = {
   redact: undefined,
   contexts: undefined,
   contextJson: '',
+  refused: false,
 }
 
 const SPAN = /^([0-9a-f]{32})([0-9a-f]{16})([0-9a-f]{2})$/
@@ -263,6 +269,15 @@ function fieldsJson(fields: Fields): string {
     text += k + (typeof v === 'string' ? quote(v) : JSON.stringify(v))
   }
   return text
+}
+
+/** Whether a context holds a string the context writer refuses for its length. */
+function hasOverLong(c: Record<string, unknown>): boolean {
+  for (const k of Object.keys(c)) {
+    const v = c[k]
+    if (typeof v === 'string' && v.length > MAX_CONTEXT_VALUE_LENGTH) return true
+  }
+  return false
 }
 
 /** The line's own ending (`\n` or `\r\n`), or a newline for a last line without one. */
@@ -464,7 +479,7 @@ export class LineEnricher {
         if (level === -1) level = levelOf(record.level)
         if (time === -1) time = typeof record.time === 'number' ? record.time : now
       }
-      if (registry.keyed.length === 0 && registry.fns.length === 0 && this.#queue.size === 0) {
+      if (registry.keyed.length === 0 && registry.fns.length === 0 && this.#queue.size === 0 && !cap.refused) {
         // Globals and context fields only, nothing queued ahead: out now.
         this.#push(`${head}${this.#injected(level, cap)}${rest}`)
         return
@@ -650,14 +665,19 @@ export class LineEnricher {
       const context = typeof c === 'object' && c !== null && !Array.isArray(c) ? Object.freeze(c) : undefined
       let contextJson = ''
       let contexts: ContextWriter<Problems> | undefined
+      let refused = false
       if (context !== undefined && registry.contexts.length !== 0) {
         // A context field whose key the logger binds is left out: the binding, written by pino, is kept.
         const bound = readBoundKeys(capture?.b)
         if (bound !== undefined) contexts = registry.contextWriters.without(bound)
-        // Context-fields enrichers have no minLevel: the level does not change their output.
-        const out: Fields = {}
-        ;(contexts ?? this.#writer)(context, LEVELS.info, out)
-        contextJson = fieldsJson(out)
+        refused = hasOverLong(context)
+        // Context-fields enrichers have no minLevel: the level does not change their output. Not run
+        // when the writer would refuse a value: it would count a refusal no line records.
+        if (!refused) {
+          const out: Fields = {}
+          ;(contexts ?? this.#writer)(context, LEVELS.info, out)
+          contextJson = fieldsJson(out)
+        }
       }
       value = {
         text: own(text),
@@ -667,6 +687,7 @@ export class LineEnricher {
         redact: this.#objectWriter(capture?.r === undefined ? undefined : this.#redactor(capture.r)),
         contexts,
         contextJson,
+        refused,
       }
       if (this.#captures.size >= 1024) this.#captures.clear()
       // Keyed by its own copy: a slice of the chunk would keep the whole chunk alive.

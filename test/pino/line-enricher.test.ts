@@ -3,6 +3,7 @@ import { Writable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 import pino from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
+import { MAX_CONTEXT_VALUE_LENGTH } from '../../src/context/writer.js'
 import { enrichmentOf } from '../../src/core/enrichment.js'
 import { defineContextFields, defineEnricher } from '../../src/index.js'
 import { LineEnricher } from '../../src/pino/line-enricher.js'
@@ -125,6 +126,28 @@ describe('LineEnricher (the transport worker, in process)', () => {
     expect(a).toMatchObject({ reqId: 'r1', enrich: { error: ['region'] } })
     expect(a).not.toHaveProperty('userId')
     expect(b).toMatchObject({ reqId: 'r1', userId: 'u1', enrich: { error: ['region'] } })
+  })
+
+  it('records an over-long context value as invalid on every line, in place as in process, with or without redact', async () => {
+    const p = await contextOnly()
+    const { lines, text } = collect(p)
+    const long = 'x'.repeat(MAX_CONTEXT_VALUE_LENGTH + 1)
+    const redacted = `,${CAPTURE_KEY}:${JSON.stringify({ c: { requestId: long, route: '/a' }, r: { paths: ['zzz'] } })}`
+    lines.write(
+      line(1, ctx({ requestId: long, route: '/a' }), ',"msg":"a"}') +
+        line(2, ctx({ requestId: long, route: '/a' }), ',"msg":"b"}') +
+        line(3, redacted, ',"msg":"c"}') +
+        line(4, ctx({ requestId: 'r1', route: '/a' }), ',"msg":"d"}'),
+    )
+    const invalid = ',"enrich":{"invalid":["req"]}'
+    expect(text()).toBe(
+      `{"level":30,"time":1${HOST},"route":"/a"${invalid},"msg":"a"}\n` +
+        `{"level":30,"time":2${HOST},"route":"/a"${invalid},"msg":"b"}\n` +
+        `{"level":30,"time":3${HOST},"route":"/a"${invalid},"msg":"c"}\n` +
+        `{"level":30,"time":4${HOST},"reqId":"r1","route":"/a","msg":"d"}\n`,
+    )
+    // Counted once a line, as in process.
+    expect(p.stats().enrichers.find((e) => e.name === 'req')?.invalid).toBe(3)
   })
 
   it('holds lines behind one waiting on a keyed lookup, and lets them all out in order', async () => {
