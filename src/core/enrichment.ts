@@ -1,14 +1,13 @@
 import { type Clock, monotonicClock, systemClock } from '../clock.js'
 import { type ContextHelpers, type ContextSource, createContext, type RequestContext } from '../context/als.js'
-import type { ContextWriter } from '../context/writer.js'
-import type { EnrichContext, Fields } from '../enricher.js'
-import { Emitter } from '../events.js'
+import type { AnyEnricher, EnrichContext, Fields } from '../enricher.js'
+import { type Disposer, Emitter } from '../events.js'
 import { within } from '../util/async.js'
+import { Collector } from './collect.js'
 import { Globals } from './globals.js'
-import type { Gathering } from './line.js'
+import { Line } from './line.js'
 import type { LineCounters } from './metrics.js'
 import type { ActiveQueue, QueueHost } from './ordered-queue.js'
-import type { Problems } from './problems.js'
 import { type PipelineEvent, Registry } from './registry.js'
 
 /** A pipeline's options, resolved and checked: what its {@link Enrichment} is made with. */
@@ -25,50 +24,20 @@ export interface EnrichmentSettings {
   readonly context: ContextSource | undefined
 }
 
-/**
- * The log path's read of keyed and function enrichers, and what becomes of
- * a line's gathering: what the pino layer and the transport call per line.
- */
-export interface LinePath {
-  /**
-   * Above 0 while a line's keyed and function enrichers run: a log call made
-   * from inside one (a `key()` or a function that logs) is written without
-   * enrichment, once, instead of re-entering it line after line.
-   */
-  readonly enriching: number
-  /**
-   * Adds what keyed and function enrichers have ready now to `out`, starting
-   * background refreshes for what is missing or stale. Never waits. Returns the
-   * problems met, or undefined.
-   */
-  collectNow(
-    ctx: EnrichContext,
-    out: Fields,
-    into: Problems | undefined,
-    now: number,
-    writeContexts?: ContextWriter<Problems>,
-  ): Problems | undefined
-  /**
-   * Gathers a line's enrichment: what is ready now synchronously, the rest as
-   * it arrives until `done` is set. `onReady` runs once nothing is awaited.
-   */
-  gather(g: Gathering, writeContexts?: ContextWriter<Problems>): void
-  /** Marks what a gathering still waits for as timed out. */
-  timeOut(g: Gathering): void
-  /** Merges a gathering's parts into `out` in registration order. */
-  mergeParts(g: Gathering, out: Fields): void
-}
+const EMPTY: Readonly<Record<string, unknown>> = Object.freeze({})
 
 /** Each pipeline's enrichment, by the pipeline: reachable by the layers that hold the pipeline, not through it. */
 const byOwner = new WeakMap<object, Enrichment>()
 
 /**
  * The working part of a pipeline, as the pino layer and the transport worker
- * receive it: the registry, the counters, the deferred queues with lines
- * waiting, and the lifecycle state. The Pipeline facade holds one and
- * delegates to it; nothing here is public API.
+ * receive it: the registry of enrichers, their global values, the log path's
+ * read ({@link Collector}), the line counters, the deferred queues with lines
+ * waiting, and the lifecycle. The Pipeline facade holds one and delegates to
+ * it; nothing here is public API. The pino layer takes the parts it reads per
+ * line from here once, when a logger is made.
  */
-export class Enrichment implements QueueHost<Gathering> {
+export class Enrichment implements QueueHost<Line> {
   readonly deadlineMs: number
   readonly errorKey: string
   readonly closeTimeoutMs: number
@@ -82,8 +51,8 @@ export class Enrichment implements QueueHost<Gathering> {
   readonly events = new Emitter<PipelineEvent>()
   readonly registry: Registry
   readonly globals: Globals
-  /** The read of keyed and function enrichers and the gathering of lines. */
-  readonly collect: LinePath
+  /** The read of keyed and function enrichers, and the gathering of lines that may wait. */
+  readonly collect: Collector
   readonly counters: LineCounters = { enriched: 0, timedOut: 0, dropped: 0, afterClose: 0, maxAddedDelayMs: 0 }
   /**
    * Deferred queues with lines waiting. A queue is here only while it holds
@@ -95,8 +64,7 @@ export class Enrichment implements QueueHost<Gathering> {
   #closing: Promise<void> | undefined
 
   /** @throws TypeError for a `context` that is neither an AsyncLocalStorage nor a getter */
-  constructor(owner: object, settings: EnrichmentSettings, collect: LinePath) {
-    this.collect = collect
+  constructor(owner: object, settings: EnrichmentSettings) {
     this.deadlineMs = settings.deadlineMs
     this.errorKey = settings.errorKey
     this.closeTimeoutMs = settings.closeTimeoutMs
@@ -113,13 +81,86 @@ export class Enrichment implements QueueHost<Gathering> {
     })
     this.globals = new Globals(this.registry, this.clock)
     this.registry.onChange = () => this.globals.prepare()
+    this.collect = new Collector(this.registry, this.counters)
     this.context = createContext<RequestContext>(settings.context)
     byOwner.set(owner, this)
   }
 
+  /**
+   * Adds an enricher; a global one starts computing in the background at once.
+   * @returns a function that removes it again
+   * @throws TypeError when an enricher of the same name is registered, or the enricher is malformed
+   */
+  register(enricher: AnyEnricher): Disposer {
+    const slot = this.registry.add(enricher)
+    if (slot.global) this.globals.start(slot)
+    return () => this.registry.remove(slot)
+  }
+
   /** For the queues: a line past its deadline is written with what is ready. */
-  timeOut(line: Gathering): void {
+  timeOut(line: Line): void {
     this.collect.timeOut(line)
+  }
+
+  /**
+   * Everything ready now for a record, synchronously: global values, keyed
+   * values from their caches, function enrichers, and problems under
+   * `errorKey`. Starts background refreshes for what is missing or stale;
+   * never waits.
+   */
+  snapshot(ctx: Partial<EnrichContext>): Fields {
+    const full = this.#fullContext(ctx)
+    const now = this.clock.now()
+    const globals = this.globals
+    if (now >= globals.nextCheck) globals.prepare()
+    const out: Fields = {}
+    globals.assign(full.level, out)
+    const problems = globals.problemsFor(this.collect.collectNow(full, out, undefined, now))
+    if (problems !== undefined) out[this.errorKey] = problems
+    return out
+  }
+
+  /**
+   * Runs every enricher concurrently and resolves with what is ready by
+   * `deadlineMs` at the latest. Never rejects: problems are under `errorKey`.
+   */
+  enrich(ctx: Partial<EnrichContext>): Promise<Fields> {
+    const full = this.#fullContext(ctx)
+    const now = this.clock.now()
+    const globals = this.globals
+    if (now >= globals.nextCheck) globals.prepare()
+    const line = new Line(full, now, this.deadlineMs)
+    this.collect.gather(line)
+    const finish = (): Fields => {
+      line.done = true
+      const out: Fields = {}
+      globals.assign(full.level, out)
+      line.mergeInto(out)
+      const problems = globals.problemsFor(line.problems)
+      if (problems !== undefined) out[this.errorKey] = problems
+      return out
+    }
+    if (line.waiting === undefined) return Promise.resolve(finish())
+    return new Promise<Fields>((resolve) => {
+      const timer = setTimeout(() => {
+        this.collect.timeOut(line)
+        resolve(finish())
+      }, this.deadlineMs)
+      // Not unref'd: an awaited enrich() resolves by deadlineMs even when nothing else is alive.
+      line.onReady = () => {
+        clearTimeout(timer)
+        resolve(finish())
+      }
+    })
+  }
+
+  #fullContext(ctx: Partial<EnrichContext>): EnrichContext {
+    return {
+      level: ctx.level ?? 30,
+      time: ctx.time ?? this.clock.now(),
+      record: ctx.record ?? EMPTY,
+      context: ctx.context ?? this.context.get(),
+    }
   }
 
   /** Writes every pending deferred line, waiting at most their deadlines. */

@@ -1,8 +1,9 @@
 import { type ContextWriter, MAX_CONTEXT_VALUE_LENGTH } from '../context/writer.js'
-import type { Enrichment, LinePath } from '../core/enrichment.js'
+import type { Collector } from '../core/collect.js'
+import type { Enrichment } from '../core/enrichment.js'
 import type { Globals, View } from '../core/globals.js'
-import type { Gathering } from '../core/line.js'
-import { OrderedQueue, type QueuedLine } from '../core/ordered-queue.js'
+import { Line } from '../core/line.js'
+import { OrderedQueue } from '../core/ordered-queue.js'
 import { type Problems, problemsJson } from '../core/problems.js'
 import type { Registry } from '../core/registry.js'
 import type { EnrichContext, Fields, SpanIds } from '../enricher.js'
@@ -12,20 +13,35 @@ import { type RedactSpec, type RedactWriter, redactWriter } from '../util/redact
 import { readBoundKeys } from './bound-keys.js'
 import { CAPTURE_OPEN, quote, type TransportCapture } from './options.js'
 
-interface Line extends Gathering {
-  /** Time after which the line is written with what is ready (see {@link QueuedLine}). */
-  deadline: number
-  /** Time from which the delay added to the line is measured. */
-  start: number
+/** A line of the worker's: a {@link Line} with the text it is spliced into. */
+class WorkerLine extends Line {
   /** Fast path: the line up to its time, and the rest without our capture, with its line ending. */
-  head: string | undefined
-  rest: string | undefined
+  readonly head: string | undefined
+  readonly rest: string | undefined
   /** A line passed through as it is (not a JSON object), with its line ending. */
-  verbatim: string | undefined
+  readonly verbatim: string | undefined
   /** The line's own ending, `\n` or `\r\n`. */
-  eol: string
+  readonly eol: string
   /** Its capture's writer for serializers and redaction, if any. */
-  redact: RedactWriter | undefined
+  readonly redact: RedactWriter | undefined
+
+  constructor(
+    ctx: EnrichContext,
+    now: number,
+    deadlineMs: number,
+    head: string | undefined,
+    rest: string | undefined,
+    verbatim: string | undefined,
+    eol: string,
+    redact: RedactWriter | undefined,
+  ) {
+    super(ctx, now, deadlineMs)
+    this.head = head
+    this.rest = rest
+    this.verbatim = verbatim
+    this.eol = eol
+    this.redact = redact
+  }
 }
 
 /** A line's context whose `record` is parsed only if an enricher reads it. */
@@ -338,9 +354,9 @@ export class LineEnricher {
   // What a line reads of the enrichment, one hop away.
   readonly #registry: Registry
   readonly #values: Globals
-  readonly #collect: LinePath
+  readonly #collect: Collector
   readonly #out: (text: string) => void
-  readonly #queue: OrderedQueue<Line>
+  readonly #queue: OrderedQueue<WorkerLine>
   readonly #view: View
   readonly #errorKeyJson: string
   readonly #shape: Shape = { level: 0, time: 0, capture: undefined, insert: 0, at: 0, end: 0 }
@@ -379,7 +395,7 @@ export class LineEnricher {
     this.#writer = e.registry.writeContexts
     // Globals as pre-serialized JSON, rebuilt only when a value changes.
     this.#view = e.globals.view(new Set())
-    this.#queue = new OrderedQueue<Line>(e, (line) => this.#write(line))
+    this.#queue = new OrderedQueue<WorkerLine>(e, (line) => this.#write(line))
   }
 
   /** Takes a chunk of pino's output: complete lines are enriched, a trailing partial line is kept. */
@@ -522,23 +538,8 @@ export class LineEnricher {
     eol: string,
     redact: RedactWriter | undefined,
     contexts: ContextWriter<Problems> | undefined,
-  ): Line {
-    const line: Line = {
-      ctx,
-      now,
-      head,
-      rest,
-      verbatim,
-      eol,
-      redact,
-      parts: [],
-      problems: undefined,
-      waiting: undefined,
-      done: false,
-      onReady: undefined,
-      deadline: now + this.#e.deadlineMs,
-      start: now,
-    }
+  ): WorkerLine {
+    const line = new WorkerLine(ctx, now, this.#e.deadlineMs, head, rest, verbatim, eol, redact)
     if (verbatim === undefined) this.#collect.gather(line, contexts)
     return line
   }
@@ -585,7 +586,7 @@ export class LineEnricher {
   }
 
   /** Writes a gathered line (from the queue: now, when ready, or at its deadline). */
-  #write(line: Line): void {
+  #write(line: WorkerLine): void {
     if (line.verbatim !== undefined) {
       this.#emit(line.verbatim)
       return
@@ -601,7 +602,7 @@ export class LineEnricher {
       } else {
         const merged: Fields = {}
         this.#values.assign(line.ctx.level, merged)
-        this.#collect.mergeParts(line, merged)
+        line.mergeInto(merged)
         text += line.redact(merged)
       }
       this.#emit(`${text}${this.#problems(problems)}${line.rest}`)
@@ -610,7 +611,7 @@ export class LineEnricher {
     const obj = line.ctx.record as Record<string, unknown>
     const merged: Fields = { level: obj.level, time: obj.time }
     this.#values.assign(line.ctx.level, merged)
-    this.#collect.mergeParts(line, merged)
+    line.mergeInto(merged)
     if (problems !== undefined) merged[this.#e.errorKey] = problems
     Object.assign(merged, obj)
     this.#emit(JSON.stringify(merged) + line.eol)

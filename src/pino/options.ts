@@ -3,8 +3,8 @@ import { createRequire } from 'node:module'
 import pino, { type LoggerOptions } from 'pino'
 import type { Enrichment } from '../core/enrichment.js'
 import type { View } from '../core/globals.js'
-import type { Gathering } from '../core/line.js'
-import { OrderedQueue, type QueuedLine } from '../core/ordered-queue.js'
+import { Line } from '../core/line.js'
+import { OrderedQueue } from '../core/ordered-queue.js'
 import { type Problems, problemsJson } from '../core/problems.js'
 import type { EnrichContext, Fields } from '../enricher.js'
 import { copyAtCall } from '../util/copy.js'
@@ -45,20 +45,32 @@ export interface EnrichPinoOptions extends LoggerOptions {
 
 type LogMethod = (this: pino.Logger, ...args: unknown[]) => void
 
-interface Pending extends Gathering {
-  /** Time after which the line is written with what is ready (see {@link QueuedLine}). */
-  deadline: number
-  /** Time from which the delay added to the line is measured. */
-  start: number
-  logger: pino.Logger
-  args: unknown[]
-  method: LogMethod
-  /** The logger's bindings at the call, for a line that waits: `setBindings()` later must not show. */
-  chindings: unknown
-  /** What pino's write threw (a user mixin that returns nothing, say). */
-  failure?: unknown
+/** A deferred line: a {@link Line} with the pino call that writes it. */
+class Pending extends Line {
+  readonly logger: pino.Logger
+  readonly args: unknown[]
+  readonly method: LogMethod
   /** How many lines' writes this call was made from within (a destination that logs): 0 for the application's own. */
-  depth: number
+  readonly depth: number
+  /** The logger's bindings at the call, for a line that waits: `setBindings()` later must not show. */
+  chindings: unknown = undefined
+  /** What pino's write threw (a user mixin that returns nothing, say). */
+  failure: unknown = undefined
+
+  constructor(
+    ctx: EnrichContext,
+    deadlineMs: number,
+    logger: pino.Logger,
+    args: unknown[],
+    method: LogMethod,
+    depth: number,
+  ) {
+    super(ctx, ctx.time, deadlineMs)
+    this.logger = logger
+    this.args = args
+    this.method = method
+    this.depth = depth
+  }
 }
 
 /**
@@ -254,10 +266,10 @@ export function buildPinoOptions(e: Enrichment, input: EnrichPinoOptions = {}): 
     }
     if (current !== undefined) {
       // Its problems went out with the timestamp fragment, unless that is not written.
-      collect.mergeParts(current, out)
+      current.mergeInto(out)
       if (inMixin && lineProblems !== undefined) out[errorKey] = lineProblems
     } else {
-      let problems: Gathering['problems']
+      let problems: Line['problems']
       if ((registry.keyed.length !== 0 || registry.fns.length !== 0) && collect.enriching === 0) {
         const ctx: EnrichContext = {
           level,
@@ -453,22 +465,14 @@ function deferredQueue(e: Enrichment, depthNow: () => number, write: (item: Pend
       const first = args[0]
       const plain = typeof first === 'object' && first !== null && Object.getPrototypeOf(first) === Object.prototype
       if (plain) record = first as Record<string, unknown>
-      const item: Pending = {
-        ctx: { level, time, record, context: e.context.get() },
-        now: time,
-        parts: [],
-        problems: undefined,
-        waiting: undefined,
-        done: false,
-        onReady: undefined,
+      const item = new Pending(
+        { level, time, record, context: e.context.get() },
+        e.deadlineMs,
         logger,
         args,
         method,
-        chindings: undefined,
         depth,
-        deadline: time + e.deadlineMs,
-        start: time,
-      }
+      )
       if (e.closed) counters.afterClose++
       // Logged from inside an enricher of this pipeline: written as it is, not enriched again.
       else if (collect.enriching === 0) collect.gather(item, registry.contextWriters.for(logger))
