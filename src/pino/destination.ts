@@ -50,12 +50,18 @@ function watchStream(stream: object & ErrorEmitter): Watched {
   return w
 }
 
+/** What a line's writer reads of its destination: whether it has failed. */
+export interface DestinationState {
+  /** True from the destination's first 'error' on: a line given to it is counted as dropped. */
+  readonly failed: boolean
+}
+
 /**
- * Counts the lines a logger's destination refuses into `counters.dropped`.
- * The returned function is called with the logger of every line, before pino
- * writes it; it costs one comparison per line while the logger is the last
- * one seen, and returns true when the line goes to a destination that has
- * failed (a reader gone, `EPIPE`; a disk error; a destroyed stream).
+ * Watches the destination of `logger` for the lines it refuses, counted into
+ * `counters.dropped`; returns its state, or undefined for a destination that
+ * emits no events. Called once per logger, when the state of its lines is
+ * made: the caller reads `failed` for each line and counts the line when it
+ * is true (a reader gone, `EPIPE`; a disk error; a destroyed stream).
  *
  * Each stream gets one 'error' listener in the process. When the stream
  * fails, the lines it still held are counted too, for pino's own
@@ -66,34 +72,21 @@ function watchStream(stream: object & ErrorEmitter): Watched {
  * writes become no-ops) stands, and where it is the stream's only listener
  * the error is thrown on, as it would have been without it.
  */
-export function destinationWatch(counters: Counters): (logger: pino.Logger) => boolean {
-  let lastLogger: unknown
-  let last: Watched | undefined
-  const watch = (logger: pino.Logger): Watched | undefined => {
-    const stream = (logger as unknown as Record<symbol, unknown>)[pino.symbols.streamSym] as
-      | (object & ErrorEmitter)
-      | undefined
-    if (typeof stream !== 'object' || stream === null || typeof stream.on !== 'function') return undefined
-    const w = watchStream(stream)
-    if (!w.known.has(counters)) {
-      w.known.add(counters)
-      if (w.sinks.size >= w.prune) {
-        for (const ref of w.sinks) if (ref.deref() === undefined) w.sinks.delete(ref)
-        w.prune = Math.max(64, 2 * w.sinks.size)
-      }
-      w.sinks.add(new WeakRef(counters))
+export function watchDestination(logger: pino.Logger, counters: Counters): DestinationState | undefined {
+  const stream = (logger as unknown as Record<symbol, unknown>)[pino.symbols.streamSym] as
+    | (object & ErrorEmitter)
+    | undefined
+  if (typeof stream !== 'object' || stream === null || typeof stream.on !== 'function') return undefined
+  const w = watchStream(stream)
+  if (!w.known.has(counters)) {
+    w.known.add(counters)
+    if (w.sinks.size >= w.prune) {
+      for (const ref of w.sinks) if (ref.deref() === undefined) w.sinks.delete(ref)
+      w.prune = Math.max(64, 2 * w.sinks.size)
     }
-    return w
+    w.sinks.add(new WeakRef(counters))
   }
-  return (logger) => {
-    if (logger !== lastLogger) {
-      lastLogger = logger
-      last = watch(logger)
-    }
-    if (last?.failed !== true) return false
-    counters.dropped++
-    return true
-  }
+  return w
 }
 
 /** Lines a SonicBoom held unwritten when its write failed; 0 for another stream. */

@@ -1,6 +1,7 @@
 import { tracingChannel } from 'node:diagnostics_channel'
 import { createRequire } from 'node:module'
 import pino, { type LoggerOptions } from 'pino'
+import type { ContextWriter, ContextWriters } from '../context/writer.js'
 import type { Enrichment } from '../core/enrichment.js'
 import type { View } from '../core/globals.js'
 import { Line } from '../core/line.js'
@@ -9,7 +10,7 @@ import { type Problems, problemsJson } from '../core/problems.js'
 import type { EnrichContext, Fields } from '../enricher.js'
 import { copyAtCall } from '../util/copy.js'
 import { BoundKeys } from './bound-keys.js'
-import { destinationWatch } from './destination.js'
+import { type DestinationState, watchDestination } from './destination.js'
 
 /** How enrichment reaches pino's lines. */
 export const PinoMode = {
@@ -48,6 +49,8 @@ type LogMethod = (this: pino.Logger, ...args: unknown[]) => void
 /** A deferred line: a {@link Line} with the pino call that writes it. */
 class Pending extends Line {
   readonly logger: pino.Logger
+  /** What the line needs of its logger, as at the call. */
+  readonly state: LoggerState
   readonly args: unknown[]
   readonly method: LogMethod
   /** How many lines' writes this call was made from within (a destination that logs): 0 for the application's own. */
@@ -61,12 +64,14 @@ class Pending extends Line {
     ctx: EnrichContext,
     deadlineMs: number,
     logger: pino.Logger,
+    state: LoggerState,
     args: unknown[],
     method: LogMethod,
     depth: number,
   ) {
     super(ctx, ctx.time, deadlineMs)
     this.logger = logger
+    this.state = state
     this.args = args
     this.method = method
     this.depth = depth
@@ -82,7 +87,6 @@ const MAX_NESTED_WRITES = 1_000
 
 const { chindingsSym } = pino.symbols
 const NO_KEYS: readonly string[] = []
-const bindingKeys = new WeakMap<object, { chindings: unknown; keys: readonly string[] }>()
 
 /** The keys a logger's bindings (pino's serialized chindings) set, other than its base and pino's own. */
 function parseBindingKeys(chindings: unknown, baseKeys: ReadonlySet<string>, coreKeys: ReadonlySet<string>) {
@@ -110,6 +114,36 @@ const asJsonChannel = tracingChannel('pino_asJson')
 /** A child logger's own view, when its options route more keys than its parent's. */
 const VIEW = Symbol('pino-enrich.view')
 type Views = { [VIEW]?: View }
+
+/**
+ * What the lines of one logger need of it, made at its first line and kept on
+ * the logger, as pino keeps a logger's chindings: made again only after its
+ * `setBindings()` or after the pipeline's context-fields enrichers change. A
+ * line reads it with one property load and three comparisons. Looked up part
+ * by part on every line (view, destination, context writer, bound keys, each
+ * with a last-logger cache of its own), they made the mixin and `timestamp`
+ * too large for V8 to inline into pino's write: 592 and 478 bytes of bytecode,
+ * where its limit is 460.
+ */
+interface LoggerState {
+  /** The logger it was made for: a child reads its parent's through the prototype until it has its own. */
+  readonly logger: object
+  readonly chindings: unknown
+  /** The pipeline's context writers it was made from. */
+  readonly writers: ContextWriters<Problems>
+  readonly view: View
+  readonly destination: DestinationState | undefined
+  /** The logger's stream when it reads pino's line metadata (`lastTime`...), else undefined. */
+  readonly metadata: { lastTime?: string } | undefined
+  /** Writes the request-context fields, leaving out keys the logger's bindings carry. */
+  readonly writeContexts: ContextWriter<Problems>
+  /** Enricher keys the logger's bindings set: left out of the mixin's object. */
+  readonly bound: readonly string[]
+}
+const STATE = Symbol('pino-enrich.state')
+type Logged = { [STATE]?: LoggerState } & Record<symbol, unknown>
+/** States of loggers that cannot take a property (frozen, sealed). */
+const fixedStates = new WeakMap<object, LoggerState>()
 
 /**
  * Builds pino options for a pipeline.
@@ -147,7 +181,8 @@ export function buildPinoOptions(e: Enrichment, input: EnrichPinoOptions = {}): 
   const userMixin = user.mixin || undefined
   // pino calls the merge strategy only when there is a mixin.
   const userStrategy = userMixin === undefined ? undefined : user.mixinMergeStrategy || undefined
-  const { registry, globals, collect, clock, counters } = e
+  const { registry, globals, clock, counters } = e
+  const collector = e.collect
   if (typeof user.messageKey === 'string') registry.addCoreKey(user.messageKey)
   // `base` and `name` stay pino's bindings (bindings(), formatters.bindings and
   // serializers see them); an enricher key equal to one of them goes through
@@ -156,23 +191,6 @@ export function buildPinoOptions(e: Enrichment, input: EnrichPinoOptions = {}): 
   // Keys pino keeps in this logger's base rank beneath enrichers, unlike a child's bindings.
   const baseKeys = new Set(Object.keys((user.base as Fields | null | undefined) ?? {}))
   if (user.name !== undefined) baseKeys.add('name')
-  // The binding keys of the last logger seen, then per logger: parsed once per bindings string.
-  let lastLogger: object | undefined
-  let lastChindings: unknown
-  let lastKeys: readonly string[] = NO_KEYS
-  const boundKeys = (logger: pino.Logger): readonly string[] => {
-    const chindings = (logger as unknown as Record<symbol, unknown>)[chindingsSym]
-    if (logger === lastLogger && chindings === lastChindings) return lastKeys
-    let known = bindingKeys.get(logger)
-    if (known === undefined || known.chindings !== chindings) {
-      known = { chindings, keys: parseBindingKeys(chindings, baseKeys, registry.coreKeys) }
-      bindingKeys.set(logger, known)
-    }
-    lastLogger = logger
-    lastChindings = chindings
-    lastKeys = known.keys
-    return lastKeys
-  }
   const errorKey = e.errorKey
   const timePart = timeFormatter(user.timestamp)
   // The deferred line being written now; pino's write is synchronous, so one slot suffices.
@@ -193,7 +211,64 @@ export function buildPinoOptions(e: Enrichment, input: EnrichPinoOptions = {}): 
   // What the user's mixin returned for this line, for the merge strategy pino calls next.
   let userValue: object | undefined
 
+  const newState = (logger: pino.Logger): LoggerState => {
+    const l = logger as unknown as Logged & Views
+    const chindings = l[chindingsSym]
+    const writers = registry.contextWriters
+    const fixed = fixedStates.get(logger)
+    if (fixed !== undefined && fixed.chindings === chindings && fixed.writers === writers) return fixed
+    const stream = l[streamSym] as Record<symbol, unknown> | undefined
+    const s: LoggerState = {
+      logger,
+      chindings,
+      writers,
+      view: l[VIEW] ?? rootView,
+      destination: watchDestination(logger, counters),
+      metadata: stream !== undefined && stream[NEEDS_METADATA] === true ? (stream as { lastTime?: string }) : undefined,
+      writeContexts: writers.for(logger),
+      bound: parseBindingKeys(chindings, baseKeys, registry.coreKeys),
+    }
+    if (Object.isExtensible(logger)) l[STATE] = s
+    else fixedStates.set(logger, s)
+    return s
+  }
+  const stateOf = (logger: pino.Logger): LoggerState => {
+    const l = logger as unknown as Logged
+    const s = l[STATE]
+    if (
+      s !== undefined &&
+      s.logger === logger &&
+      s.chindings === l[chindingsSym] &&
+      s.writers === registry.contextWriters
+    )
+      return s
+    return newState(logger)
+  }
+
   const errorKeyJson = JSON.stringify(errorKey)
+  // The time part of a line, and after it the globals' fragment and `tail`.
+  const timeOf = (s: LoggerState, now: number, tail: string): string => {
+    const t = timePart(now)
+    inMixin = asJsonChannel.hasSubscribers !== false
+    const full = inMixin ? t : t + s.view.fragment + tail
+    if (s.metadata !== undefined) noteTime(s.metadata, t, full)
+    return full
+  }
+  const noteTime = (stream: { lastTime?: string }, time: string, full: string): void => {
+    // A line pino never wrote (its serializer threw) leaves an entry: bounded all the same.
+    if (metas.length >= 64) metas.shift()
+    metas.push({ stream, time, full })
+  }
+  const deferredTime = (logger: pino.Logger, line: Pending): string => {
+    // A deferred line's problems are known before pino writes it: serialize
+    // them here, once per shared problem set, instead of per line in the mixin.
+    const now = line.ctx.time
+    lineTime = now
+    if (line.now >= globals.nextCheck) globals.prepare()
+    lineProblems = globals.problemsFor(line.problems)
+    const tail = lineProblems === undefined ? '' : `,${errorKeyJson}:${problemsJson(lineProblems)}`
+    return timeOf(line.logger === logger ? line.state : stateOf(logger), now, tail)
+  }
   const timestamp = function (this: pino.Logger | undefined): string {
     if (this === undefined) {
       // pino's call at construction, to find where its time value starts: the time alone.
@@ -201,40 +276,17 @@ export function buildPinoOptions(e: Enrichment, input: EnrichPinoOptions = {}): 
       sliceIndex = t.indexOf(':') + 1
       return t
     }
-    const view = (this as unknown as Views)[VIEW] ?? rootView
-    let now: number
-    let tail = ''
-    lineProblems = undefined
-    if (current !== undefined) {
-      // A deferred line's problems are known before pino writes it: serialize
-      // them here, once per shared problem set, instead of per line in the mixin.
-      now = current.ctx.time
-      lineTime = now
-      if (current.now >= globals.nextCheck) globals.prepare()
-      lineProblems = globals.problemsFor(current.problems)
-      if (lineProblems !== undefined) tail = `,${errorKeyJson}:${problemsJson(lineProblems)}`
-    } else {
-      now = clock.now()
-      lineTime = now
-      lineNow = now
-      if (now >= globals.nextCheck) globals.prepare()
-    }
-    const t = timePart(now)
-    inMixin = asJsonChannel.hasSubscribers !== false
-    const full = inMixin ? t : t + view.fragment + tail
-    const stream = (this as unknown as Record<symbol, Record<symbol, unknown>>)[streamSym]
-    if (stream !== undefined && stream[NEEDS_METADATA] === true) {
-      // A line pino never wrote (its serializer threw) leaves an entry: bounded all the same.
-      if (metas.length >= 64) metas.shift()
-      metas.push({ stream: stream as { lastTime?: string }, time: t, full })
-    }
-    return full
+    if (current !== undefined) return deferredTime(this, current)
+    const now = clock.now()
+    lineTime = now
+    lineNow = now
+    if (now >= globals.nextCheck) globals.prepare()
+    return timeOf(stateOf(this), now, '')
   }
 
-  const userStreamWrite = user.hooks?.streamWrite
-  const streamWrite = (s: string): string => {
-    // pino has just set lastTime from this line's time string: the latest entry
-    // whose stream shows it is this line's (nested lines have had theirs).
+  // pino has just set lastTime from this line's time string: the latest entry
+  // whose stream shows it is this line's (nested lines have had theirs).
+  const restoreTime = (): void => {
     for (let i = metas.length - 1; i >= 0; i--) {
       const m = metas[i] as (typeof metas)[number]
       if (m.stream.lastTime === m.full.slice(sliceIndex)) {
@@ -243,71 +295,101 @@ export function buildPinoOptions(e: Enrichment, input: EnrichPinoOptions = {}): 
         break
       }
     }
-    return userStreamWrite === undefined ? s : userStreamWrite(s)
   }
+  const userStreamWrite = user.hooks?.streamWrite
+  const streamWrite =
+    userStreamWrite === undefined
+      ? (s: string): string => {
+          if (metas.length !== 0) restoreTime()
+          return s
+        }
+      : (s: string): string => {
+          if (metas.length !== 0) restoreTime()
+          return userStreamWrite(s)
+        }
 
   // One reader of the request context for every mode: the pipeline's own or the application's.
   const getContext = e.context.get
-  const refused = destinationWatch(counters)
-  const mixin = (mergeObject: object, level: number, logger: pino.Logger): object => {
-    counters.enriched++
-    // The line is still written: to a destination that failed, where it is counted as dropped.
-    refused(logger)
-    // A deferred line is counted when logged: one logged before close() may be written by it.
-    if (e.closed && current === undefined) counters.afterClose++
-    const view = (logger as unknown as Views)[VIEW] ?? rootView
-    // A fresh object every line: the call's fields are assigned into it.
+  // A fresh object every line, the globals routed through the mixin in it: the call's fields are assigned into it.
+  const globalFields = (s: LoggerState, level: number): Fields => {
     const out: Fields = {}
-    if (inMixin) Object.assign(out, view.fragmentFields)
-    const mg = view.mixinGlobals
+    if (inMixin) Object.assign(out, s.view.fragmentFields)
+    const mg = s.view.mixinGlobals
     for (let i = 0; i < mg.length; i++) {
       const g = mg[i] as View['mixinGlobals'][number]
       if (level >= g.minLevel) Object.assign(out, g.fields)
     }
-    if (current !== undefined) {
-      // Its problems went out with the timestamp fragment, unless that is not written.
-      current.mergeInto(out)
-      if (inMixin && lineProblems !== undefined) out[errorKey] = lineProblems
-    } else {
-      let problems: Line['problems']
-      if ((registry.keyed.length !== 0 || registry.fns.length !== 0) && collect.enriching === 0) {
-        const ctx: EnrichContext = {
-          level,
-          time: lineTime,
-          record: mergeObject as Record<string, unknown>,
-          context: getContext(),
-        }
-        problems = collect.collectNow(ctx, out, undefined, lineNow, registry.contextWriters.for(logger))
-      } else if (registry.contexts.length !== 0) {
-        // Only request-context fields: written straight in, no context object for the line.
-        const c = getContext()
-        if (c !== undefined) problems = registry.contextWriters.for(logger)(c, level, out)
-      }
-      const all = problems === undefined ? globals.problems : globals.problemsFor(problems)
-      if (all !== undefined) out[errorKey] = all
+    return out
+  }
+  // Keyed and function enrichers: what they have ready now.
+  const collect = (mergeObject: object, level: number, out: Fields, s: LoggerState): Problems | undefined => {
+    const ctx: EnrichContext = {
+      level,
+      time: lineTime,
+      record: mergeObject as Record<string, unknown>,
+      context: getContext(),
     }
-    // A child's bindings are the caller's own fields: they beat every enricher.
-    const bound = boundKeys(logger)
-    for (let i = 0; i < bound.length; i++) {
-      const k = bound[i] as string
-      if (k in out) delete out[k]
-    }
+    return collector.collectNow(ctx, out, undefined, lineNow, s.writeContexts)
+  }
+  // The call's own fields last: a child's bindings beat every enricher, then the user's mixin runs.
+  const finish = (out: Fields, s: LoggerState, mergeObject: object, level: number, logger: pino.Logger): Fields => {
+    if (s.bound.length !== 0) dropKeys(out, s.bound)
     if (userMixin !== undefined) userValue = userMixin(mergeObject, level, logger)
     return out
+  }
+  // A line written in its call: what is ready now.
+  const snapshotMixin = (mergeObject: object, level: number, logger: pino.Logger): object => {
+    counters.enriched++
+    const s = stateOf(logger)
+    // The line is still written: to a destination that failed, where it is counted as dropped.
+    if (s.destination?.failed === true) counters.dropped++
+    // A deferred line is counted when logged: one logged before close() may be written by it.
+    if (e.closed) counters.afterClose++
+    const out = globalFields(s, level)
+    let problems: Line['problems']
+    if ((registry.keyed.length !== 0 || registry.fns.length !== 0) && collector.enriching === 0) {
+      problems = collect(mergeObject, level, out, s)
+    } else if (registry.contexts.length !== 0) {
+      // Only request-context fields: written straight in, no context object for the line.
+      const c = getContext()
+      if (c !== undefined) problems = s.writeContexts(c, level, out)
+    }
+    const all = problems === undefined ? globals.problems : globals.problemsFor(problems)
+    if (all !== undefined) out[errorKey] = all
+    return finish(out, s, mergeObject, level, logger)
+  }
+  // A deferred line being written: what was gathered for it.
+  const deferredMixin = (mergeObject: object, level: number, logger: pino.Logger): object => {
+    const line = current
+    if (line === undefined) return snapshotMixin(mergeObject, level, logger)
+    counters.enriched++
+    const s = line.logger === logger ? line.state : stateOf(logger)
+    if (s.destination?.failed === true) counters.dropped++
+    const out = globalFields(s, level)
+    line.mergeInto(out)
+    // Its problems went out with the timestamp fragment, unless that is not written.
+    if (inMixin && lineProblems !== undefined) out[errorKey] = lineProblems
+    return finish(out, s, mergeObject, level, logger)
   }
   // pino calls this with the mixin's result: the user's mixin and merge
   // strategy apply exactly as pino applies them, and the enriched fields go
   // beneath their result. A line with nothing added is pino's own object.
-  const mixinMergeStrategy = (mergeObject: object, out: object): object => {
-    let merged = mergeObject
-    if (userMixin !== undefined) {
-      const value = userValue as object
-      userValue = undefined
-      merged = userStrategy !== undefined ? userStrategy(mergeObject, value) : Object.assign(value, mergeObject)
-    }
-    for (const _ in out) return assignOwn(out as Fields, merged)
-    return merged
+  const userMerged = (mergeObject: object): object => {
+    const value = userValue as object
+    userValue = undefined
+    return userStrategy !== undefined ? userStrategy(mergeObject, value) : Object.assign(value, mergeObject)
   }
+  const mixinMergeStrategy =
+    userMixin === undefined
+      ? (mergeObject: object, out: object): object => {
+          for (const _ in out) return assignOwn(out as Fields, mergeObject)
+          return mergeObject
+        }
+      : (mergeObject: object, out: object): object => {
+          const merged = userMerged(mergeObject)
+          for (const _ in out) return assignOwn(out as Fields, merged)
+          return merged
+        }
 
   const userOnChild = user.onChild
   const onChild = (child: pino.Logger): void => {
@@ -330,7 +412,7 @@ export function buildPinoOptions(e: Enrichment, input: EnrichPinoOptions = {}): 
   const options: LoggerOptions = {
     ...user,
     timestamp,
-    mixin,
+    mixin: mode === PinoMode.Deferred ? deferredMixin : snapshotMixin,
     mixinMergeStrategy,
     onChild,
     hooks: { ...user.hooks, streamWrite },
@@ -339,20 +421,17 @@ export function buildPinoOptions(e: Enrichment, input: EnrichPinoOptions = {}): 
     const queue = deferredQueue(
       e,
       () => (current === undefined ? 0 : current.depth + 1),
+      stateOf,
       (item) => {
         current = item
-        const logger = item.logger as unknown as Record<symbol, unknown>
-        const bindings = logger[chindingsSym]
-        const swap = item.chindings !== undefined && item.chindings !== bindings
-        if (swap) logger[chindingsSym] = item.chindings
         try {
-          item.method.apply(item.logger, item.args)
+          if (item.chindings === undefined) item.method.apply(item.logger, item.args)
+          else writeAsCalled(item)
         } catch (e) {
           item.failure = e
           throw e
         } finally {
           current = undefined
-          if (swap) logger[chindingsSym] = bindings
         }
       },
     )
@@ -389,6 +468,36 @@ export function buildPinoOptions(e: Enrichment, input: EnrichPinoOptions = {}): 
     }
   }
   return options
+}
+
+/** A line's arguments and its logger's bindings, as they are at the call. */
+function copyAtCallOf(item: Pending): void {
+  const args = item.args
+  for (let i = 0; i < args.length; i++) args[i] = copyAtCall(args[i])
+  item.chindings = (item.logger as unknown as Record<symbol, unknown>)[chindingsSym]
+}
+
+/** The record of a queued line copied one level deep, where {@link copyAtCall} kept it by reference. */
+function copyTopLevel(item: Pending, first: object): void {
+  const copy = assignOwn({}, first)
+  ;(item.ctx as { record: Record<string, unknown> }).record = copy
+  item.args[0] = copy
+}
+
+/** Writes a line that waited with its logger's bindings as they were at the call. */
+function writeAsCalled(item: Pending): void {
+  const logger = item.logger as unknown as Record<symbol, unknown>
+  const bindings = logger[chindingsSym]
+  if (item.chindings === bindings) {
+    item.method.apply(item.logger, item.args)
+    return
+  }
+  logger[chindingsSym] = item.chindings
+  try {
+    item.method.apply(item.logger, item.args)
+  } finally {
+    logger[chindingsSym] = bindings
+  }
 }
 
 /**
@@ -436,8 +545,14 @@ function drainAtExit(queue: OrderedQueue<Pending>, written?: pino.Logger): void 
  * process exit every waiting line is written synchronously with what is ready.
  * The pipeline and the exit drain know the queue only while it holds lines.
  */
-function deferredQueue(e: Enrichment, depthNow: () => number, write: (item: Pending) => void) {
-  const { registry, collect, clock, counters } = e
+function deferredQueue(
+  e: Enrichment,
+  depthNow: () => number,
+  stateOf: (logger: pino.Logger) => LoggerState,
+  write: (item: Pending) => void,
+) {
+  const { clock, counters } = e
+  const collector = e.collect
   const queue: OrderedQueue<Pending> = new OrderedQueue<Pending>(e, write, (active) => {
     if (active) {
       e.queues.add(queue)
@@ -465,33 +580,21 @@ function deferredQueue(e: Enrichment, depthNow: () => number, write: (item: Pend
       const first = args[0]
       const plain = typeof first === 'object' && first !== null && Object.getPrototypeOf(first) === Object.prototype
       if (plain) record = first as Record<string, unknown>
-      const item = new Pending(
-        { level, time, record, context: e.context.get() },
-        e.deadlineMs,
-        logger,
-        args,
-        method,
-        depth,
-      )
+      const state = stateOf(logger)
+      const ctx: EnrichContext = { level, time, record, context: e.context.get() }
+      const item = new Pending(ctx, e.deadlineMs, logger, state, args, method, depth)
       if (e.closed) counters.afterClose++
       // Logged from inside an enricher of this pipeline: written as it is, not enriched again.
-      else if (collect.enriching === 0) collect.gather(item, registry.contextWriters.for(logger))
-      if (item.waiting !== undefined || queue.busy) {
-        // The line is written later: it shows its objects, format arguments,
-        // errors and bindings as they are now, as pino would have. A line
-        // written at once (every value cached) pays nothing for this.
-        for (let i = 0; i < args.length; i++) args[i] = copyAtCall(args[i])
-        item.chindings = (logger as unknown as Record<symbol, unknown>)[chindingsSym]
-      }
+      else if (collector.enriching === 0) collector.gather(item, state.writeContexts)
+      // The line is written later: it shows its objects, format arguments,
+      // errors and bindings as they are now, as pino would have. A line
+      // written at once (every value cached) pays nothing for this.
+      if (item.waiting !== undefined || queue.busy) copyAtCallOf(item)
       queue.push(item)
-      if (plain && !item.done && args[0] === first) {
-        // A line written at once was written from the caller's own object, as
-        // pino writes it. One that waits keeps a copy: the caller may change
-        // its object after the call returns, and the line shows it as it was.
-        const copy = assignOwn({}, first as object)
-        ;(item.ctx as { record: Record<string, unknown> }).record = copy
-        args[0] = copy
-      }
+      // Queued with its record kept by reference: copyAtCall gave up on it
+      // (reading it threw: a getter or a Proxy trap somewhere inside). Its top
+      // level is still copied, so a key the caller sets after the call does not show.
+      if (plain && !item.done && args[0] === first) copyTopLevel(item, first as object)
       if (exiting) drainAtExit(queue, logger)
       // Written during the call, a line that pino's write refused throws to the caller, as in pino.
       if (item.done && item.failure !== undefined) throw item.failure
@@ -744,7 +847,11 @@ export function quote(s: string): string {
  * `JSON.parse` makes of untrusted input) kept as an own key, as pino writes it.
  */
 function assignOwn(target: Fields, source: object): Fields {
-  if (!Object.hasOwn(source, '__proto__')) return Object.assign(target, source)
+  return Object.hasOwn(source, '__proto__') ? defineOwn(target, source) : Object.assign(target, source)
+}
+
+/** {@link assignOwn} for a source with an own `__proto__` key: kept out of the common path, which pino's write inlines. */
+function defineOwn(target: Fields, source: object): Fields {
   for (const k of Object.keys(source)) {
     Object.defineProperty(target, k, {
       value: (source as Fields)[k],
@@ -754,6 +861,14 @@ function assignOwn(target: Fields, source: object): Fields {
     })
   }
   return target
+}
+
+/** Deletes `keys` from `out`. */
+function dropKeys(out: Fields, keys: readonly string[]): void {
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i] as string
+    if (k in out) delete out[k]
+  }
 }
 
 /** `routed` plus the keys pino writes as bindings: `base` (but pid and hostname, which enrichers never set) and `name`. */
