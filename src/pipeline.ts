@@ -1,28 +1,21 @@
-import { constants as osConstants } from 'node:os'
 import type { LoggerOptions } from 'pino'
-import type { BreakerState } from './breaker/circuit-breaker.js'
-import { EntryState, SmartCache, type SmartCacheStats } from './cache/smart-cache.js'
 import { type Clock, monotonicClock, systemClock } from './clock.js'
-import { type ContextHelpers, type ContextSource, createContext, type RequestContext } from './context/als.js'
-import { beginLine, endLine } from './context/line-scope.js'
-import { type ContextSlot, type ContextWriter, ContextWriters, compileContextWriter } from './context/writer.js'
-import { formatMetrics } from './core/metrics.js'
-import {
-  type AnyEnricher,
-  contextFieldsOf,
-  type EnrichContext,
-  type Enricher,
-  type EnricherFn,
-  type Fields,
-  isEnricher,
-  levelNumber,
-} from './enricher.js'
-import { BreakerOpenError, CachedError, errorKind, InflightLimitError, isEnrichError, TimeoutError } from './errors.js'
-import { type Disposer, Emitter, type EventSource } from './events.js'
-import { LatencyWindow } from './latency.js'
+import type { ContextHelpers, ContextSource, RequestContext } from './context/als.js'
+import { Enrichment } from './core/enrichment.js'
+import type { ReadyResult } from './core/globals.js'
+import { formatMetrics, type PipelineStats, statsOf } from './core/metrics.js'
+import type { PipelineEvent } from './core/registry.js'
+import { type HandleSignalsOptions, handleSignals } from './core/signals.js'
+import type { AnyEnricher, EnrichContext, Fields } from './enricher.js'
+import type { Disposer, EventSource } from './events.js'
 import { buildPinoOptions, type EnrichPinoOptions } from './pino/options.js'
-import { sanitizeFields } from './sanitize.js'
 import { checkMs } from './util/validate.js'
+
+export type { ReadyResult } from './core/globals.js'
+export type { EnricherStats, PipelineStats } from './core/metrics.js'
+export { ProblemKind, type Problems } from './core/problems.js'
+export type { PipelineEvent } from './core/registry.js'
+export type { HandleSignalsOptions } from './core/signals.js'
 
 /** Options of {@link createPipeline}. */
 export interface PipelineOptions {
@@ -63,94 +56,6 @@ export interface PipelineOptions {
   context?: ContextSource
 }
 
-/** Options of {@link Pipeline.handleSignals}. */
-export interface HandleSignalsOptions {
-  /**
-   * Exit with 128 + the signal number once the close is done. Default: only
-   * when no other listener for the signal is installed; beside the
-   * application's own handler, the exit is left to it.
-   */
-  exit?: boolean
-}
-
-/**
- * How long past `closeTimeoutMs` a signal's close may take (closing caches and
- * enrichers once the pending lines are written) before handleSignals goes on, in ms.
- */
-const SIGNAL_CLOSE_GRACE_MS = 1_000
-/** The listeners handleSignals() installed, of every pipeline, and how many of their closes run. */
-const signalHandlers = new Set<(...args: never[]) => unknown>()
-let signalClosing = 0
-let signalExitCode: number | undefined
-
-/** Problem kinds recorded under `errorKey`. */
-export const ProblemKind = {
-  Timeout: 'timeout',
-  Error: 'error',
-  Open: 'open',
-  Stale: 'stale',
-  Pending: 'pending',
-  Invalid: 'invalid',
-  /** The lookup was refused: the enricher's `maxInflight` computes were running. Nothing failed. */
-  Busy: 'busy',
-} as const
-export type ProblemKind = (typeof ProblemKind)[keyof typeof ProblemKind]
-
-/** `{ timeout: ['user'], stale: ['host'] }`: enricher names by problem. */
-export type Problems = Partial<Record<ProblemKind, string[]>>
-
-/** Events of a pipeline. */
-export type PipelineEvent =
-  | { type: 'breaker'; enricher: string; from: BreakerState; to: BreakerState; at: number }
-  | { type: 'error'; enricher: string; code: string; error: unknown }
-  | { type: 'timeout'; enricher: string; timeoutMs: number }
-
-/** Per-enricher figures of {@link Pipeline.stats}. */
-export interface EnricherStats {
-  name: string
-  kind: 'global' | 'keyed' | 'function'
-  cache: SmartCacheStats | undefined
-  breaker: BreakerState | 'none'
-  /** Computes that failed (timeouts included). */
-  errors: number
-  /** Computes that passed `timeoutMs`. */
-  timeouts: number
-  /** Lines written before this enricher answered (deferred mode, `enrich()`). */
-  lineTimeouts: number
-  /** Outputs with dropped or refused fields. */
-  invalid: number
-  /** Lookups refused because `maxInflight` computes were running (problem kind `busy`; no compute ran, nothing failed). */
-  busy: number
-  /** Compute latency over the last 1 024 computes, in ms. */
-  latencyMs: { p50: number; p99: number }
-}
-
-/** What {@link Pipeline.stats} returns. */
-export interface PipelineStats {
-  enrichers: EnricherStats[]
-  records: {
-    /** Lines that went through the pipeline. */
-    enriched: number
-    /** Lines written with at least one enricher timed out. */
-    timedOut: number
-    /** Lines that could not be written. */
-    dropped: number
-    /** Deferred lines waiting now. */
-    pending: number
-    /** Lines logged after `close()`: written, with what was left. */
-    afterClose: number
-    /** Largest delay enrichment added to a line, in ms. */
-    maxAddedDelayMs: number
-  }
-}
-
-/** What {@link Pipeline.ready} reports. */
-export interface ReadyResult {
-  ready: string[]
-  failed: string[]
-  pending: string[]
-}
-
 export const PIPELINE_DEFAULTS = {
   deadlineMs: 10,
   timeoutMs: 1_000,
@@ -160,172 +65,6 @@ export const PIPELINE_DEFAULTS = {
   maxKeyLength: 256,
   maxPending: 10_000,
 } as const
-
-const GLOBAL_KEY = 'global'
-const KEY_FAILED = Symbol('key failed')
-const EMPTY: Readonly<Record<string, unknown>> = Object.freeze({})
-/** What a line gets in place of a store value that was refused: no fields, the `invalid` problem. */
-const REFUSED_FROM_STORE: Prepared = Object.freeze({ fields: undefined, invalid: true })
-const noop = (): void => {}
-
-/** pino's own keys: enricher output never overrides them. */
-export const CORE_KEYS: readonly string[] = ['level', 'time', 'msg', 'pid', 'hostname']
-
-/** A cached value: sanitized fields plus whether something was dropped. */
-export interface Prepared {
-  readonly fields: Fields | undefined
-  readonly invalid: boolean
-  /** The pipeline's {@link Pipeline.coreGen} when sanitized: a core key added since is filtered on read. */
-  readonly gen?: number
-}
-
-/** @internal One registered enricher. */
-export class Slot {
-  readonly name: string
-  readonly def: Enricher | undefined
-  readonly fn: EnricherFn | undefined
-  readonly cache: SmartCache<Prepared | undefined> | undefined
-  readonly global: boolean
-  readonly minLevel: number
-  readonly allow: ReadonlySet<string> | undefined
-  fallback: Fields | undefined
-  /** A defineContextFields enricher: context keys and the output keys they are written under. */
-  readonly from: readonly string[] | undefined
-  readonly to: readonly string[] | undefined
-  readonly latency = new LatencyWindow()
-  readonly disposers: Disposer[] = []
-  timer: NodeJS.Timeout | undefined
-  /** One frozen `{ kind: [name] }` per kind, reused so a repeated problem costs no allocation. */
-  readonly memo: Partial<Record<ProblemKind, Problems>> = {}
-  /** The last key list a function enricher's flat result was checked with. */
-  flatKeys: string[] | undefined
-  disposed = false
-  /** A background refresh of this global is under way. */
-  kicked = false
-  runs = 0
-  errors = 0
-  timeouts = 0
-  lineTimeouts = 0
-  invalid = 0
-  busy = 0
-
-  constructor(
-    name: string,
-    def: Enricher | undefined,
-    fn: EnricherFn | undefined,
-    cache: SmartCache<Prepared | undefined> | undefined,
-    fallback: Fields | undefined,
-  ) {
-    this.name = name
-    this.def = def
-    this.fn = fn
-    this.cache = cache
-    this.global = def !== undefined && def.key === undefined
-    this.minLevel = def?.minLevel === undefined ? Number.NEGATIVE_INFINITY : levelNumber(def.minLevel)
-    this.allow = def?.fields === undefined ? undefined : new Set(def.fields)
-    this.fallback = fallback
-    const map = contextFieldsOf(fn)
-    this.from = map?.from
-    this.to = map?.to
-  }
-}
-
-/**
- * @internal One line waiting on one enricher. A compute's outcome reaches its
- * lines only through its waiter set, which forgets a line once it is written:
- * a compute that hangs keeps nothing alive of the lines it timed out.
- */
-export interface Waiter {
-  readonly slot: Slot
-  readonly i: number
-  readonly g: Gathering
-  readonly stale: boolean
-  readonly set: Set<Waiter>
-}
-
-/** @internal Where one line's enrichment is gathered. */
-export interface Gathering {
-  ctx: EnrichContext
-  /** The cache clock's time when the line was taken: freshness is judged at it. */
-  now: number
-  /** Each enricher's output by its position (keyed, then functions), merged in that order whatever order they arrive in. */
-  parts: Array<Fields | undefined>
-  problems: Problems | undefined
-  /** Enrichers still awaited, with their positions in `parts`. */
-  waiting: Waiter[] | undefined
-  done: boolean
-  onReady: (() => void) | undefined
-}
-
-/**
- * @internal One way of writing prepared globals for a logger's options. Built
- * on first use after the global values change, not when they change: a change
- * costs the same with one logger or a hundred thousand, and each view rebuilds
- * once, on its next line.
- */
-export class View {
-  /** Top-level keys that must go through pino's object path (redact, serializers); `true` for all. */
-  readonly routed: ReadonlySet<string> | true
-  /** The user's `base` fields other than pid and hostname: written beneath the enrichers. */
-  readonly base: Fields | undefined
-  readonly #p: Pipeline
-  #gen = -1
-  #fragment = ''
-  #fragmentFields: Fields = {}
-  #mixinGlobals: Array<{ minLevel: number; fields: Fields }> = []
-
-  constructor(p: Pipeline, routed: ReadonlySet<string> | true, base: Fields | undefined) {
-    this.#p = p
-    this.routed = routed
-    this.base = base
-  }
-
-  /** The globals written as JSON text, `,"key":value` each. */
-  get fragment(): string {
-    if (this.#gen !== this.#p.globalsGen) this.#build()
-    return this.#fragment
-  }
-
-  /** The fields serialized in `fragment`, for a line that must carry them as objects instead. */
-  get fragmentFields(): Fields {
-    if (this.#gen !== this.#p.globalsGen) this.#build()
-    return this.#fragmentFields
-  }
-
-  /** Globals that go through pino's object path, each with its enricher's `minLevel`. */
-  get mixinGlobals(): Array<{ minLevel: number; fields: Fields }> {
-    if (this.#gen !== this.#p.globalsGen) this.#build()
-    return this.#mixinGlobals
-  }
-
-  #build(): void {
-    this.#gen = this.#p.globalsGen
-    // Base first, enrichers over it, objects merged (host.arch from one, host.id
-    // from another): one key each.
-    const merged: Fields = this.base === undefined ? {} : mergeDeep({}, this.base)
-    const always: Fields = {}
-    const mixinGlobals: View['mixinGlobals'] = [{ minLevel: Number.NEGATIVE_INFINITY, fields: always }]
-    const routed = this.routed
-    for (const { slot, fields } of this.#p.globalValues) {
-      if (slot.minLevel !== Number.NEGATIVE_INFINITY) mixinGlobals.push({ minLevel: slot.minLevel, fields })
-      else if (routed !== true && !touches(fields, routed)) mergeDeep(merged, fields)
-      else mergeDeep(always, fields)
-    }
-    if (Object.keys(always).length === 0) mixinGlobals.shift()
-    let fragment = ''
-    for (const key of Object.keys(merged)) fragment += `,${JSON.stringify(key)}:${JSON.stringify(merged[key])}`
-    this.#fragment = fragment
-    this.#fragmentFields = merged
-    this.#mixinGlobals = mixinGlobals
-  }
-}
-
-/** @internal What the pipeline needs of a deferred queue that has lines waiting. */
-export interface ActiveQueue {
-  readonly size: number
-  whenEmpty(): Promise<void>
-  close(): void
-}
 
 /**
  * A set of enrichers with their caches and breakers, and the ways to put their
@@ -338,63 +77,7 @@ export class Pipeline {
   readonly maxPending: number
   /** The request context that `ctx.context` holds: the pipeline's own AsyncLocalStorage, or the `context` option's. */
   readonly context: ContextHelpers<RequestContext>
-  /** @internal */ readonly clock: Clock
-  /** Deadlines and added delays are measured on this: the injected clock, else a monotonic one. @internal */
-  readonly ticks: Clock
-  /** @internal */ readonly coreKeys = new Set<string>(CORE_KEYS)
-  /** Counts core keys added after construction (a logger's `messageKey`). @internal */
-  coreGen = 0
-  readonly #refiltered = new WeakMap<Prepared, Fields | undefined>()
-  /** @internal */ slots: Slot[] = []
-  /** @internal */ keyed: Slot[] = []
-  /** @internal */ fns: Slot[] = []
-  /** @internal */ contexts: Slot[] = []
-  /** @internal */ globals: Slot[] = []
-  /**
-   * Writes every defineContextFields enricher's keys from the request context
-   * into `out`; returns the problems of values it refused, or undefined. @internal
-   */
-  writeContexts: ContextWriter<Problems> = compileContextWriter([], refusedContext)
-  /** The context writer of each logger: leaves out keys the logger's bindings carry. @internal */
-  contextWriters: ContextWriters<Problems> = new ContextWriters([], refusedContext)
-  /** @internal */ globalProblems: Problems | undefined
-  /** @internal */ globalTimeouts: string[] | undefined
-  /** @internal */ nextCheck = 0
-  /** @internal */ closed = false
-  /**
-   * Above 0 while a line's keyed and function enrichers run: a log call made
-   * from inside one (a `key()` or a function that logs) is written without
-   * enrichment, once, instead of re-entering it line after line.
-   * @internal
-   */
-  enriching = 0
-  /** Global values as last prepared, in registration order. @internal */
-  globalValues: ReadonlyArray<{ slot: Slot; fields: Fields }> = []
-  /** Changes whenever {@link globalValues} is prepared again; views rebuild when it moved. @internal */
-  globalsGen = 0
-  /**
-   * Deferred queues with lines waiting. A queue is here only while it holds
-   * lines, so a dropped logger with nothing pending is not kept alive. @internal
-   */
-  readonly queues = new Set<ActiveQueue>()
-  // Views are shared by signature but held weakly: a per-tenant logger's view
-  // goes with the logger.
-  readonly #viewsBySignature = new Map<string, WeakRef<View>>()
-  readonly #viewsGone = new FinalizationRegistry<string>((signature) => {
-    if (this.#viewsBySignature.get(signature)?.deref() === undefined) this.#viewsBySignature.delete(signature)
-  })
-  /** @internal */ readonly counters = { enriched: 0, timedOut: 0, dropped: 0, afterClose: 0, maxAddedDelayMs: 0 }
-  /** @internal */ readonly closers: Array<() => Promise<void> | void> = []
-  readonly #timeoutMs: number
-  readonly #maxFieldBytes: number
-  readonly #maxKeyLength: number
-  readonly #events = new Emitter<PipelineEvent>()
-  readonly #byName = new Map<string, Slot>()
-  /** Lines waiting on each running compute. */
-  readonly #waiters = new WeakMap<Promise<Prepared | undefined>, Set<Waiter>>()
-  readonly #allView: View = new View(this, true, undefined)
-  #fnCount = 0
-  #closing: Promise<void> | undefined
+  readonly #e: Enrichment
 
   /** @throws RangeError or TypeError for bad options, quoting the value. */
   constructor(options: PipelineOptions = {}) {
@@ -413,13 +96,18 @@ export class Pipeline {
     this.errorKey = o.errorKey
     this.closeTimeoutMs = o.closeTimeoutMs
     this.maxPending = o.maxPending
-    this.#timeoutMs = o.timeoutMs
-    this.#maxFieldBytes = o.maxFieldBytes
-    this.#maxKeyLength = o.maxKeyLength
-    this.clock = options.clock ?? systemClock
-    this.ticks = options.clock ?? monotonicClock
-    this.coreKeys.add(this.errorKey)
-    this.context = createContext<RequestContext>(options.context)
+    this.#e = new Enrichment(this, {
+      deadlineMs: o.deadlineMs,
+      errorKey: o.errorKey,
+      closeTimeoutMs: o.closeTimeoutMs,
+      maxPending: o.maxPending,
+      timeoutMs: o.timeoutMs,
+      maxFieldBytes: o.maxFieldBytes,
+      maxKeyLength: o.maxKeyLength,
+      clock: options.clock,
+      context: options.context,
+    })
+    this.context = this.#e.context
     for (const e of options.enrichers ?? []) this.register(e)
   }
 
@@ -430,605 +118,7 @@ export class Pipeline {
    * @throws TypeError when an enricher of the same name is registered, or the enricher is malformed
    */
   register(enricher: AnyEnricher): Disposer {
-    let slot: Slot
-    if (isEnricher(enricher)) {
-      if (this.#byName.has(enricher.name))
-        throw new TypeError(`an enricher named ${JSON.stringify(enricher.name)} is already registered`)
-      const cache = new SmartCache<Prepared | undefined>({
-        ...refreshTtl(enricher, this.#timeoutMs),
-        ...(enricher.cache ?? {}),
-        name: enricher.name,
-        clock: this.clock,
-        breaker: enricher.breaker ?? {},
-        timeoutMs: enricher.timeoutMs ?? this.#timeoutMs,
-        maxKeyLength: enricher.cache?.maxKeyLength ?? this.#maxKeyLength,
-        // Only with a store: anyone who can write to it can plant a value.
-        ...(enricher.cache?.store === undefined ? {} : { fromStore: (v: unknown) => this.#fromStore(slot, v) }),
-      })
-      const fallback =
-        enricher.fallback === undefined
-          ? undefined
-          : sanitizeFields(enricher.fallback, this.#maxFieldBytes, this.coreKeys, undefined).fields
-      slot = new Slot(enricher.name, enricher, undefined, cache, fallback)
-      const breaker = cache.breaker
-      if (breaker !== undefined) {
-        slot.disposers.push(
-          breaker.onStateChange((c) => {
-            if (this.#events.hasListeners)
-              this.#events.emit({ type: 'breaker', enricher: slot.name, from: c.from, to: c.to, at: c.at })
-          }),
-        )
-      }
-    } else if (typeof enricher === 'function') {
-      const given = (enricher as { enricherName?: unknown }).enricherName
-      const name = typeof given === 'string' && given.length > 0 ? given : enricher.name || `fn${++this.#fnCount}`
-      if (this.#byName.has(name)) throw new TypeError(`an enricher named ${JSON.stringify(name)} is already registered`)
-      slot = new Slot(name, undefined, enricher as EnricherFn, undefined, undefined)
-    } else {
-      throw new TypeError(`an enricher must be made by defineEnricher() or be a function, received ${String(enricher)}`)
-    }
-    this.#byName.set(slot.name, slot)
-    this.slots = [...this.slots, slot]
-    this.#reindex()
-    if (slot.global && !this.closed) {
-      this.kick(slot)
-      const every = slot.def?.refreshMs
-      if (every !== undefined) {
-        slot.timer = setInterval(() => this.kick(slot, true), every)
-        slot.timer.unref()
-      }
-    }
-    return () => this.#unregister(slot)
-  }
-
-  #unregister(slot: Slot): void {
-    if (this.#byName.get(slot.name) !== slot) return
-    this.#byName.delete(slot.name)
-    this.slots = this.slots.filter((s) => s !== slot)
-    if (slot.timer !== undefined) clearInterval(slot.timer)
-    for (const d of slot.disposers) d()
-    slot.cache?.close()
-    disposeEnricher(slot)
-    this.#reindex()
-  }
-
-  #reindex(): void {
-    this.keyed = this.slots.filter((s) => s.def !== undefined && !s.global)
-    this.fns = this.slots.filter((s) => s.fn !== undefined && s.from === undefined)
-    this.contexts = this.slots.filter((s) => s.from !== undefined)
-    this.contextWriters = new ContextWriters(this.contexts, refusedContext)
-    this.writeContexts = this.contextWriters.all
-    this.globals = this.slots.filter((s) => s.global)
-    this.prepareGlobals()
-  }
-
-  /** The view for these options, made and prepared on first use. @internal */
-  addView(routed: ReadonlySet<string> | true, base?: Fields): View {
-    // A view is what its routed keys and base make it: loggers with the same options share one.
-    const signature = `${routed === true ? '*' : [...routed].sort().join('\u0000')}|${JSON.stringify(base ?? null)}`
-    const existing = this.#viewsBySignature.get(signature)?.deref()
-    if (existing !== undefined) return existing
-    const view = new View(this, routed, base)
-    this.#viewsBySignature.set(signature, new WeakRef(view))
-    this.#viewsGone.register(view, signature)
-    return view
-  }
-
-  /**
-   * Adds a key enrichers never write (a logger's `messageKey`). Values cached
-   * before are filtered when next read, whatever the order of calls. @internal
-   */
-  addCoreKey(key: string): void {
-    if (this.coreKeys.has(key)) return
-    this.coreKeys.add(key)
-    this.coreGen++
-    for (const slot of this.slots) {
-      slot.flatKeys = undefined
-      if (slot.fallback !== undefined && key in slot.fallback) slot.fallback = withoutCore(slot.fallback, this.coreKeys)
-    }
-    this.prepareGlobals()
-  }
-
-  /** A cached value's fields, without core keys added since it was sanitized. @internal */
-  fieldsOf(v: Prepared | undefined): Fields | undefined {
-    if (v === undefined || (v.gen ?? 0) === this.coreGen || v.fields === undefined) return v?.fields
-    if (this.#refiltered.has(v)) return this.#refiltered.get(v)
-    const fields = withoutCore(v.fields, this.coreKeys)
-    this.#refiltered.set(v, fields)
-    return fields
-  }
-
-  /** Views held now (shared by signature). @internal */
-  get viewCount(): number {
-    return this.#viewsBySignature.size
-  }
-
-  /** Deferred lines waiting now, in every queue. @internal */
-  pendingCount(): number {
-    let n = 0
-    for (const q of this.queues) n += q.size
-    return n
-  }
-
-  /**
-   * Starts a background compute of a global enricher; when one actually ran,
-   * the prepared globals are rebuilt. `force` recomputes a fresh value too.
-   * @internal
-   */
-  kick(slot: Slot, force = false): void {
-    const cache = slot.cache
-    if (cache === undefined || this.closed) return
-    if (!force && cache.peek(GLOBAL_KEY).state === EntryState.Fresh) return
-    // One rebuild per refresh, however many lines or loggers asked for it meanwhile.
-    if (slot.kicked) return
-    slot.kicked = true
-    const before = slot.runs
-    const ctx: EnrichContext = { level: 30, time: this.clock.now(), record: EMPTY, context: undefined }
-    cache
-      .refresh(GLOBAL_KEY, (_k, { signal }) => this.compute(slot, undefined, ctx, signal))
-      .then(() => {
-        slot.kicked = false
-        if (slot.runs !== before) this.prepareGlobals()
-      })
-  }
-
-  /**
-   * Rebuilds what every line gets from global enrichers: the serialized
-   * fragment, the objects the mixin copies, and the global problems. Runs when
-   * a global value changes or its state may have (at `nextCheck`), never per line.
-   * @internal
-   */
-  prepareGlobals(): void {
-    const now = this.clock.now()
-    let next = now + 60_000
-    let problems: Problems | undefined
-    const values: Array<{ slot: Slot; fields: Fields }> = []
-    for (const slot of this.globals) {
-      const cache = slot.cache as SmartCache<Prepared | undefined>
-      const p = cache.peek(GLOBAL_KEY)
-      let fields: Fields | undefined
-      if (p.state === EntryState.Fresh || p.state === EntryState.Stale) {
-        fields = this.fieldsOf(p.value)
-        if (p.value?.invalid) problems = addProblem(problems, ProblemKind.Invalid, slot.name)
-        if (p.state === EntryState.Stale) {
-          problems = addProblem(problems, ProblemKind.Stale, slot.name)
-          if (p.error === undefined) this.kick(slot)
-        }
-      } else {
-        fields = slot.fallback
-        if (p.state === EntryState.Error) {
-          problems = addProblem(problems, problemOf(p.error), slot.name)
-        } else {
-          const open = cache.breaker?.state === 'open'
-          problems = addProblem(problems, open ? ProblemKind.Open : ProblemKind.Pending, slot.name)
-          if (!open) this.kick(slot)
-          next = Math.min(next, open ? (cache.breaker?.retryAt ?? now + 1000) : now + 1000)
-        }
-      }
-      if (p.until !== undefined) next = Math.min(next, p.until)
-      if (fields !== undefined) values.push({ slot, fields })
-    }
-    if (problems !== undefined) Object.freeze(problems)
-    this.globalProblems = problems
-    this.nextCheck = next
-    this.globalValues = values
-    this.globalsGen++
-  }
-
-  /**
-   * Checks a value read from a shared store as a computed one is checked. A
-   * peer only writes what it sanitized, so anything the sanitizer would
-   * change (a core or `errorKey` key, a key outside `fields`, an unsafe key, a
-   * field over `maxFieldBytes`, another shape) was not written by a peer: it
-   * is refused whole, counted as invalid and served as no fields with the
-   * `invalid` problem, while the key is recomputed here.
-   */
-  #fromStore(slot: Slot, v: unknown): { value: Prepared | undefined; refused?: boolean } {
-    if (v === undefined || v === null) return { value: undefined }
-    if (typeof v === 'object' && !Array.isArray(v)) {
-      const { fields, invalid, gen } = v as { fields?: unknown; invalid?: unknown; gen?: unknown }
-      // A peer's value carries its own `gen` (its core-key generation), meaningless here:
-      // the value is checked against this pipeline's core keys below and stamped with its own.
-      const members = 1 + (fields === undefined ? 0 : 1) + (gen === undefined ? 0 : 1)
-      let shaped =
-        typeof invalid === 'boolean' &&
-        (gen === undefined || Number.isSafeInteger(gen)) &&
-        Object.keys(v).length === members
-      if (shaped && fields !== undefined) {
-        shaped = typeof fields === 'object' && fields !== null && !Array.isArray(fields)
-        for (const key of shaped ? Object.keys(fields as object) : []) {
-          if (this.coreKeys.has(key) || (slot.allow !== undefined && !slot.allow.has(key))) shaped = false
-        }
-      }
-      if (shaped) {
-        const s = sanitizeFields(fields, this.#maxFieldBytes, this.coreKeys, slot.allow)
-        if (s.problem === undefined) {
-          return { value: Object.freeze({ fields: s.fields, invalid: invalid === true, gen: this.coreGen }) }
-        }
-      }
-    }
-    slot.invalid++
-    if (this.#events.hasListeners) {
-      const error = new TypeError('a value read from the shared store was refused')
-      this.#events.emit({ type: 'error', enricher: slot.name, code: 'ENRICH_BAD_RESULT', error })
-    }
-    return { value: REFUSED_FROM_STORE, refused: true }
-  }
-
-  /** Runs an enricher's compute and sanitizes its output. @internal */
-  async compute(slot: Slot, key: unknown, ctx: EnrichContext, signal: AbortSignal): Promise<Prepared | undefined> {
-    const def = slot.def as Enricher
-    slot.runs++
-    const started = performance.now()
-    const onAbort = (): void => {
-      const reason: unknown = signal.reason
-      if (reason instanceof TimeoutError) {
-        slot.timeouts++
-        if (this.#events.hasListeners)
-          this.#events.emit({ type: 'timeout', enricher: slot.name, timeoutMs: reason.timeoutMs })
-      }
-    }
-    signal.addEventListener('abort', onAbort, { once: true })
-    try {
-      const result = await def.compute(key, ctx, { signal })
-      const s = sanitizeFields(result, this.#maxFieldBytes, this.coreKeys, slot.allow)
-      if (s.problem !== undefined) {
-        slot.invalid++
-        if (this.#events.hasListeners)
-          this.#events.emit({ type: 'error', enricher: slot.name, code: 'ENRICH_BAD_RESULT', error: s.problem })
-      }
-      // No fields at all is a negative result: cached for negativeTtlMs.
-      if (s.fields === undefined && s.problem === undefined) return undefined
-      return { fields: s.fields, invalid: s.problem !== undefined, gen: this.coreGen }
-    } catch (e) {
-      slot.errors++
-      if (this.#events.hasListeners && !signal.aborted) {
-        this.#events.emit({ type: 'error', enricher: slot.name, code: errorKind(e), error: e })
-      }
-      throw e
-    } finally {
-      signal.removeEventListener('abort', onAbort)
-      slot.latency.record(performance.now() - started)
-    }
-  }
-
-  /**
-   * Adds what keyed and function enrichers have ready now to `out`, starting
-   * background refreshes for what is missing or stale. Never waits. Returns the
-   * problems met, or undefined.
-   * @internal
-   */
-  collectNow(
-    ctx: EnrichContext,
-    out: Fields,
-    into: Problems | undefined,
-    now: number,
-    writeContexts: ContextWriter<Problems> = this.writeContexts,
-  ): Problems | undefined {
-    const outer = beginLine()
-    this.enriching++
-    try {
-      return this.#collectNow(ctx, out, into, now, writeContexts)
-    } finally {
-      this.enriching--
-      endLine(outer)
-    }
-  }
-
-  #collectNow(
-    ctx: EnrichContext,
-    out: Fields,
-    into: Problems | undefined,
-    now: number,
-    writeContexts: ContextWriter<Problems>,
-  ): Problems | undefined {
-    let problems = into
-    const level = ctx.level
-    for (const slot of this.keyed) {
-      if (level < slot.minLevel) continue
-      const raw = this.#rawKey(slot, ctx)
-      const k = toKey(raw)
-      if (k === undefined) continue
-      if (k === null) {
-        problems = addProblem(problems, ProblemKind.Invalid, slot.name)
-        continue
-      }
-      const cache = slot.cache as SmartCache<Prepared | undefined>
-      const p = cache.lookup(k, now)
-      if (p.state === EntryState.Fresh || p.state === EntryState.Stale) {
-        const v = p.value
-        const fields = v === undefined || v.gen === this.coreGen ? v?.fields : this.fieldsOf(v)
-        if (fields !== undefined) Object.assign(out, fields)
-        if (v?.invalid) problems = addProblem(problems, ProblemKind.Invalid, slot.name)
-        if (p.state === EntryState.Stale) {
-          problems = addProblem(problems, ProblemKind.Stale, slot.name)
-          if (p.error === undefined) this.#refreshKeyed(slot, k, raw, ctx)
-        }
-        continue
-      }
-      if (slot.fallback !== undefined) Object.assign(out, slot.fallback)
-      if (p.state === EntryState.Error) {
-        problems = slotProblem(problems, problemOf(p.error), slot)
-      } else {
-        const open = cache.breaker?.state === 'open'
-        problems = slotProblem(problems, open ? ProblemKind.Open : ProblemKind.Pending, slot)
-        if (!open) this.#refreshKeyed(slot, k, raw, ctx)
-      }
-    }
-    const fns = this.fns
-    for (let i = 0; i < fns.length; i++) {
-      const slot = fns[i] as Slot
-      if (level < slot.minLevel) continue
-      // A throw from the enricher or from reading its result (a getter, a Proxy trap) is its failure.
-      try {
-        const r: unknown = (slot.fn as EnricherFn)(ctx)
-        if (r === undefined || r === null) continue
-        // The usual result, a fresh flat object of primitives, is copied in one pass.
-        if (
-          typeof r === 'object' &&
-          Object.getPrototypeOf(r) === Object.prototype &&
-          copyFlat(r as Fields, out, this.coreKeys, slot, this.#maxFieldBytes)
-        ) {
-          continue
-        }
-        if (isThenableValue(r)) {
-          // A snapshot cannot wait; the promise's outcome is only observed.
-          Promise.resolve(r).catch(noop)
-          problems = addProblem(problems, ProblemKind.Pending, slot.name)
-          continue
-        }
-        problems = this.#assignFnResult(slot, r, out, problems, false)
-      } catch (e) {
-        problems = this.#fnFailed(slot, e, problems)
-      }
-    }
-    const c = ctx.context
-    if (c !== undefined) {
-      const refused = writeContexts(c, level, out)
-      if (refused !== undefined) problems = mergeProblems(problems, refused)
-    }
-    return problems
-  }
-
-  /**
-   * Gathers a line's enrichment: what is ready now synchronously, the rest as
-   * it arrives until `done` is set. `onReady` runs once nothing is awaited.
-   * @internal
-   */
-  gather(g: Gathering, writeContexts: ContextWriter<Problems> = this.writeContexts): void {
-    const outer = beginLine()
-    this.enriching++
-    try {
-      this.#gather(g, writeContexts)
-    } finally {
-      this.enriching--
-      endLine(outer)
-    }
-  }
-
-  #gather(g: Gathering, writeContexts: ContextWriter<Problems>): void {
-    const ctx = g.ctx
-    const keyed = this.keyed
-    const fns = this.fns
-    for (let i = 0; i < keyed.length; i++) {
-      const slot = keyed[i] as Slot
-      if (ctx.level < slot.minLevel) continue
-      const raw = this.#rawKey(slot, ctx)
-      const k = toKey(raw)
-      if (k === undefined) continue
-      if (k === null) {
-        g.problems = addProblem(g.problems, ProblemKind.Invalid, slot.name)
-        continue
-      }
-      const cache = slot.cache as SmartCache<Prepared | undefined>
-      const p = cache.lookup(k, g.now)
-      if (p.state === EntryState.Fresh || p.state === EntryState.Stale) {
-        this.#gathered(g, i, slot, p.value, p.state === EntryState.Stale)
-        if (p.state === EntryState.Stale && p.error === undefined) this.#refreshKeyed(slot, k, raw, ctx)
-        continue
-      }
-      // The error tier and an open breaker are known now: nothing to wait for.
-      const open = p.state === EntryState.Miss && cache.breaker?.state === 'open'
-      if (p.state === EntryState.Error || open) {
-        g.parts[i] = slot.fallback
-        g.problems = slotProblem(g.problems, open ? ProblemKind.Open : problemOf(p.error), slot)
-        continue
-      }
-      this.#wait(
-        g,
-        i,
-        slot,
-        cache.load(k, (_k, { signal }) => this.compute(slot, raw, ctx, signal)),
-        false,
-      )
-    }
-    for (let j = 0; j < fns.length; j++) {
-      const slot = fns[j] as Slot
-      const i = keyed.length + j
-      if (ctx.level < slot.minLevel) continue
-      // A throw from the enricher or from reading its result (a getter, a Proxy trap) is its failure.
-      try {
-        const r: unknown = (slot.fn as EnricherFn)(ctx)
-        if (r === undefined || r === null) continue
-        if (isThenableValue(r)) {
-          this.#wait(
-            g,
-            i,
-            slot,
-            Promise.resolve(r).then((v) => {
-              const s = sanitizeFields(v, this.#maxFieldBytes, this.coreKeys, undefined)
-              if (s.problem !== undefined) slot.invalid++
-              const prepared: Prepared = { fields: s.fields, invalid: s.problem !== undefined, gen: this.coreGen }
-              return prepared
-            }),
-            false,
-          )
-          continue
-        }
-        const out: Fields = {}
-        g.problems = this.#assignFnResult(slot, r, out, g.problems, true)
-        g.parts[i] = out
-      } catch (e) {
-        g.problems = this.#fnFailed(slot, e, g.problems)
-      }
-    }
-    const c = ctx.context
-    if (c !== undefined && this.contexts.length !== 0) {
-      const out: Fields = {}
-      const refused = writeContexts(c, ctx.level, out)
-      if (refused !== undefined) g.problems = mergeProblems(g.problems, refused)
-      g.parts[keyed.length + fns.length] = out
-    }
-  }
-
-  /** Copies every global value for a record of `level` into `out`. @internal */
-  assignGlobals(level: number, out: Fields): void {
-    for (const g of this.#allView.mixinGlobals) if (level >= g.minLevel) Object.assign(out, g.fields)
-  }
-
-  /** Merges a gathering's parts into `out` in registration order. @internal */
-  mergeParts(g: Gathering, out: Fields): void {
-    const parts = g.parts
-    for (let i = 0; i < parts.length; i++) {
-      const part = parts[i]
-      if (part !== undefined) Object.assign(out, part)
-    }
-  }
-
-  #wait(g: Gathering, i: number, slot: Slot, promise: Promise<Prepared | undefined>, stale: boolean): void {
-    // One reaction per compute, however many lines wait on it (single flight).
-    let set = this.#waiters.get(promise)
-    if (set === undefined) {
-      const s = new Set<Waiter>()
-      set = s
-      this.#waiters.set(promise, s)
-      promise.then(
-        (v) => {
-          for (const w of s) this.#settled(w, v, undefined, true)
-          s.clear()
-        },
-        (e: unknown) => {
-          for (const w of s) this.#settled(w, undefined, e, false)
-          s.clear()
-        },
-      )
-    }
-    const w: Waiter = { slot, i, g, stale, set }
-    set.add(w)
-    g.waiting = g.waiting === undefined ? [w] : [...g.waiting, w]
-  }
-
-  #settled(w: Waiter, v: Prepared | undefined, e: unknown, ok: boolean): void {
-    const { g, slot, i } = w
-    if (g.done || g.waiting === undefined) return
-    if (ok) {
-      this.#gathered(g, i, slot, v, w.stale)
-    } else {
-      g.parts[i] = slot.fallback
-      if (slot.fn !== undefined) {
-        slot.errors++
-        this.#emitError(slot, e)
-      }
-      const kind = problemOf(e)
-      if (kind === ProblemKind.Busy) slot.busy++
-      g.problems = addProblem(g.problems, kind, slot.name)
-    }
-    g.waiting = g.waiting.filter((x) => x !== w)
-    if (g.waiting.length === 0) {
-      g.waiting = undefined
-      g.onReady?.()
-    }
-  }
-
-  #gathered(g: Gathering, i: number, slot: Slot, v: Prepared | undefined, stale: boolean): void {
-    g.parts[i] = this.fieldsOf(v)
-    if (v?.invalid) g.problems = addProblem(g.problems, ProblemKind.Invalid, slot.name)
-    if (stale) g.problems = addProblem(g.problems, ProblemKind.Stale, slot.name)
-  }
-
-  /** Marks what a gathering still waits for as timed out. @internal */
-  timeOut(g: Gathering): void {
-    g.done = true
-    if (g.waiting === undefined) return
-    for (const w of g.waiting) {
-      w.set.delete(w)
-      const { slot, i } = w
-      slot.lineTimeouts++
-      if (slot.fallback !== undefined) g.parts[i] = slot.fallback
-      g.problems = addProblem(g.problems, ProblemKind.Timeout, slot.name)
-    }
-    g.waiting = undefined
-    this.counters.timedOut++
-  }
-
-  #refreshKeyed(slot: Slot, k: string, raw: unknown, ctx: EnrichContext): void {
-    ;(slot.cache as SmartCache<Prepared | undefined>).refresh(k, (_k, { signal }) =>
-      this.compute(slot, raw, ctx, signal),
-    )
-  }
-
-  /** The key function's raw result, or {@link KEY_FAILED} when it threw. */
-  #rawKey(slot: Slot, ctx: EnrichContext): unknown {
-    try {
-      return (slot.def as Enricher).key?.(ctx)
-    } catch {
-      return KEY_FAILED
-    }
-  }
-
-  #fnFailed(slot: Slot, e: unknown, problems: Problems | undefined): Problems {
-    slot.errors++
-    this.#emitError(slot, e)
-    return addProblem(problems, ProblemKind.Error, slot.name)
-  }
-
-  #emitError(slot: Slot, e: unknown): void {
-    if (this.#events.hasListeners)
-      this.#events.emit({ type: 'error', enricher: slot.name, code: errorKind(e), error: e })
-  }
-
-  /**
-   * Copies a function enricher's output. Flat objects of primitives (the usual
-   * request fields) are copied directly, unless `tryFlat` is false because the
-   * caller just tried; anything else is sanitized.
-   */
-  #assignFnResult(
-    slot: Slot,
-    r: unknown,
-    out: Fields,
-    problems: Problems | undefined,
-    tryFlat: boolean,
-  ): Problems | undefined {
-    if (typeof r !== 'object' || r === null || Array.isArray(r)) {
-      slot.invalid++
-      return addProblem(problems, ProblemKind.Invalid, slot.name)
-    }
-    if (
-      tryFlat &&
-      Object.getPrototypeOf(r) === Object.prototype &&
-      copyFlat(r as Fields, out, this.coreKeys, slot, this.#maxFieldBytes)
-    ) {
-      return problems
-    }
-    const s = sanitizeFields(r, this.#maxFieldBytes, this.coreKeys, undefined)
-    if (s.fields !== undefined) Object.assign(out, s.fields)
-    if (s.problem !== undefined) {
-      slot.invalid++
-      return addProblem(problems, ProblemKind.Invalid, slot.name)
-    }
-    return problems
-  }
-
-  /** The record's problems merged with the global ones, or undefined when there are none. @internal */
-  problemsFor(local: Problems | undefined): Problems | undefined {
-    const global = this.globalProblems
-    if (local === undefined) return global
-    if (global === undefined) return local
-    const merged = copyProblems(global)
-    for (const [kind, names] of Object.entries(local) as Array<[ProblemKind, string[]]>) {
-      merged[kind] = merged[kind] === undefined ? names : [...(merged[kind] as string[]), ...names]
-    }
-    return merged
+    return this.#e.register(enricher)
   }
 
   /**
@@ -1038,14 +128,7 @@ export class Pipeline {
    * never waits.
    */
   snapshot(ctx: Partial<EnrichContext> = {}): Fields {
-    const full = fullContext(ctx, this)
-    const now = this.clock.now()
-    if (now >= this.nextCheck) this.prepareGlobals()
-    const out: Fields = {}
-    this.assignGlobals(full.level, out)
-    const problems = this.problemsFor(this.collectNow(full, out, undefined, now))
-    if (problems !== undefined) out[this.errorKey] = problems
-    return out
+    return this.#e.snapshot(ctx)
   }
 
   /**
@@ -1054,40 +137,7 @@ export class Pipeline {
    * While it waits it keeps the process alive (`deadlineMs` at most).
    */
   enrich(ctx: Partial<EnrichContext> = {}): Promise<Fields> {
-    const full = fullContext(ctx, this)
-    const now = this.clock.now()
-    if (now >= this.nextCheck) this.prepareGlobals()
-    const g: Gathering = {
-      ctx: full,
-      now,
-      parts: [],
-      problems: undefined,
-      waiting: undefined,
-      done: false,
-      onReady: undefined,
-    }
-    this.gather(g)
-    const finish = (): Fields => {
-      g.done = true
-      const out: Fields = {}
-      for (const m of this.#allView.mixinGlobals) if (full.level >= m.minLevel) Object.assign(out, m.fields)
-      this.mergeParts(g, out)
-      const problems = this.problemsFor(g.problems)
-      if (problems !== undefined) out[this.errorKey] = problems
-      return out
-    }
-    if (g.waiting === undefined) return Promise.resolve(finish())
-    return new Promise<Fields>((resolve) => {
-      const timer = setTimeout(() => {
-        this.timeOut(g)
-        resolve(finish())
-      }, this.deadlineMs)
-      // Not unref'd: an awaited enrich() resolves by deadlineMs even when nothing else is alive.
-      g.onReady = () => {
-        clearTimeout(timer)
-        resolve(finish())
-      }
-    })
+    return this.#e.enrich(ctx)
   }
 
   /**
@@ -1100,27 +150,7 @@ export class Pipeline {
   async ready(options: { timeoutMs?: number } = {}): Promise<ReadyResult> {
     const timeoutMs = options.timeoutMs ?? 1_000
     checkMs('timeoutMs', timeoutMs)
-    const ctx: EnrichContext = { level: 30, time: this.clock.now(), record: EMPTY, context: undefined }
-    const outcome = new Map<string, 'ready' | 'failed'>()
-    const all = Promise.all(
-      this.globals.map((slot) =>
-        (slot.cache as SmartCache<Prepared | undefined>)
-          .getOrCompute(GLOBAL_KEY, (_k, { signal }) => this.compute(slot, undefined, ctx, signal))
-          .then(
-            () => outcome.set(slot.name, 'ready'),
-            () => outcome.set(slot.name, 'failed'),
-          ),
-      ),
-    )
-    // Held on a ref'd timer: an awaited ready() returns rather than the process exiting under it.
-    await within(all, timeoutMs, true)
-    this.prepareGlobals()
-    const result: ReadyResult = { ready: [], failed: [], pending: [] }
-    for (const slot of this.globals) {
-      const o = outcome.get(slot.name)
-      result[o ?? 'pending'].push(slot.name)
-    }
-    return result
+    return this.#e.globals.warm(timeoutMs)
   }
 
   /**
@@ -1130,22 +160,15 @@ export class Pipeline {
    * @throws TypeError for an unknown `mode`
    */
   pinoOptions(options?: EnrichPinoOptions): LoggerOptions {
-    return buildPinoOptions(this, options)
+    return buildPinoOptions(this.#e, options)
   }
 
   /**
    * Writes every pending deferred line, waiting at most their deadlines
    * (`deadlineMs` after the last call). While it waits it keeps the process alive.
    */
-  async flush(): Promise<void> {
-    if (this.queues.size !== 0) await Promise.all(Array.from(this.queues, (q) => q.whenEmpty()))
-    for (const close of this.#flushers) await close()
-  }
-
-  /** @internal */ readonly #flushers: Array<() => Promise<void>> = []
-  /** @internal */
-  addFlusher(f: () => Promise<void>): void {
-    this.#flushers.push(f)
+  flush(): Promise<void> {
+    return this.#e.flush()
   }
 
   /**
@@ -1154,24 +177,7 @@ export class Pipeline {
    * the process alive; lines logged later are written with what was left.
    */
   close(): Promise<void> {
-    this.#closing ??= this.#close()
-    return this.#closing
-  }
-
-  async #close(): Promise<void> {
-    for (const slot of this.slots) if (slot.timer !== undefined) clearInterval(slot.timer)
-    // A close() under way holds the process (closeTimeoutMs at most), so that
-    // an awaited close() returns rather than the process exiting under it.
-    await within(this.flush(), this.closeTimeoutMs, true)
-    this.closed = true
-    // Only queues with lines left are here: bounded by the lines, not the loggers.
-    for (const q of Array.from(this.queues)) q.close()
-    for (const c of this.closers) await c()
-    for (const slot of this.slots) {
-      for (const d of slot.disposers) d()
-      slot.cache?.close()
-      disposeEnricher(slot)
-    }
+    return this.#e.close()
   }
 
   /**
@@ -1197,84 +203,31 @@ export class Pipeline {
     signals: readonly NodeJS.Signals[] = ['SIGTERM', 'SIGINT'],
     options: HandleSignalsOptions = {},
   ): Disposer {
-    if (!Array.isArray(signals) || signals.some((s) => osConstants.signals[s as NodeJS.Signals] === undefined)) {
-      throw new TypeError(`signals must be an array of signal names such as 'SIGTERM', received ${String(signals)}`)
-    }
-    const exit = options.exit
-    if (exit !== undefined && typeof exit !== 'boolean') {
-      throw new TypeError(`exit must be a boolean, received ${JSON.stringify(exit)}`)
-    }
-    let closing = false
-    const handler = (signal: NodeJS.Signals): void => {
-      // Kept, not once(): while a listener remains, a second signal cannot take Node's default action.
-      if (closing) return
-      closing = true
-      // Another pipeline's handleSignals() is no application handler: it would leave the exit to us, we to it.
-      const others = process.listeners(signal).some((l) => !signalHandlers.has(l))
-      const code = 128 + (osConstants.signals[signal] ?? 15)
-      signalClosing++
-      within(this.close(), this.closeTimeoutMs + SIGNAL_CLOSE_GRACE_MS, true).then(() => {
-        dispose()
-        signalClosing--
-        if (exit ?? !others) signalExitCode ??= code
-        // process.exit runs pino's own exit flush of its destinations; it waits for every pipeline closing.
-        if (signalClosing === 0 && signalExitCode !== undefined) process.exit(signalExitCode)
-      })
-    }
-    signalHandlers.add(handler)
-    for (const s of signals) process.on(s, handler)
-    const dispose = (): void => {
-      signalHandlers.delete(handler)
-      for (const s of signals) process.removeListener(s, handler)
-    }
-    return dispose
+    return handleSignals(() => this.close(), this.closeTimeoutMs, signals, options)
   }
 
   /** Listens to every pipeline event; returns a disposer. */
-  readonly onEvent: EventSource<PipelineEvent> = (listener) => this.#events.on(listener)
+  readonly onEvent: EventSource<PipelineEvent> = (listener) => this.#e.events.on(listener)
 
   /** Breaker transitions of any enricher. A breaker opening is reported once per open period. */
   onBreakerChange(listener: (e: Extract<PipelineEvent, { type: 'breaker' }>) => void): Disposer {
-    return this.#events.on((e) => e.type === 'breaker' && listener(e))
+    return this.#e.events.on((e) => e.type === 'breaker' && listener(e))
   }
 
   /** Enricher compute failures (one per failed compute, not per line). */
   onEnricherError(listener: (e: Extract<PipelineEvent, { type: 'error' }>) => void): Disposer {
-    return this.#events.on((e) => e.type === 'error' && listener(e))
+    return this.#e.events.on((e) => e.type === 'error' && listener(e))
   }
 
   /** Enricher computes that passed their `timeoutMs`. */
   onTimeout(listener: (e: Extract<PipelineEvent, { type: 'timeout' }>) => void): Disposer {
-    return this.#events.on((e) => e.type === 'timeout' && listener(e))
+    return this.#e.events.on((e) => e.type === 'timeout' && listener(e))
   }
 
   /** Figures per enricher and per line. Walks the caches: not for a hot path. */
   stats(): PipelineStats {
-    return {
-      enrichers: this.slots.map((s) => {
-        const cache = s.cache?.stats()
-        return {
-          name: s.name,
-          kind: s.fn !== undefined ? 'function' : s.global ? 'global' : 'keyed',
-          cache,
-          breaker: cache?.breaker ?? 'none',
-          errors: s.errors,
-          timeouts: s.timeouts,
-          lineTimeouts: s.lineTimeouts,
-          invalid: s.invalid,
-          busy: s.busy,
-          latencyMs: s.latency.quantiles(),
-        }
-      }),
-      records: {
-        enriched: this.counters.enriched,
-        timedOut: this.counters.timedOut,
-        dropped: this.counters.dropped,
-        pending: this.pendingCount(),
-        afterClose: this.counters.afterClose,
-        maxAddedDelayMs: this.counters.maxAddedDelayMs,
-      },
-    }
+    const e = this.#e
+    return statsOf(e.registry.slots, e.counters, e.pendingCount())
   }
 
   /** {@link stats} in the Prometheus text exposition format (0.0.4). */
@@ -1294,203 +247,4 @@ export const defaultPipeline: Pipeline = new Pipeline()
 /** Registers an enricher into {@link defaultPipeline}; returns its unregister function. */
 export function registerEnricher(enricher: AnyEnricher): Disposer {
   return defaultPipeline.register(enricher)
-}
-
-function fullContext(ctx: Partial<EnrichContext>, p: Pipeline): EnrichContext {
-  return {
-    level: ctx.level ?? 30,
-    time: ctx.time ?? p.clock.now(),
-    record: ctx.record ?? EMPTY,
-    context: ctx.context ?? p.context.get(),
-  }
-}
-
-/** Waits for `promise` (ignoring its outcome) at most `ms`, on a timer that is unref'd unless `ref`. @internal */
-export function within(promise: Promise<unknown>, ms: number, ref = false): Promise<void> {
-  return new Promise<void>((resolve) => {
-    const timer = setTimeout(resolve, ms)
-    if (!ref) timer.unref()
-    promise.then(
-      () => {
-        clearTimeout(timer)
-        resolve()
-      },
-      () => {
-        clearTimeout(timer)
-        resolve()
-      },
-    )
-  })
-}
-
-/** A cache key from a key function's result: undefined to skip, null when unusable. */
-function toKey(raw: unknown): string | undefined | null {
-  if (raw === undefined || raw === null) return undefined
-  if (typeof raw === 'string') return raw
-  if (typeof raw === 'number' || typeof raw === 'bigint' || typeof raw === 'boolean') return String(raw)
-  return null
-}
-
-function addProblem(problems: Problems | undefined, kind: ProblemKind, name: string): Problems {
-  // Frozen problem sets are shared (memoized); they are copied before a change.
-  const p = problems === undefined ? {} : Object.isFrozen(problems) ? copyProblems(problems) : problems
-  const list = p[kind]
-  if (list === undefined) p[kind] = [name]
-  else if (!list.includes(name)) list.push(name)
-  return p
-}
-
-/** The problem of one enricher, as a shared frozen object when it is the record's first. */
-function slotProblem(problems: Problems | undefined, kind: ProblemKind, slot: Slot): Problems {
-  if (problems !== undefined) return addProblem(problems, kind, slot.name)
-  let memo = slot.memo[kind]
-  if (memo === undefined) {
-    memo = Object.freeze({ [kind]: Object.freeze([slot.name]) }) as Problems
-    slot.memo[kind] = memo
-  }
-  return memo
-}
-
-/** A context value refused by the writer (too long): counted, and the enricher recorded as invalid. */
-function refusedContext(slot: ContextSlot, so: Problems | undefined): Problems {
-  const s = slot as Slot
-  s.invalid++
-  return slotProblem(so, ProblemKind.Invalid, s)
-}
-
-/** `extra`'s problems added to `problems`. */
-function mergeProblems(problems: Problems | undefined, extra: Problems): Problems {
-  if (problems === undefined) return extra
-  let p = problems
-  for (const [kind, names] of Object.entries(extra) as Array<[ProblemKind, string[]]>) {
-    for (const name of names) p = addProblem(p, kind, name)
-  }
-  return p
-}
-
-const serialized = new WeakMap<Problems, string>()
-
-/** JSON of a problem set, remembered for shared (frozen) sets. @internal */
-export function problemsJson(problems: Problems): string {
-  let json = serialized.get(problems)
-  if (json === undefined) {
-    json = JSON.stringify(problems)
-    if (Object.isFrozen(problems)) serialized.set(problems, json)
-  }
-  return json
-}
-
-function copyProblems(p: Problems): Problems {
-  const out: Problems = {}
-  for (const [k, v] of Object.entries(p) as Array<[ProblemKind, string[]]>) out[k] = [...v]
-  return out
-}
-
-/** The problem kind of a failure. */
-export function problemOf(e: unknown): ProblemKind {
-  // Most failures are the backend's own errors: one brand check settles them.
-  if (!isEnrichError(e)) return ProblemKind.Error
-  if (e instanceof CachedError) return e.cause instanceof TimeoutError ? ProblemKind.Timeout : ProblemKind.Error
-  if (e instanceof TimeoutError) return ProblemKind.Timeout
-  if (e instanceof BreakerOpenError) return ProblemKind.Open
-  // Refused before any compute: the backend is not at fault.
-  if (e instanceof InflightLimitError) return ProblemKind.Busy
-  if (isEnrichError(e) && e.code === 'ENRICH_TIMEOUT') return ProblemKind.Timeout
-  return ProblemKind.Error
-}
-
-/** Calls an enricher's own `dispose`, once; its failure is its own. */
-function disposeEnricher(slot: Slot): void {
-  const dispose = slot.def?.dispose
-  if (dispose === undefined || slot.disposed) return
-  slot.disposed = true
-  try {
-    dispose()
-  } catch {
-    // Nothing a log pipeline could do about it.
-  }
-}
-
-/** Merges plain objects key by key (arrays and other values replace); returns `target`. */
-function mergeDeep(target: Fields, source: Fields): Fields {
-  for (const key of Object.keys(source)) {
-    const v = source[key]
-    const t = target[key]
-    if (isPlainObject(v) && isPlainObject(t)) target[key] = mergeDeep(mergeDeep({}, t), v)
-    else target[key] = isPlainObject(v) ? mergeDeep({}, v) : v
-  }
-  return target
-}
-
-function isPlainObject(v: unknown): v is Fields {
-  return typeof v === 'object' && v !== null && !Array.isArray(v)
-}
-
-/** An enricher refreshed every `refreshMs` stays fresh until the refresh after next could have landed. */
-function refreshTtl(e: Enricher, timeoutMs: number): { ttlMs?: number } {
-  return e.refreshMs === undefined ? {} : { ttlMs: 2 * e.refreshMs + (e.timeoutMs ?? timeoutMs) }
-}
-
-/** `fields` without `keys`, the same object when it has none of them; undefined when nothing is left. */
-function withoutCore(fields: Fields, keys: ReadonlySet<string>): Fields | undefined {
-  if (!touches(fields, keys)) return fields
-  const out: Fields = {}
-  for (const k of Object.keys(fields)) if (!keys.has(k)) out[k] = fields[k]
-  return Object.keys(out).length === 0 ? undefined : Object.freeze(out)
-}
-
-function touches(fields: Fields, keys: ReadonlySet<string>): boolean {
-  for (const k of Object.keys(fields)) if (keys.has(k)) return true
-  return false
-}
-
-/**
- * Copies a flat object of primitives into `out` and returns true; returns
- * false, having written nothing, at the first key or value that needs the
- * sanitizer, or when the output is over `maxBytes`. Each value is read once.
- */
-function copyFlat(r: Fields, out: Fields, drop: ReadonlySet<string>, slot: Slot, maxBytes: number): boolean {
-  const keys = Object.keys(r)
-  // Keys are checked once per shape: a function returns the same keys line after line.
-  const last = slot.flatKeys
-  let known = last !== undefined && last.length === keys.length
-  if (known) {
-    for (let i = 0; i < keys.length; i++) {
-      if (keys[i] !== (last as string[])[i]) {
-        known = false
-        break
-      }
-    }
-  }
-  let budget = maxBytes
-  const values: unknown[] = new Array(keys.length)
-  for (let i = 0; i < keys.length; i++) {
-    const key = keys[i] as string
-    const v = r[key]
-    const t = typeof v
-    if (t === 'string') {
-      if ((v as string).length > 1024) return false
-      budget -= (v as string).length
-    } else if (t !== 'number' && t !== 'boolean' && t !== 'undefined') {
-      return false
-    }
-    budget -= key.length + 8
-    if (budget < 0) return false
-    if (!known && (drop.has(key) || UNSAFE_FLAT_KEYS.has(key))) return false
-    values[i] = v
-  }
-  for (let i = 0; i < keys.length; i++) if (values[i] !== undefined) out[keys[i] as string] = values[i]
-  if (!known) slot.flatKeys = keys
-  return true
-}
-
-const UNSAFE_FLAT_KEYS: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype', 'then'])
-
-function isThenableValue(v: unknown): v is PromiseLike<unknown> {
-  if (typeof v !== 'object' && typeof v !== 'function') return false
-  try {
-    return typeof (v as { then?: unknown }).then === 'function'
-  } catch {
-    return false
-  }
 }

@@ -1,7 +1,7 @@
 import { Counter, Gauge, register as globalRegistry, type Registry } from 'prom-client'
+import type { PipelineStats } from './core/metrics.js'
 import { METRIC_PREFIX, METRICS, metricRows } from './core/metrics.js'
 import type { Disposer } from './events.js'
-import type { PipelineStats } from './pipeline.js'
 
 /** Options of {@link registerPipelineMetrics}. */
 export interface PromClientOptions {

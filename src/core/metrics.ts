@@ -1,5 +1,83 @@
+import type { BreakerState } from '../breaker/circuit-breaker.js'
 import type { SmartCacheStats } from '../cache/smart-cache.js'
-import type { EnricherStats, PipelineStats } from '../pipeline.js'
+import type { Slot } from './registry.js'
+
+/** Per-enricher figures of {@link Pipeline.stats}. */
+export interface EnricherStats {
+  name: string
+  kind: 'global' | 'keyed' | 'function'
+  cache: SmartCacheStats | undefined
+  breaker: BreakerState | 'none'
+  /** Computes that failed (timeouts included). */
+  errors: number
+  /** Computes that passed `timeoutMs`. */
+  timeouts: number
+  /** Lines written before this enricher answered (deferred mode, `enrich()`). */
+  lineTimeouts: number
+  /** Outputs with dropped or refused fields. */
+  invalid: number
+  /** Lookups refused because `maxInflight` computes were running (problem kind `busy`; no compute ran, nothing failed). */
+  busy: number
+  /** Compute latency over the last 1 024 computes, in ms. */
+  latencyMs: { p50: number; p99: number }
+}
+
+/** What {@link Pipeline.stats} returns. */
+export interface PipelineStats {
+  enrichers: EnricherStats[]
+  records: {
+    /** Lines that went through the pipeline. */
+    enriched: number
+    /** Lines written with at least one enricher timed out. */
+    timedOut: number
+    /** Lines that could not be written. */
+    dropped: number
+    /** Deferred lines waiting now. */
+    pending: number
+    /** Lines logged after `close()`: written, with what was left. */
+    afterClose: number
+    /** Largest delay enrichment added to a line, in ms. */
+    maxAddedDelayMs: number
+  }
+}
+
+/** What the log path counts of its lines, as {@link PipelineStats} `records` reports them (but `pending`). */
+export interface LineCounters {
+  enriched: number
+  timedOut: number
+  dropped: number
+  afterClose: number
+  maxAddedDelayMs: number
+}
+
+/** The figures of {@link PipelineStats}: per enricher from its slot and cache, per line from the counters. */
+export function statsOf(slots: readonly Slot[], counters: Readonly<LineCounters>, pending: number): PipelineStats {
+  return {
+    enrichers: slots.map((s) => {
+      const cache = s.cache?.stats()
+      return {
+        name: s.name,
+        kind: s.fn !== undefined ? 'function' : s.global ? 'global' : 'keyed',
+        cache,
+        breaker: cache?.breaker ?? 'none',
+        errors: s.errors,
+        timeouts: s.timeouts,
+        lineTimeouts: s.lineTimeouts,
+        invalid: s.invalid,
+        busy: s.busy,
+        latencyMs: s.latency.quantiles(),
+      }
+    }),
+    records: {
+      enriched: counters.enriched,
+      timedOut: counters.timedOut,
+      dropped: counters.dropped,
+      pending,
+      afterClose: counters.afterClose,
+      maxAddedDelayMs: counters.maxAddedDelayMs,
+    },
+  }
+}
 
 /** The prefix of every metric name. */
 export const METRIC_PREFIX = 'pino_enrich_'

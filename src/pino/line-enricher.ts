@@ -1,22 +1,47 @@
 import { type ContextWriter, MAX_CONTEXT_VALUE_LENGTH } from '../context/writer.js'
+import type { Collector } from '../core/collect.js'
+import type { Enrichment } from '../core/enrichment.js'
+import type { Globals, View } from '../core/globals.js'
+import { Line } from '../core/line.js'
+import { OrderedQueue } from '../core/ordered-queue.js'
+import { type Problems, problemsJson } from '../core/problems.js'
+import type { Registry } from '../core/registry.js'
 import type { EnrichContext, Fields, SpanIds } from '../enricher.js'
 import { LEVELS } from '../enricher.js'
-import { type Pipeline, type Problems, problemsJson, type View, within } from '../pipeline.js'
+import { within } from '../util/async.js'
 import { type RedactSpec, type RedactWriter, redactWriter } from '../util/redact.js'
 import { readBoundKeys } from './bound-keys.js'
 import { CAPTURE_OPEN, quote, type TransportCapture } from './options.js'
-import { OrderedQueue, type QueuedLine } from './ordered-queue.js'
 
-interface Line extends QueuedLine {
+/** A line of the worker's: a {@link Line} with the text it is spliced into. */
+class WorkerLine extends Line {
   /** Fast path: the line up to its time, and the rest without our capture, with its line ending. */
-  head: string | undefined
-  rest: string | undefined
+  readonly head: string | undefined
+  readonly rest: string | undefined
   /** A line passed through as it is (not a JSON object), with its line ending. */
-  verbatim: string | undefined
+  readonly verbatim: string | undefined
   /** The line's own ending, `\n` or `\r\n`. */
-  eol: string
+  readonly eol: string
   /** Its capture's writer for serializers and redaction, if any. */
-  redact: RedactWriter | undefined
+  readonly redact: RedactWriter | undefined
+
+  constructor(
+    ctx: EnrichContext,
+    now: number,
+    deadlineMs: number,
+    head: string | undefined,
+    rest: string | undefined,
+    verbatim: string | undefined,
+    eol: string,
+    redact: RedactWriter | undefined,
+  ) {
+    super(ctx, now, deadlineMs)
+    this.head = head
+    this.rest = rest
+    this.verbatim = verbatim
+    this.eol = eol
+    this.redact = redact
+  }
 }
 
 /** A line's context whose `record` is parsed only if an enricher reads it. */
@@ -325,9 +350,13 @@ const BATCH = 65_536
  * @internal
  */
 export class LineEnricher {
-  readonly #p: Pipeline
+  readonly #e: Enrichment
+  // What a line reads of the enrichment, one hop away.
+  readonly #registry: Registry
+  readonly #values: Globals
+  readonly #collect: Collector
   readonly #out: (text: string) => void
-  readonly #queue: OrderedQueue<Line>
+  readonly #queue: OrderedQueue<WorkerLine>
   readonly #view: View
   readonly #errorKeyJson: string
   readonly #shape: Shape = { level: 0, time: 0, capture: undefined, insert: 0, at: 0, end: 0 }
@@ -342,7 +371,7 @@ export class LineEnricher {
   // context-fields output serialized, once while it keeps recurring.
   readonly #captures = new Map<string, Captured>()
   readonly #redactors = new Map<string, RedactWriter>()
-  #writer: Pipeline['writeContexts']
+  #writer: Registry['writeContexts']
   #lastText: string | undefined
   #last: Captured = NONE
   #otherText: string | undefined
@@ -354,16 +383,19 @@ export class LineEnricher {
   /** Lines with no capture, when serializers apply to every line. */
   readonly #none: Captured
 
-  constructor(p: Pipeline, out: (text: string) => void, serializers?: Serializers) {
-    this.#p = p
+  constructor(e: Enrichment, out: (text: string) => void, serializers?: Serializers) {
+    this.#e = e
+    this.#registry = e.registry
+    this.#values = e.globals
+    this.#collect = e.collect
     this.#out = out
     this.#serializers = serializers
     this.#none = serializers === undefined ? NONE : { ...NONE, redact: this.#objectWriter(undefined) }
-    this.#errorKeyJson = JSON.stringify(p.errorKey)
-    this.#writer = p.writeContexts
+    this.#errorKeyJson = JSON.stringify(e.errorKey)
+    this.#writer = e.registry.writeContexts
     // Globals as pre-serialized JSON, rebuilt only when a value changes.
-    this.#view = p.addView(new Set())
-    this.#queue = new OrderedQueue<Line>(p, (line) => this.#write(line))
+    this.#view = e.globals.view(new Set())
+    this.#queue = new OrderedQueue<WorkerLine>(e, (line) => this.#write(line))
   }
 
   /** Takes a chunk of pino's output: complete lines are enriched, a trailing partial line is kept. */
@@ -380,9 +412,9 @@ export class LineEnricher {
     this.#carry = []
     const text = carried.length === 0 ? chunk : carried + chunk
     const from = carried.length + first
-    const p = this.#p
-    const now = p.clock.now()
-    if (now >= p.nextCheck) p.prepareGlobals()
+    const now = this.#e.clock.now()
+    const values = this.#values
+    if (now >= values.nextCheck) values.prepare()
     this.#inChunk = true
     try {
       let start = 0
@@ -406,11 +438,11 @@ export class LineEnricher {
     if (this.#carry.length !== 0) {
       const text = this.#carry.join('')
       this.#carry = []
-      this.#line(text, 0, text.length, text.length, this.#p.clock.now())
+      this.#line(text, 0, text.length, text.length, this.#e.clock.now())
     }
-    await within(this.#queue.whenEmpty(), this.#p.closeTimeoutMs)
+    await within(this.#queue.whenEmpty(), this.#e.closeTimeoutMs)
     this.#queue.close()
-    await this.#p.close()
+    await this.#e.close()
     this.#flush()
   }
 
@@ -428,16 +460,16 @@ export class LineEnricher {
     if (this.#aborted) return
     this.#aborted = true
     // Whatever is still waiting can go nowhere now.
-    this.#p.counters.dropped += this.#queue.size
+    this.#e.counters.dropped += this.#queue.size
     this.#parts = []
     this.#length = 0
     this.#queue.close()
-    this.#p.close().catch(() => {})
+    this.#e.close().catch(() => {})
   }
 
   /** One line `t[s, e)`; `next` is where the one after it starts. */
   #line(t: string, s: number, e: number, next: number, now: number): void {
-    const p = this.#p
+    const registry = this.#registry
     const shape = this.#shape
     let ctx: EnrichContext
     let head: string | undefined
@@ -463,7 +495,7 @@ export class LineEnricher {
         if (level === -1) level = levelOf(record.level)
         if (time === -1) time = typeof record.time === 'number' ? record.time : now
       }
-      if (p.keyed.length === 0 && p.fns.length === 0 && this.#queue.size === 0 && !cap.refused) {
+      if (registry.keyed.length === 0 && registry.fns.length === 0 && this.#queue.size === 0 && !cap.refused) {
         // Globals and context fields only, nothing queued ahead: out now.
         this.#push(`${head}${this.#injected(level, cap)}${rest}`)
         return
@@ -506,25 +538,9 @@ export class LineEnricher {
     eol: string,
     redact: RedactWriter | undefined,
     contexts: ContextWriter<Problems> | undefined,
-  ): Line {
-    const p = this.#p
-    const line: Line = {
-      ctx,
-      now,
-      head,
-      rest,
-      verbatim,
-      eol,
-      redact,
-      parts: [],
-      problems: undefined,
-      waiting: undefined,
-      done: false,
-      onReady: undefined,
-      deadline: now + p.deadlineMs,
-      start: now,
-    }
-    if (verbatim === undefined) p.gather(line, contexts)
+  ): WorkerLine {
+    const line = new WorkerLine(ctx, now, this.#e.deadlineMs, head, rest, verbatim, eol, redact)
+    if (verbatim === undefined) this.#collect.gather(line, contexts)
     return line
   }
 
@@ -535,7 +551,7 @@ export class LineEnricher {
    */
   #injected(level: number, cap: Captured): string {
     const view = this.#view
-    const problems = this.#p.globalProblems
+    const problems = this.#values.problems
     let m = this.#memo
     if (m !== undefined && m.cap !== cap) {
       // Lines of two captures in turn: the one before is kept too.
@@ -557,9 +573,10 @@ export class LineEnricher {
     if (cap.redact === undefined) fields = this.#globals(level) + cap.contextJson
     else {
       const out: Fields = {}
-      this.#p.assignGlobals(level, out)
-      if (cap.context !== undefined && this.#p.contexts.length !== 0) {
-        ;(cap.contexts ?? this.#p.writeContexts)(cap.context, level, out)
+      this.#values.assign(level, out)
+      const registry = this.#registry
+      if (cap.context !== undefined && registry.contexts.length !== 0) {
+        ;(cap.contexts ?? registry.writeContexts)(cap.context, level, out)
       }
       fields = cap.redact(out)
     }
@@ -569,12 +586,12 @@ export class LineEnricher {
   }
 
   /** Writes a gathered line (from the queue: now, when ready, or at its deadline). */
-  #write(line: Line): void {
+  #write(line: WorkerLine): void {
     if (line.verbatim !== undefined) {
       this.#emit(line.verbatim)
       return
     }
-    const problems = this.#p.problemsFor(line.problems)
+    const problems = this.#values.problemsFor(line.problems)
     if (line.rest !== undefined) {
       // Enrichment spliced in after level and time, the line's own fields after
       // it, so they win, as pino's own bindings do.
@@ -584,8 +601,8 @@ export class LineEnricher {
         for (const part of line.parts) if (part !== undefined) text += fieldsJson(part)
       } else {
         const merged: Fields = {}
-        this.#p.assignGlobals(line.ctx.level, merged)
-        this.#p.mergeParts(line, merged)
+        this.#values.assign(line.ctx.level, merged)
+        line.mergeInto(merged)
         text += line.redact(merged)
       }
       this.#emit(`${text}${this.#problems(problems)}${line.rest}`)
@@ -593,9 +610,9 @@ export class LineEnricher {
     }
     const obj = line.ctx.record as Record<string, unknown>
     const merged: Fields = { level: obj.level, time: obj.time }
-    this.#p.assignGlobals(line.ctx.level, merged)
-    this.#p.mergeParts(line, merged)
-    if (problems !== undefined) merged[this.#p.errorKey] = problems
+    this.#values.assign(line.ctx.level, merged)
+    line.mergeInto(merged)
+    if (problems !== undefined) merged[this.#e.errorKey] = problems
     Object.assign(merged, obj)
     this.#emit(JSON.stringify(merged) + line.eol)
   }
@@ -618,10 +635,10 @@ export class LineEnricher {
 
   #understand(text: string | undefined): Captured {
     if (text === undefined) return this.#none
-    const p = this.#p
-    if (this.#writer !== p.writeContexts) {
+    const registry = this.#registry
+    if (this.#writer !== registry.writeContexts) {
       // Enrichers were added or removed: what was worked out may differ now.
-      this.#writer = p.writeContexts
+      this.#writer = registry.writeContexts
       this.#captures.clear()
       this.#lastText = undefined
       this.#otherText = undefined
@@ -650,10 +667,10 @@ export class LineEnricher {
       let contextJson = ''
       let contexts: ContextWriter<Problems> | undefined
       let refused = false
-      if (context !== undefined && p.contexts.length !== 0) {
+      if (context !== undefined && registry.contexts.length !== 0) {
         // A context field whose key the logger binds is left out: the binding, written by pino, is kept.
         const bound = readBoundKeys(capture?.b)
-        if (bound !== undefined) contexts = p.contextWriters.without(bound)
+        if (bound !== undefined) contexts = registry.contextWriters.without(bound)
         refused = hasOverLong(context)
         // Context-fields enrichers have no minLevel: the level does not change their output. Not run
         // when the writer would refuse a value: it would count a refusal no line records.

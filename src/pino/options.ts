@@ -2,12 +2,15 @@ import { tracingChannel } from 'node:diagnostics_channel'
 import { createRequire } from 'node:module'
 import pino, { type LoggerOptions } from 'pino'
 import type { ContextWriter, ContextWriters } from '../context/writer.js'
+import type { Enrichment } from '../core/enrichment.js'
+import type { View } from '../core/globals.js'
+import { Line } from '../core/line.js'
+import { OrderedQueue } from '../core/ordered-queue.js'
+import { type Problems, problemsJson } from '../core/problems.js'
 import type { EnrichContext, Fields } from '../enricher.js'
-import { type Gathering, type Pipeline, type Problems, problemsJson, type View } from '../pipeline.js'
 import { copyAtCall } from '../util/copy.js'
 import { BoundKeys } from './bound-keys.js'
 import { type DestinationState, watchDestination } from './destination.js'
-import { OrderedQueue, type QueuedLine } from './ordered-queue.js'
 
 /** How enrichment reaches pino's lines. */
 export const PinoMode = {
@@ -43,18 +46,36 @@ export interface EnrichPinoOptions extends LoggerOptions {
 
 type LogMethod = (this: pino.Logger, ...args: unknown[]) => void
 
-interface Pending extends QueuedLine {
-  logger: pino.Logger
+/** A deferred line: a {@link Line} with the pino call that writes it. */
+class Pending extends Line {
+  readonly logger: pino.Logger
   /** What the line needs of its logger, as at the call. */
-  state: LoggerState
-  args: unknown[]
-  method: LogMethod
-  /** The logger's bindings at the call, for a line that waits: `setBindings()` later must not show. */
-  chindings: unknown
-  /** What pino's write threw (a user mixin that returns nothing, say). */
-  failure?: unknown
+  readonly state: LoggerState
+  readonly args: unknown[]
+  readonly method: LogMethod
   /** How many lines' writes this call was made from within (a destination that logs): 0 for the application's own. */
-  depth: number
+  readonly depth: number
+  /** The logger's bindings at the call, for a line that waits: `setBindings()` later must not show. */
+  chindings: unknown = undefined
+  /** What pino's write threw (a user mixin that returns nothing, say). */
+  failure: unknown = undefined
+
+  constructor(
+    ctx: EnrichContext,
+    deadlineMs: number,
+    logger: pino.Logger,
+    state: LoggerState,
+    args: unknown[],
+    method: LogMethod,
+    depth: number,
+  ) {
+    super(ctx, ctx.time, deadlineMs)
+    this.logger = logger
+    this.state = state
+    this.args = args
+    this.method = method
+    this.depth = depth
+  }
 }
 
 /**
@@ -141,11 +162,15 @@ const fixedStates = new WeakMap<object, LoggerState>()
  * binds are left out of the mixin's object; a global one written in the
  * fragment comes before the bindings in the line.
  *
+ * What a line reads of the pipeline is taken from `e` here, when the logger
+ * is made: the registry, the globals, the log path and the counters, each
+ * one hop away on every line.
+ *
  * @internal use {@link Pipeline.pinoOptions}
  */
-export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): LoggerOptions {
+export function buildPinoOptions(e: Enrichment, input: EnrichPinoOptions = {}): LoggerOptions {
   const { mode = PinoMode.Snapshot, contextKeys, ...user } = input
-  if (mode === PinoMode.Transport) return transportOptions(p, user, contextKeys ?? DEFAULT_CONTEXT_KEYS)
+  if (mode === PinoMode.Transport) return transportOptions(e, user, contextKeys ?? DEFAULT_CONTEXT_KEYS)
   if (mode !== PinoMode.Snapshot && mode !== PinoMode.Deferred) {
     throw new TypeError(`mode must be 'snapshot', 'deferred' or 'transport', received ${JSON.stringify(mode)}`)
   }
@@ -156,15 +181,17 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
   const userMixin = user.mixin || undefined
   // pino calls the merge strategy only when there is a mixin.
   const userStrategy = userMixin === undefined ? undefined : user.mixinMergeStrategy || undefined
-  if (typeof user.messageKey === 'string') p.addCoreKey(user.messageKey)
+  const { registry, globals, clock, counters } = e
+  const collector = e.collect
+  if (typeof user.messageKey === 'string') registry.addCoreKey(user.messageKey)
   // `base` and `name` stay pino's bindings (bindings(), formatters.bindings and
   // serializers see them); an enricher key equal to one of them goes through
   // the mixin, written after the bindings, so that enrichers still rank above base.
-  const rootView = p.addView(withBindingKeys(routedKeys(user), user))
+  const rootView = globals.view(withBindingKeys(routedKeys(user), user))
   // Keys pino keeps in this logger's base rank beneath enrichers, unlike a child's bindings.
   const baseKeys = new Set(Object.keys((user.base as Fields | null | undefined) ?? {}))
   if (user.name !== undefined) baseKeys.add('name')
-  const errorKey = p.errorKey
+  const errorKey = e.errorKey
   const timePart = timeFormatter(user.timestamp)
   // The deferred line being written now; pino's write is synchronous, so one slot suffices.
   let current: Pending | undefined
@@ -183,12 +210,11 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
   let sliceIndex = 0
   // What the user's mixin returned for this line, for the merge strategy pino calls next.
   let userValue: object | undefined
-  const counters = p.counters
 
   const newState = (logger: pino.Logger): LoggerState => {
     const l = logger as unknown as Logged & Views
     const chindings = l[chindingsSym]
-    const writers = p.contextWriters
+    const writers = registry.contextWriters
     const fixed = fixedStates.get(logger)
     if (fixed !== undefined && fixed.chindings === chindings && fixed.writers === writers) return fixed
     const stream = l[streamSym] as Record<symbol, unknown> | undefined
@@ -200,7 +226,7 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
       destination: watchDestination(logger, counters),
       metadata: stream !== undefined && stream[NEEDS_METADATA] === true ? (stream as { lastTime?: string }) : undefined,
       writeContexts: writers.for(logger),
-      bound: parseBindingKeys(chindings, baseKeys, p.coreKeys),
+      bound: parseBindingKeys(chindings, baseKeys, registry.coreKeys),
     }
     if (Object.isExtensible(logger)) l[STATE] = s
     else fixedStates.set(logger, s)
@@ -209,7 +235,12 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
   const stateOf = (logger: pino.Logger): LoggerState => {
     const l = logger as unknown as Logged
     const s = l[STATE]
-    if (s !== undefined && s.logger === logger && s.chindings === l[chindingsSym] && s.writers === p.contextWriters)
+    if (
+      s !== undefined &&
+      s.logger === logger &&
+      s.chindings === l[chindingsSym] &&
+      s.writers === registry.contextWriters
+    )
       return s
     return newState(logger)
   }
@@ -233,23 +264,23 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
     // them here, once per shared problem set, instead of per line in the mixin.
     const now = line.ctx.time
     lineTime = now
-    if (line.now >= p.nextCheck) p.prepareGlobals()
-    lineProblems = p.problemsFor(line.problems)
+    if (line.now >= globals.nextCheck) globals.prepare()
+    lineProblems = globals.problemsFor(line.problems)
     const tail = lineProblems === undefined ? '' : `,${errorKeyJson}:${problemsJson(lineProblems)}`
     return timeOf(line.logger === logger ? line.state : stateOf(logger), now, tail)
   }
   const timestamp = function (this: pino.Logger | undefined): string {
     if (this === undefined) {
       // pino's call at construction, to find where its time value starts: the time alone.
-      const t = timePart(p.clock.now())
+      const t = timePart(clock.now())
       sliceIndex = t.indexOf(':') + 1
       return t
     }
     if (current !== undefined) return deferredTime(this, current)
-    const now = p.clock.now()
+    const now = clock.now()
     lineTime = now
     lineNow = now
-    if (now >= p.nextCheck) p.prepareGlobals()
+    if (now >= globals.nextCheck) globals.prepare()
     return timeOf(stateOf(this), now, '')
   }
 
@@ -278,7 +309,7 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
         }
 
   // One reader of the request context for every mode: the pipeline's own or the application's.
-  const getContext = p.context.get
+  const getContext = e.context.get
   // A fresh object every line, the globals routed through the mixin in it: the call's fields are assigned into it.
   const globalFields = (s: LoggerState, level: number): Fields => {
     const out: Fields = {}
@@ -298,7 +329,7 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
       record: mergeObject as Record<string, unknown>,
       context: getContext(),
     }
-    return p.collectNow(ctx, out, undefined, lineNow, s.writeContexts)
+    return collector.collectNow(ctx, out, undefined, lineNow, s.writeContexts)
   }
   // The call's own fields last: a child's bindings beat every enricher, then the user's mixin runs.
   const finish = (out: Fields, s: LoggerState, mergeObject: object, level: number, logger: pino.Logger): Fields => {
@@ -313,17 +344,17 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
     // The line is still written: to a destination that failed, where it is counted as dropped.
     if (s.destination?.failed === true) counters.dropped++
     // A deferred line is counted when logged: one logged before close() may be written by it.
-    if (p.closed) counters.afterClose++
+    if (e.closed) counters.afterClose++
     const out = globalFields(s, level)
-    let problems: Gathering['problems']
-    if ((p.keyed.length !== 0 || p.fns.length !== 0) && p.enriching === 0) {
+    let problems: Line['problems']
+    if ((registry.keyed.length !== 0 || registry.fns.length !== 0) && collector.enriching === 0) {
       problems = collect(mergeObject, level, out, s)
-    } else if (p.contexts.length !== 0) {
+    } else if (registry.contexts.length !== 0) {
       // Only request-context fields: written straight in, no context object for the line.
       const c = getContext()
       if (c !== undefined) problems = s.writeContexts(c, level, out)
     }
-    const all = problems === undefined ? p.globalProblems : p.problemsFor(problems)
+    const all = problems === undefined ? globals.problems : globals.problemsFor(problems)
     if (all !== undefined) out[errorKey] = all
     return finish(out, s, mergeObject, level, logger)
   }
@@ -335,7 +366,7 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
     const s = line.logger === logger ? line.state : stateOf(logger)
     if (s.destination?.failed === true) counters.dropped++
     const out = globalFields(s, level)
-    p.mergeParts(line, out)
+    line.mergeInto(out)
     // Its problems went out with the timestamp fragment, unless that is not written.
     if (inMixin && lineProblems !== undefined) out[errorKey] = lineProblems
     return finish(out, s, mergeObject, level, logger)
@@ -373,7 +404,7 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
       log !== (parent[formattersSym] as { log?: unknown } | undefined)?.log
     ) {
       const base = (parent[VIEW] ?? rootView).routed
-      c[VIEW] = p.addView(childRouted(base, c, log !== undefined))
+      c[VIEW] = globals.view(childRouted(base, c, log !== undefined))
     }
     if (typeof userOnChild === 'function') userOnChild(child)
   }
@@ -388,7 +419,7 @@ export function buildPinoOptions(p: Pipeline, input: EnrichPinoOptions = {}): Lo
   }
   if (mode === PinoMode.Deferred) {
     const queue = deferredQueue(
-      p,
+      e,
       () => (current === undefined ? 0 : current.depth + 1),
       stateOf,
       (item) => {
@@ -515,17 +546,19 @@ function drainAtExit(queue: OrderedQueue<Pending>, written?: pino.Logger): void 
  * The pipeline and the exit drain know the queue only while it holds lines.
  */
 function deferredQueue(
-  p: Pipeline,
+  e: Enrichment,
   depthNow: () => number,
   stateOf: (logger: pino.Logger) => LoggerState,
   write: (item: Pending) => void,
 ) {
-  const queue: OrderedQueue<Pending> = new OrderedQueue<Pending>(p, write, (active) => {
+  const { clock, counters } = e
+  const collector = e.collect
+  const queue: OrderedQueue<Pending> = new OrderedQueue<Pending>(e, write, (active) => {
     if (active) {
-      p.queues.add(queue)
+      e.queues.add(queue)
       waitingQueues.add(queue)
     } else {
-      p.queues.delete(queue)
+      e.queues.delete(queue)
       waitingQueues.delete(queue)
     }
   })
@@ -539,35 +572,20 @@ function deferredQueue(
       const depth = depthNow()
       if (depth > MAX_NESTED_WRITES) {
         // Each write logs again: queued, the loop that writes would never end.
-        p.counters.dropped++
+        counters.dropped++
         return
       }
-      const time = p.clock.now()
+      const time = clock.now()
       let record: Record<string, unknown> = EMPTY
       const first = args[0]
       const plain = typeof first === 'object' && first !== null && Object.getPrototypeOf(first) === Object.prototype
       if (plain) record = first as Record<string, unknown>
       const state = stateOf(logger)
-      const item: Pending = {
-        ctx: { level, time, record, context: p.context.get() },
-        now: time,
-        parts: [],
-        problems: undefined,
-        waiting: undefined,
-        done: false,
-        onReady: undefined,
-        logger,
-        state,
-        args,
-        method,
-        chindings: undefined,
-        depth,
-        deadline: time + p.deadlineMs,
-        start: time,
-      }
-      if (p.closed) p.counters.afterClose++
+      const ctx: EnrichContext = { level, time, record, context: e.context.get() }
+      const item = new Pending(ctx, e.deadlineMs, logger, state, args, method, depth)
+      if (e.closed) counters.afterClose++
       // Logged from inside an enricher of this pipeline: written as it is, not enriched again.
-      else if (p.enriching === 0) p.gather(item, state.writeContexts)
+      else if (collector.enriching === 0) collector.gather(item, state.writeContexts)
       // The line is written later: it shows its objects, format arguments,
       // errors and bindings as they are now, as pino would have. A line
       // written at once (every value cached) pays nothing for this.
@@ -678,7 +696,7 @@ const FLAGS = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '
  * `{}` when there is nothing to carry. Written on every line, it is always
  * the first on the line, so a key planted further on is never read.
  */
-function transportOptions(p: Pipeline, user: LoggerOptions, contextKeys: readonly string[]): LoggerOptions {
+function transportOptions(e: Enrichment, user: LoggerOptions, contextKeys: readonly string[]): LoggerOptions {
   if (!Array.isArray(contextKeys) || contextKeys.some((k) => typeof k !== 'string' || k.length === 0)) {
     throw new TypeError(`contextKeys must be an array of non-empty strings, received ${JSON.stringify(contextKeys)}`)
   }
@@ -690,7 +708,8 @@ function transportOptions(p: Pipeline, user: LoggerOptions, contextKeys: readonl
     user.timestamp !== undefined && user.timestamp !== true && user.timestamp !== pino.stdTimeFunctions.epochTime
   const redact = redactJson(user.redact)
   const api = otelApi()
-  const getContext = p.context.get
+  const getContext = e.context.get
+  const clock = e.clock
   // Lines of one request capture the same values: the capture's text is kept
   // and made again only when a value differs from the last line's.
   const last: unknown[] = new Array(keys.length).fill(undefined)
@@ -730,7 +749,7 @@ function transportOptions(p: Pipeline, user: LoggerOptions, contextKeys: readonl
   let capturing = false
   // pino calls it on the logger writing the line (and once without one, at construction).
   const timestamp = function (this: pino.Logger | undefined): string {
-    const now = p.clock.now()
+    const now = clock.now()
     if (capturing) return withTime ? `${timePart(now)}${bare}${now}}` : timePart(now) + bare
     capturing = true
     try {

@@ -3,6 +3,7 @@ import { isAbsolute, join, resolve } from 'node:path'
 import { Transform, type TransformCallback, Writable } from 'node:stream'
 import { StringDecoder } from 'node:string_decoder'
 import { pathToFileURL } from 'node:url'
+import { enrichmentOf } from '../core/enrichment.js'
 import { type AnyEnricher, isEnricher } from '../enricher.js'
 import { EnrichError, ErrorCodes } from '../errors.js'
 import { Pipeline, type PipelineOptions } from '../pipeline.js'
@@ -74,7 +75,7 @@ class EnrichStep extends Transform {
     // Strings in and out: the next step (pino/file, pino-pretty) takes them as they are.
     super({ decodeStrings: false, encoding: 'utf8' })
     this.#lines = new LineEnricher(
-      pipeline,
+      enrichmentOf(pipeline),
       (text) => {
         this.push(text)
       },
@@ -121,7 +122,7 @@ export class EnrichToDestination extends Writable {
     super({ decodeStrings: false })
     this.#dest = dest
     this.#lines = new LineEnricher(
-      pipeline,
+      enrichmentOf(pipeline),
       (text) => {
         // A destination that failed has been reported through 'error'; writing to it would throw.
         if (dest.destroyed) return

@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url'
 import pino from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
 import { MAX_CONTEXT_VALUE_LENGTH } from '../../src/context/writer.js'
+import { enrichmentOf } from '../../src/core/enrichment.js'
 import { defineContextFields, defineEnricher } from '../../src/index.js'
 import { LineEnricher } from '../../src/pino/line-enricher.js'
 import enrichTransport, { EnrichToDestination } from '../../src/pino/transport.js'
@@ -49,7 +50,7 @@ async function withUserLookup() {
 
 function collect(p: Awaited<ReturnType<typeof contextOnly>>) {
   const out: string[] = []
-  const lines = new LineEnricher(p, (text) => out.push(text))
+  const lines = new LineEnricher(enrichmentOf(p), (text) => out.push(text))
   return { lines, text: () => out.join('') }
 }
 
@@ -682,7 +683,7 @@ describe('LineEnricher: serializers for the fields it adds', () => {
     it(`leaves out a key whose serializer returns ${name}, every line still JSON, with or without redact`, async () => {
       const p = await contextOnly()
       const out: string[] = []
-      const lines = new LineEnricher(p, (text) => out.push(text), { host: () => result })
+      const lines = new LineEnricher(enrichmentOf(p), (text) => out.push(text), { host: () => result })
       const redacted = `,${CAPTURE_KEY}:${JSON.stringify({ c: { requestId: 'r1' }, r: { paths: ['x'] } })}`
       lines.write(
         line(1, ctx({ requestId: 'r1' }), ',"msg":"a"}') +

@@ -1,5 +1,6 @@
 import pino from 'pino'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import { enrichmentOf } from '../../src/core/enrichment.js'
 import { defineContextFields, defineEnricher, type Fields } from '../../src/index.js'
 import { deferred } from '../helpers/deferred.js'
 import { trackPipelines } from '../helpers/pipelines.js'
@@ -93,12 +94,12 @@ describe('snapshot mode', () => {
   it('shares what it prepares between loggers made with the same options', async () => {
     const p = pipeline({ enrichers: [host()] })
     await p.ready()
-    const before = p.viewCount
+    const before = enrichmentOf(p).globals.viewCount
     // Held, so that no view is collected while counted.
     const loggers: pino.Logger[] = []
     for (let i = 0; i < 1000; i++) loggers.push(pino(p.pinoOptions({ redact: ['user.email'] }), sink()))
     loggers.push(pino(p.pinoOptions({ redact: ['other'] }), sink()))
-    expect(p.viewCount).toBe(before + 2)
+    expect(enrichmentOf(p).globals.viewCount).toBe(before + 2)
     const out = sink()
     pino(p.pinoOptions({ redact: ['user.email'] }), out).info('x')
     expect(out.lines()[0]).toMatchObject({ host: { name: 'box' } })

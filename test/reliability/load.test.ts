@@ -3,6 +3,7 @@ import express from 'express'
 import pino from 'pino'
 import { describe, expect, it } from 'vitest'
 import { expressContext } from '../../src/context/express.js'
+import { enrichmentOf } from '../../src/core/enrichment.js'
 import { createPipeline, defineEnricher } from '../../src/index.js'
 import { runChild } from '../helpers/child.js'
 import { figures, resultOf } from '../helpers/figures.js'
@@ -115,8 +116,7 @@ describe('load and bounds (child processes)', { timeout: 300_000 }, () => {
       )
       await enrich.flush()
       const lines = out.lines()
-      const slot = (enrich as unknown as { slots: Array<{ cache?: { invalidatePattern(g: string): number } }> })
-        .slots[0]
+      const slot = enrichmentOf(enrich).registry.slots[0]
       const entries = enrich.stats().enrichers[0]?.cache?.totalEntries ?? 0
       const hashed = slot?.cache?.invalidatePattern('sha256:*') ?? 0
       figures(ctx, { requests: statuses.length, lines: lines.length, entries, hashed })

@@ -1,25 +1,57 @@
-import type { ActiveQueue, Gathering, Pipeline } from '../pipeline.js'
+import type { Clock } from '../clock.js'
 
-/** A line waiting for its enrichment. */
-export interface QueuedLine extends Gathering {
+/** A line waiting for its enrichment, as the queue sees it. */
+export interface QueuedLine {
+  /** What the line still waits for; `undefined` once it waits for nothing. */
+  readonly waiting: readonly unknown[] | undefined
+  /** Set by the queue when the line is written. */
+  done: boolean
+  /** Set by the queue on a line that waits: to be called once it waits for nothing. */
+  onReady: (() => void) | undefined
   /**
    * Time after which the line is written with what is ready. Set again by
-   * {@link OrderedQueue.push} on the pipeline's monotonic `ticks`: a step of
-   * the system time must neither hold the line nor cut its wait short.
+   * {@link OrderedQueue.push} on the host's monotonic `ticks`: a step of the
+   * system time must neither hold the line nor cut its wait short.
    */
   deadline: number
   /** Time from which the delay added to the line is measured; set with `deadline`. */
   start: number
 }
 
+/** What the pipeline needs of a deferred queue that has lines waiting. */
+export interface ActiveQueue {
+  readonly size: number
+  whenEmpty(): Promise<void>
+  close(): void
+}
+
+/** What a queue needs of whoever owns it: a clock, its bounds, its counters, and how a line times out. */
+export interface QueueHost<T> {
+  /** Deadlines and the added delay are measured on this (a monotonic clock). */
+  readonly ticks: Clock
+  /** How long a line may wait, in ms. */
+  readonly deadlineMs: number
+  /** Most lines held at once; beyond it the oldest is written early. */
+  readonly maxPending: number
+  /** Lines whose write threw are counted in `dropped`; the largest added delay is kept in `maxAddedDelayMs`. */
+  readonly counters: { dropped: number; maxAddedDelayMs: number }
+  /** Marks what a line still waits for as timed out, before it is written with what is ready. */
+  timeOut(line: T): void
+}
+
 /**
  * Lines in arrival order, each written when its enrichment is complete or its
  * deadline passed, whichever is first; a line never overtakes an earlier one.
- * One unref'd timer, for the head's deadline. Bounded by the pipeline's
+ * One unref'd timer, for the head's deadline. Bounded by the host's
  * `maxPending`: beyond it the oldest line is written early, still in order.
  */
 export class OrderedQueue<T extends QueuedLine> implements ActiveQueue {
-  readonly #p: Pipeline
+  readonly #host: QueueHost<T>
+  // The host's clock, bounds and counters, read on every line: held here, one hop away.
+  readonly #ticks: Clock
+  readonly #deadlineMs: number
+  readonly #maxPending: number
+  readonly #counters: QueueHost<T>['counters']
   readonly #write: (item: T) => void
   readonly #onActive: ((active: boolean) => void) | undefined
   #active = false
@@ -34,8 +66,12 @@ export class OrderedQueue<T extends QueuedLine> implements ActiveQueue {
   #writing = false
 
   /** `onActive` is told when the queue starts holding lines (true) and when it is empty again (false). */
-  constructor(p: Pipeline, write: (item: T) => void, onActive?: (active: boolean) => void) {
-    this.#p = p
+  constructor(host: QueueHost<T>, write: (item: T) => void, onActive?: (active: boolean) => void) {
+    this.#host = host
+    this.#ticks = host.ticks
+    this.#deadlineMs = host.deadlineMs
+    this.#maxPending = host.maxPending
+    this.#counters = host.counters
     this.#write = write
     this.#onActive = onActive
   }
@@ -61,12 +97,12 @@ export class OrderedQueue<T extends QueuedLine> implements ActiveQueue {
       if (this.size !== 0) this.drain(false)
       return
     }
-    const start = this.#p.ticks.now()
+    const start = this.#ticks.now()
     item.start = start
-    item.deadline = start + this.#p.deadlineMs
-    if (this.size >= this.#p.maxPending && !this.#writing) {
+    item.deadline = start + this.#deadlineMs
+    if (this.size >= this.#maxPending && !this.#writing) {
       const oldest = this.#items[this.#head] as T
-      if (oldest.waiting !== undefined) this.#p.timeOut(oldest)
+      if (oldest.waiting !== undefined) this.#host.timeOut(oldest)
       this.#items[this.#head++] = undefined
       this.#emit(oldest)
     }
@@ -83,14 +119,14 @@ export class OrderedQueue<T extends QueuedLine> implements ActiveQueue {
   drain(force: boolean): void {
     // The write under way drains what was queued meanwhile once it returns.
     if (this.#writing) return
-    const now = this.#p.ticks.now()
+    const now = this.#ticks.now()
     // Re-read on every turn: a line written may queue another.
     while (this.#head < this.#items.length) {
       const items = this.#items
       const item = items[this.#head] as T
       if (item.waiting !== undefined) {
         if (!force && now < item.deadline) break
-        this.#p.timeOut(item)
+        this.#host.timeOut(item)
       }
       items[this.#head++] = undefined
       this.#emit(item)
@@ -139,8 +175,8 @@ export class OrderedQueue<T extends QueuedLine> implements ActiveQueue {
 
   #emit(item: T): void {
     this.#write1(item)
-    const delay = this.#p.ticks.now() - item.start
-    if (delay > this.#p.counters.maxAddedDelayMs) this.#p.counters.maxAddedDelayMs = delay
+    const delay = this.#ticks.now() - item.start
+    if (delay > this.#counters.maxAddedDelayMs) this.#counters.maxAddedDelayMs = delay
   }
 
   #write1(item: T): void {
@@ -149,7 +185,7 @@ export class OrderedQueue<T extends QueuedLine> implements ActiveQueue {
     try {
       this.#write(item)
     } catch {
-      this.#p.counters.dropped++
+      this.#counters.dropped++
     } finally {
       this.#writing = false
     }
@@ -166,7 +202,7 @@ export class OrderedQueue<T extends QueuedLine> implements ActiveQueue {
         this.#timerFor = undefined
         this.drain(false)
       },
-      Math.max(0, first.deadline - this.#p.ticks.now()),
+      Math.max(0, first.deadline - this.#ticks.now()),
     )
     // Unref'd unless a flush() awaits this queue: a line alone never holds the process.
     if (this.#waiters.length === 0) this.#timer.unref()
