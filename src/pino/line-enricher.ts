@@ -347,7 +347,7 @@ const BATCH = 65_536
  * taken at once) and queued in arrival order, as in process, and goes out
  * when ready or at its deadline, spliced the same way.
  *
- * @internal
+ *
  */
 export class LineEnricher {
   readonly #e: Enrichment

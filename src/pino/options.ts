@@ -166,7 +166,7 @@ const fixedStates = new WeakMap<object, LoggerState>()
  * is made: the registry, the globals, the log path and the counters, each
  * one hop away on every line.
  *
- * @internal use {@link Pipeline.pinoOptions}
+ * Reached by users through {@link Pipeline.pinoOptions}.
  */
 export function buildPinoOptions(e: Enrichment, input: EnrichPinoOptions = {}): LoggerOptions {
   const { mode = PinoMode.Snapshot, contextKeys, ...user } = input
@@ -610,7 +610,7 @@ export const TRANSPORT_KEY = '@pino-enrich'
  * the colon is valid JSON that pino's serializer never writes (it puts no
  * whitespace between tokens, and a `"` inside a string is escaped), so no
  * logged payload, message or key can produce it: the worker reads only the
- * first one on a line, which is the one the main thread wrote. @internal
+ * first one on a line, which is the one the main thread wrote.
  */
 export const CAPTURE_OPEN = `,${JSON.stringify(TRANSPORT_KEY)} :`
 
@@ -619,7 +619,7 @@ export const CAPTURE_OPEN = `,${JSON.stringify(TRANSPORT_KEY)} :`
  * `b` with it the top-level keys the logger's bindings set (but pid and
  * hostname), whose context fields the worker leaves out, `s` the active span
  * (trace id, span id and trace flags as hex, 32 + 16 + 2 digits), `r` the
- * logger's `redact` option, `t` the call time. @internal
+ * logger's `redact` option, `t` the call time.
  */
 export interface TransportCapture {
   c?: Record<string, unknown>
@@ -832,7 +832,7 @@ function read(c: Record<string, unknown>, key: string): unknown {
   }
 }
 
-/** A JSON string: short plain strings by concatenation, the rest by JSON.stringify. @internal */
+/** A JSON string: short plain strings by concatenation, the rest by JSON.stringify. */
 export function quote(s: string): string {
   if (s.length > 64) return JSON.stringify(s)
   for (let i = 0; i < s.length; i++) {

@@ -100,7 +100,7 @@ class EnrichStep extends Transform {
   }
 }
 
-/** A SonicBoom, as pino.destination() makes it. @internal */
+/** A SonicBoom, as pino.destination() makes it. */
 export type Destination = NodeJS.EventEmitter & {
   write(text: string): boolean
   flush(done: (error?: Error | null) => void): void
@@ -109,7 +109,7 @@ export type Destination = NodeJS.EventEmitter & {
   readonly destroyed: boolean
 }
 
-/** The transport alone, writing to its own destination. @internal exported for tests */
+/** The transport alone, writing to its own destination. Exported for the tests. */
 export class EnrichToDestination extends Writable {
   readonly #lines: LineEnricher
   readonly #dest: Destination
