@@ -90,13 +90,18 @@ export class OrderedQueue<T extends QueuedLine> implements ActiveQueue {
    * nothing is ahead of it, else queued.
    */
   push(item: T): void {
-    if (item.waiting === undefined && this.size === 0 && !this.#writing) {
+    if (item.waiting === undefined && this.#items.length === this.#head && !this.#writing) {
       // Written in the call: no delay added, none to measure.
       this.#write1(item)
       // A line logged while that one was written waits for no earlier line now.
-      if (this.size !== 0) this.drain(false)
+      if (this.#items.length !== this.#head) this.drain(false)
       return
     }
+    this.#enqueue(item)
+  }
+
+  /** Queues a line that waits, or that has lines ahead of it. */
+  #enqueue(item: T): void {
     const start = this.#ticks.now()
     item.start = start
     item.deadline = start + this.#deadlineMs
