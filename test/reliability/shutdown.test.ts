@@ -284,8 +284,10 @@ describe.concurrent('shutdown and data loss (real child processes, every destina
       // compute would miss this by seconds.
       expect(closeMs).toBeLessThan(timeoutMs + 150 + stall)
       // The worker's own close waits closeTimeoutMs for its hung enricher, then writes its
-      // lines, ends pino/file and exits its thread: that teardown (60-100 ms measured) is on top.
-      if (dest === 'enrich-transport') expect(transportCloseMs as number).toBeLessThan(timeoutMs + 250 + stall)
+      // lines, ends pino/file and exits its thread: that teardown (60-100 ms measured on a quiet
+      // machine, 310 ms in a CI run at load average 7) is on top, and the worker's own stalls
+      // are not in `stall`, which the main thread measures.
+      if (dest === 'enrich-transport') expect(transportCloseMs as number).toBeLessThan(timeoutMs + 500 + stall)
       expectComplete(o, 1_000, dest)
     },
   )
