@@ -477,9 +477,19 @@ function copyAtCallOf(item: Pending): void {
   item.chindings = (item.logger as unknown as Record<symbol, unknown>)[chindingsSym]
 }
 
-/** The record of a queued line copied one level deep, where {@link copyAtCall} kept it by reference. */
+/**
+ * The record of a queued line copied one level deep, where {@link copyAtCall}
+ * kept it by reference. A top-level value that throws while read leaves the
+ * record as it is: the write fails there, as pino's would, and is counted,
+ * instead of the log call throwing.
+ */
 function copyTopLevel(item: Pending, first: object): void {
-  const copy = assignOwn({}, first)
+  let copy: Fields
+  try {
+    copy = assignOwn({}, first)
+  } catch {
+    return
+  }
   ;(item.ctx as { record: Record<string, unknown> }).record = copy
   item.args[0] = copy
 }

@@ -348,6 +348,25 @@ describe('a deferred line shows what pino would have written at the call', () =>
     log.info('after')
     expect(out.lines().at(-1)?.msg).toBe('after')
   })
+
+  it('a top-level getter that throws on a waiting line: the call does not throw, the line is counted', async () => {
+    const { gates, p, out, log } = setup()
+    const record = {
+      user: 'u1',
+      get boom(): never {
+        throw new Error('getter')
+      },
+    }
+    expect(() => log.info(record, 'waits')).not.toThrow()
+    log.info('next')
+    gates.get('u1')?.resolve({ name: 'one' })
+    await vi.advanceTimersByTimeAsync(0)
+    // pino itself throws reading it, so the line cannot be written: it is counted, and the next one follows.
+    expect(out.lines().map((l) => l.msg)).toEqual(['next'])
+    expect(p.stats().records.dropped).toBe(1)
+    log.info('after')
+    expect(out.lines().at(-1)?.msg).toBe('after')
+  })
 })
 
 describe("a child logger's bindings beat every kind of enricher", () => {
