@@ -186,9 +186,10 @@ describe('the shared tier when Redis hangs or restarts', () => {
     expect(end.controlWritten).toBe(end.logged)
     // The in-process tier kept serving: the never-seen users (one line in ten) lack the field,
     // and on a loaded machine a few more lines of a user whose first lookup was still running
-    // (82% carried it in a CI run at load average 7). A tier that stopped serving during the
-    // 5 s hang would leave about 40% of the run's lines without it.
-    expect(end.withUser).toBeGreaterThan(end.logged * 0.75)
+    // (82% carried it in a CI run at load average 7, 74% on Node 22 at load average 6). A
+    // tier that stopped serving during the 5 s hang would leave about 40% of the run's lines
+    // without it.
+    expect(end.withUser).toBeGreaterThan(end.logged * 0.65)
     // p99 unchanged within 10%: outright, or within 10% of how the same call without a
     // store drifted in the same windows (each line goes through both, so the machine's own
     // load, ±15% on this 2-core box, moves both alike). One Redis command on the log call

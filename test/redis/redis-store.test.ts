@@ -297,8 +297,10 @@ describe('redisStore: a pattern from pub/sub', () => {
     }
     const plain = await received('user:*')
     expect(b.stats().totalEntries).toBe(0)
-    // Relative: both include the same round trip through Redis and the same polling.
-    expect(pathological).toBeLessThan(4 * plain + 10)
+    // Relative: both include the same round trip through Redis and the same polling. The
+    // backtracking matcher took 170 s; a loaded machine (load average 6: 143 ms against a
+    // plain 14 ms) stays two orders of magnitude inside this.
+    expect(pathological).toBeLessThan(10 * plain + 250)
     b.close()
   })
 })
