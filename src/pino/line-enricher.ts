@@ -288,6 +288,19 @@ function fieldsJson(fields: Fields): string {
   return text
 }
 
+// A cached value is frozen and the same object on every line that hits it:
+// its JSON is made once. A function enricher's fresh result is not kept.
+const frozenJson = new WeakMap<Fields, string>()
+
+function partJson(fields: Fields): string {
+  let text = frozenJson.get(fields)
+  if (text === undefined) {
+    text = fieldsJson(fields)
+    if (Object.isFrozen(fields)) frozenJson.set(fields, text)
+  }
+  return text
+}
+
 /** Whether a context holds a string the context writer refuses for its length. */
 function hasOverLong(c: Record<string, unknown>): boolean {
   for (const k of Object.keys(c)) {
@@ -661,7 +674,7 @@ export class LineEnricher {
       let text = line.head as string
       if (line.redact === undefined) {
         text += this.#globals(line.ctx.level)
-        for (const part of line.parts) if (part !== undefined) text += fieldsJson(part)
+        for (const part of line.parts) if (part !== undefined) text += partJson(part)
       } else {
         const merged: Fields = {}
         this.#values.assign(line.ctx.level, merged)
@@ -687,7 +700,7 @@ export class LineEnricher {
     const mg = view.mixinGlobals
     for (let i = 0; i < mg.length; i++) {
       const g = mg[i] as View['mixinGlobals'][number]
-      if (level >= g.minLevel) text += fieldsJson(g.fields)
+      if (level >= g.minLevel) text += partJson(g.fields)
     }
     return text
   }
