@@ -77,19 +77,38 @@ export class Collector {
     }
   }
 
-  /** Marks what a line still waits for as timed out. */
+  /**
+   * Marks what a line still waits for as timed out. A value cached meanwhile
+   * by another way than the compute it waits on (another flight's answer not
+   * yet delivered, `set()`, the shared tier) is taken instead: a line whose
+   * value is in the cache is never written without it.
+   */
   timeOut(line: Line): void {
     line.done = true
     if (line.waiting === undefined) return
+    let missed = false
     for (const w of line.waiting) {
       w.set.delete(w)
       const { slot, i } = w
+      if (w.key !== undefined && this.#cached(line, w.key, slot, i)) continue
+      missed = true
       slot.lineTimeouts++
       if (slot.fallback !== undefined) line.parts[i] = slot.fallback
       line.problems = addProblem(line.problems, ProblemKind.Timeout, slot.name)
     }
     line.waiting = undefined
-    this.#counters.timedOut++
+    if (missed) this.#counters.timedOut++
+  }
+
+  /** Takes a keyed value the cache holds now into the line; false when it holds none. */
+  #cached(line: Line, key: string, slot: Slot, i: number): boolean {
+    const p = (slot.cache as SmartCache<Prepared | undefined>).peek(key)
+    if (p.state !== EntryState.Fresh && p.state !== EntryState.Stale) return false
+    const v = p.value
+    line.parts[i] = this.#registry.fieldsOf(v)
+    if (v?.invalid) line.problems = addProblem(line.problems, ProblemKind.Invalid, slot.name)
+    if (p.state === EntryState.Stale) line.problems = addProblem(line.problems, ProblemKind.Stale, slot.name)
+    return true
   }
 
   /**
@@ -146,6 +165,7 @@ export class Collector {
           i,
           slot,
           cache.load(k, (_k, { signal }) => registry.compute(slot, raw, ctx, signal)),
+          k,
         )
       } else {
         if (slot.fallback !== undefined) Object.assign(out as Fields, slot.fallback)
@@ -171,7 +191,7 @@ export class Collector {
           }
         }
         if (isThenable(r)) {
-          if (line !== undefined) this.#wait(line, i, slot, this.#settle(slot, r))
+          if (line !== undefined) this.#wait(line, i, slot, this.#settle(slot, r), undefined)
           else {
             // A snapshot cannot wait; the promise's outcome is only observed.
             Promise.resolve(r).catch(noop)
@@ -212,7 +232,7 @@ export class Collector {
     })
   }
 
-  #wait(line: Line, i: number, slot: Slot, promise: Promise<Prepared | undefined>): void {
+  #wait(line: Line, i: number, slot: Slot, promise: Promise<Prepared | undefined>, key: string | undefined): void {
     // One reaction per compute, however many lines wait on it (single flight).
     let set = this.#waiters.get(promise)
     if (set === undefined) {
@@ -230,7 +250,7 @@ export class Collector {
         },
       )
     }
-    const w: Waiter = { slot, i, line, set }
+    const w: Waiter = { slot, i, line, set, key }
     set.add(w)
     line.waiting = line.waiting === undefined ? [w] : [...line.waiting, w]
   }

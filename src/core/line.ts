@@ -13,6 +13,8 @@ export interface Waiter {
   readonly i: number
   readonly line: Line
   readonly set: Set<Waiter>
+  /** A keyed enricher's cache key, for a last look at the cache at the deadline; undefined for a function enricher. */
+  readonly key: string | undefined
 }
 
 /**

@@ -9,6 +9,7 @@ import type { Registry } from '../core/registry.js'
 import type { EnrichContext, Fields, SpanIds } from '../enricher.js'
 import { LEVELS } from '../enricher.js'
 import { within } from '../util/async.js'
+import { noop } from '../util/constants.js'
 import { type RedactSpec, type RedactWriter, redactWriter } from '../util/redact.js'
 import { readBoundKeys } from './bound-keys.js'
 import { CAPTURE_OPEN, quote, type TransportCapture } from './options.js'
@@ -287,6 +288,19 @@ function fieldsJson(fields: Fields): string {
   return text
 }
 
+// A cached value is frozen and the same object on every line that hits it:
+// its JSON is made once. A function enricher's fresh result is not kept.
+const frozenJson = new WeakMap<Fields, string>()
+
+function partJson(fields: Fields): string {
+  let text = frozenJson.get(fields)
+  if (text === undefined) {
+    text = fieldsJson(fields)
+    if (Object.isFrozen(fields)) frozenJson.set(fields, text)
+  }
+  return text
+}
+
 /** Whether a context holds a string the context writer refuses for its length. */
 function hasOverLong(c: Record<string, unknown>): boolean {
   for (const k of Object.keys(c)) {
@@ -336,6 +350,31 @@ interface Memo {
 const BATCH = 65_536
 
 /**
+ * Most lines taken in one turn of the event loop, and most time, in ms.
+ * thread-stream hands the worker everything in its buffer at once (up to
+ * 4 MB, 30,000 lines): taken in one go, no compute could settle and every
+ * deadline would pass meanwhile. Warm, 1,000 lines take a millisecond or
+ * two; the time bound holds while the code is cold or the lines are long.
+ */
+const LINES_PER_TURN = 1_000
+const MS_PER_TURN = 2
+
+/** A chunk being taken over several turns: resolves when its last line is taken. */
+class Taking {
+  readonly promise: Promise<void>
+  #resolve: () => void = noop
+  constructor() {
+    this.promise = new Promise((resolve) => {
+      this.#resolve = resolve
+    })
+  }
+  finish(): undefined {
+    this.#resolve()
+    return undefined
+  }
+}
+
+/**
  * The worker side of `pino-enrich/transport`: takes pino's output in chunks of
  * whole and partial lines, and hands on enriched text through `out`.
  *
@@ -366,6 +405,9 @@ export class LineEnricher {
   #length = 0
   #scheduled = false
   #inChunk = false
+  /** The next turn of a chunk taken over several, and what waits for its end. */
+  #resume: NodeJS.Immediate | undefined = undefined
+  #taking: Taking | undefined = undefined
   #aborted = false
   // Lines of one request carry the same capture text: it is parsed, and its
   // context-fields output serialized, once while it keeps recurring.
@@ -398,35 +440,65 @@ export class LineEnricher {
     this.#queue = new OrderedQueue<WorkerLine>(e, (line) => this.#write(line))
   }
 
-  /** Takes a chunk of pino's output: complete lines are enriched, a trailing partial line is kept. */
-  write(chunk: string): void {
-    if (this.#aborted) return
+  /**
+   * Takes a chunk of pino's output: complete lines are enriched, a trailing
+   * partial line is kept. `done` is called once every line of the chunk is
+   * taken: at once for a small chunk, else after as many turns of the event
+   * loop as {@link LINES_PER_TURN} and {@link MS_PER_TURN} take, so that computes settle and
+   * deadlines fire while a backlog of megabytes is taken (a stream that waits
+   * for `done` takes no more meanwhile).
+   */
+  write(chunk: string, done: () => void = noop): void {
+    if (this.#aborted) {
+      done()
+      return
+    }
     const first = chunk.indexOf('\n')
     if (first === -1) {
       // Still inside one line: kept in pieces, so a long line arriving in
       // many chunks is neither copied nor searched again each time.
       if (chunk.length !== 0) this.#carry.push(chunk)
+      done()
       return
     }
     const carried = this.#carry.length === 0 ? '' : this.#carry.join('')
     this.#carry = []
     const text = carried.length === 0 ? chunk : carried + chunk
-    const from = carried.length + first
+    this.#take(text, 0, carried.length + first, done)
+  }
+
+  /** Takes the lines of `text` from `start` (`nl` is its first newline), as many as one turn allows. */
+  #take(text: string, start: number, nl: number, done: () => void): void {
     const now = this.#e.clock.now()
     const values = this.#values
     if (now >= values.nextCheck) values.prepare()
     this.#inChunk = true
+    const started = performance.now()
+    let taken = 0
     try {
-      let start = 0
-      for (let nl = from; nl !== -1; nl = text.indexOf('\n', start)) {
+      for (; nl !== -1; nl = text.indexOf('\n', start)) {
+        if (++taken % 64 === 0 && (taken > LINES_PER_TURN || performance.now() - started > MS_PER_TURN)) break
         this.#line(text, start, nl > start && text.charCodeAt(nl - 1) === 13 ? nl - 1 : nl, nl + 1, now)
         start = nl + 1
       }
-      if (start !== text.length) this.#carry.push(text.slice(start))
+      if (nl === -1 && start !== text.length) this.#carry.push(text.slice(start))
     } finally {
       this.#inChunk = false
     }
     this.#flush()
+    if (nl === -1) {
+      done()
+      return
+    }
+    const from = start
+    const at = nl
+    this.#taking ??= new Taking()
+    this.#resume = setImmediate(() => {
+      this.#resume = undefined
+      if (this.#aborted) done()
+      else this.#take(text, from, at, done)
+      if (this.#resume === undefined) this.#taking = this.#taking?.finish()
+    })
   }
 
   /**
@@ -451,6 +523,7 @@ export class LineEnricher {
    * on enrichment go at their deadline at the latest.
    */
   async settled(): Promise<void> {
+    if (this.#taking !== undefined) await this.#taking.promise
     await this.#queue.whenEmpty()
     this.#flush()
   }
@@ -459,6 +532,9 @@ export class LineEnricher {
   abort(): void {
     if (this.#aborted) return
     this.#aborted = true
+    if (this.#resume !== undefined) clearImmediate(this.#resume)
+    this.#resume = undefined
+    this.#taking = this.#taking?.finish()
     // Whatever is still waiting can go nowhere now.
     this.#e.counters.dropped += this.#queue.size
     this.#parts = []
@@ -598,7 +674,7 @@ export class LineEnricher {
       let text = line.head as string
       if (line.redact === undefined) {
         text += this.#globals(line.ctx.level)
-        for (const part of line.parts) if (part !== undefined) text += fieldsJson(part)
+        for (const part of line.parts) if (part !== undefined) text += partJson(part)
       } else {
         const merged: Fields = {}
         this.#values.assign(line.ctx.level, merged)
@@ -624,7 +700,7 @@ export class LineEnricher {
     const mg = view.mixinGlobals
     for (let i = 0; i < mg.length; i++) {
       const g = mg[i] as View['mixinGlobals'][number]
-      if (level >= g.minLevel) text += fieldsJson(g.fields)
+      if (level >= g.minLevel) text += partJson(g.fields)
     }
     return text
   }

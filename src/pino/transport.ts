@@ -84,8 +84,8 @@ class EnrichStep extends Transform {
   }
 
   override _transform(chunk: string | Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
-    this.#lines.write(typeof chunk === 'string' ? chunk : this.#decoder.write(chunk))
-    done()
+    // A large chunk is taken over several turns: the next comes once it is.
+    this.#lines.write(typeof chunk === 'string' ? chunk : this.#decoder.write(chunk), done)
   }
 
   override _flush(done: TransformCallback): void {
@@ -133,21 +133,22 @@ export class EnrichToDestination extends Writable {
     )
     dest.on('error', (e) => this.destroy(e))
     // SonicBoom says 'drain' each time it has written everything it was given.
+    // #full is whether it refused text since: a chunk taken over several turns may see it drain in between.
     dest.on('drain', () => {
       this.#writing = false
+      this.#full = false
     })
   }
 
   override _write(chunk: string | Buffer, _encoding: BufferEncoding, done: (error?: Error | null) => void): void {
-    // Only a write made now counts: one made by a deadline in between may have drained already.
-    this.#full = false
-    this.#lines.write(typeof chunk === 'string' ? chunk : this.#decoder.write(chunk))
-    if (!this.#full) {
-      done()
-      return
-    }
-    // The destination is behind: take no more until it drains.
-    this.#dest.once('drain', () => done())
+    this.#lines.write(typeof chunk === 'string' ? chunk : this.#decoder.write(chunk), () => {
+      if (!this.#full) {
+        done()
+        return
+      }
+      // The destination is behind: take no more until it drains.
+      this.#dest.once('drain', () => done())
+    })
   }
 
   /**
