@@ -21,6 +21,11 @@ const sections: Section[] = [
     run: async () => (await import('./logging.js')).runLoggingBench(),
   },
   {
+    name: 'burst',
+    title: 'Transport under a burst (one process per run)',
+    run: async () => (await import('./burst.js')).runBurstBench(),
+  },
+  {
     name: 'redis',
     title: 'Shared tier on a local redis-server (medians over rounds)',
     run: async () => (await import('./redis.js')).runRedisBench(),
