@@ -9,6 +9,7 @@ import type { Registry } from '../core/registry.js'
 import type { EnrichContext, Fields, SpanIds } from '../enricher.js'
 import { LEVELS } from '../enricher.js'
 import { within } from '../util/async.js'
+import { EMPTY } from '../util/constants.js'
 import { type RedactSpec, type RedactWriter, redactWriter } from '../util/redact.js'
 import { readBoundKeys } from './bound-keys.js'
 import { CAPTURE_OPEN, quote, type TransportCapture } from './options.js'
@@ -86,7 +87,6 @@ class LineContext implements EnrichContext {
   }
 }
 
-const EMPTY: Readonly<Record<string, unknown>> = Object.freeze({})
 const LEVEL_START = '{"level":'
 const TIME_START = ',"time":'
 

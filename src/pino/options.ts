@@ -8,6 +8,7 @@ import { Line } from '../core/line.js'
 import { OrderedQueue } from '../core/ordered-queue.js'
 import { type Problems, problemsJson } from '../core/problems.js'
 import type { EnrichContext, Fields } from '../enricher.js'
+import { EMPTY } from '../util/constants.js'
 import { copyAtCall } from '../util/copy.js'
 import { BoundKeys } from './bound-keys.js'
 import { type DestinationState, watchDestination } from './destination.js'
@@ -101,8 +102,6 @@ function parseBindingKeys(chindings: unknown, baseKeys: ReadonlySet<string>, cor
     return NO_KEYS
   }
 }
-
-const EMPTY: Readonly<Record<string, unknown>> = Object.freeze({})
 
 type PinoSymbol = 'streamSym' | 'serializersSym' | 'stringifiersSym' | 'formattersSym' | 'wildcardFirstSym'
 const { streamSym, serializersSym, stringifiersSym, formattersSym, wildcardFirstSym } =
