@@ -12,7 +12,7 @@ import { within } from '../util/async.js'
 import { EMPTY } from '../util/constants.js'
 import { type RedactSpec, type RedactWriter, redactWriter } from '../util/redact.js'
 import { readBoundKeys } from './bound-keys.js'
-import { CAPTURE_OPEN, quote, type TransportCapture } from './options.js'
+import { CAPTURE_OPEN, quote, type TransportCapture } from './transport-capture.js'
 
 /** A line of the worker's: a {@link Line} with the text it is spliced into. */
 class WorkerLine extends Line {
