@@ -8,11 +8,11 @@ import { type Problems, problemsJson } from '../core/problems.js'
 import type { Registry } from '../core/registry.js'
 import type { EnrichContext, Fields, SpanIds } from '../enricher.js'
 import { LEVELS } from '../enricher.js'
+import { readBoundKeys } from '../pino/bound-keys.js'
+import { CAPTURE_OPEN, quote, type TransportCapture } from '../pino/transport-capture.js'
 import { within } from '../util/async.js'
 import { EMPTY } from '../util/constants.js'
 import { type RedactSpec, type RedactWriter, redactWriter } from '../util/redact.js'
-import { readBoundKeys } from './bound-keys.js'
-import { CAPTURE_OPEN, quote, type TransportCapture } from './transport-capture.js'
 
 /** A line of the worker's: a {@link Line} with the text it is spliced into. */
 class WorkerLine extends Line {
