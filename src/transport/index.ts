@@ -6,8 +6,8 @@ import { EnrichStep, EnrichToDestination, openDestination } from './streams.js'
 // worker the main thread's lines in chunks; load.ts builds the pipeline (and
 // the serializers) the options name, streams.ts wraps it as a pipeline step or
 // a writer onto its own destination, and line-enricher.ts enriches each line:
-// it finds the capture the main thread wrote and splices the enrichment in
-// after the time.
+// line-shape.ts finds the level, time and capture the main thread wrote, and
+// the enrichment is spliced in after the time.
 
 export type { TransportOptions } from './load.js'
 export { type Destination, EnrichToDestination } from './streams.js'
