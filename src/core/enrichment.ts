@@ -3,6 +3,7 @@ import { type ContextHelpers, type ContextSource, createContext, type RequestCon
 import type { AnyEnricher, EnrichContext, Fields } from '../enricher.js'
 import { type Disposer, Emitter } from '../events.js'
 import { within } from '../util/async.js'
+import { EMPTY } from '../util/constants.js'
 import { Collector } from './collect.js'
 import { Globals } from './globals.js'
 import { Line } from './line.js'
@@ -23,8 +24,6 @@ export interface EnrichmentSettings {
   readonly clock: Clock | undefined
   readonly context: ContextSource | undefined
 }
-
-const EMPTY: Readonly<Record<string, unknown>> = Object.freeze({})
 
 /** Each pipeline's enrichment, by the pipeline: reachable by the layers that hold the pipeline, not through it. */
 const byOwner = new WeakMap<object, Enrichment>()

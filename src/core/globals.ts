@@ -2,6 +2,7 @@ import { EntryState, type SmartCache } from '../cache/smart-cache.js'
 import type { Clock } from '../clock.js'
 import type { EnrichContext, Fields } from '../enricher.js'
 import { within } from '../util/async.js'
+import { EMPTY } from '../util/constants.js'
 import { addProblem, ProblemKind, type Problems, problemOf, withGlobal } from './problems.js'
 import { type Prepared, type Registry, type Slot, touches } from './registry.js'
 
@@ -14,7 +15,6 @@ export interface ReadyResult {
 
 /** The cache key of a global enricher's one value. */
 const GLOBAL_KEY = 'global'
-const EMPTY: Readonly<Record<string, unknown>> = Object.freeze({})
 
 /** A global value as last prepared, with the enricher it came from. */
 export interface GlobalValue {

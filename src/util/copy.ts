@@ -1,3 +1,5 @@
+import type { Fields } from '../enricher.js'
+
 /**
  * Copies what a deferred line will show, at the call: plain objects, arrays
  * and errors (own properties, `cause`, prototype kept, so `instanceof` and
@@ -64,4 +66,25 @@ function copy(v: unknown, seen: Map<object, unknown>, budget: { left: number }):
     return out
   }
   return v
+}
+
+/**
+ * `target` with `source`'s own enumerable keys, an own `__proto__` key (what
+ * `JSON.parse` makes of untrusted input) kept as an own key, as pino writes it.
+ */
+export function assignOwn(target: Fields, source: object): Fields {
+  return Object.hasOwn(source, '__proto__') ? defineOwn(target, source) : Object.assign(target, source)
+}
+
+/** {@link assignOwn} for a source with an own `__proto__` key: kept out of the common path, which pino's write inlines. */
+function defineOwn(target: Fields, source: object): Fields {
+  for (const k of Object.keys(source)) {
+    Object.defineProperty(target, k, {
+      value: (source as Fields)[k],
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    })
+  }
+  return target
 }

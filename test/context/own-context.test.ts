@@ -14,7 +14,7 @@ import {
   type PipelineOptions,
   type RequestContext,
 } from '../../src/index.js'
-import { TRANSPORT_KEY } from '../../src/pino/options.js'
+import { TRANSPORT_KEY } from '../../src/pino/transport-capture.js'
 import { sink } from '../helpers/sink.js'
 
 declare module '@fastify/request-context' {

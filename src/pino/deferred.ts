@@ -1,0 +1,197 @@
+import pino, { type LoggerOptions } from 'pino'
+import type { Enrichment } from '../core/enrichment.js'
+import { Line } from '../core/line.js'
+import { OrderedQueue } from '../core/ordered-queue.js'
+import type { EnrichContext, Fields } from '../enricher.js'
+import { EMPTY } from '../util/constants.js'
+import { assignOwn, copyAtCall } from '../util/copy.js'
+import { drainAtExit, exiting, listenAtExit, waitingQueues } from './exit-drain.js'
+import type { LoggerState } from './logger-state.js'
+
+export type LogMethod = (this: pino.Logger, ...args: unknown[]) => void
+
+/** A deferred line: a {@link Line} with the pino call that writes it. */
+export class Pending extends Line {
+  readonly logger: pino.Logger
+  /** What the line needs of its logger, as at the call. */
+  readonly state: LoggerState
+  readonly args: unknown[]
+  readonly method: LogMethod
+  /** How many lines' writes this call was made from within (a destination that logs): 0 for the application's own. */
+  readonly depth: number
+  /** The logger's bindings at the call, for a line that waits: `setBindings()` later must not show. */
+  chindings: unknown = undefined
+  /** What pino's write threw (a user mixin that returns nothing, say). */
+  failure: unknown = undefined
+
+  constructor(
+    ctx: EnrichContext,
+    deadlineMs: number,
+    logger: pino.Logger,
+    state: LoggerState,
+    args: unknown[],
+    method: LogMethod,
+    depth: number,
+  ) {
+    super(ctx, ctx.time, deadlineMs)
+    this.logger = logger
+    this.state = state
+    this.args = args
+    this.method = method
+    this.depth = depth
+  }
+}
+
+/**
+ * Most writes a line may be logged from within, one inside the other: past it
+ * (a destination that logs every line it is handed) the line is dropped and
+ * counted, where pino runs out of stack at about 2 000 and throws.
+ */
+const MAX_NESTED_WRITES = 1_000
+
+const { chindingsSym } = pino.symbols
+
+/** A line's arguments and its logger's bindings, as they are at the call. */
+function copyAtCallOf(item: Pending): void {
+  const args = item.args
+  for (let i = 0; i < args.length; i++) args[i] = copyAtCall(args[i])
+  item.chindings = (item.logger as unknown as Record<symbol, unknown>)[chindingsSym]
+}
+
+/**
+ * The record of a queued line copied one level deep, where {@link copyAtCall}
+ * kept it by reference. A top-level value that throws while read leaves the
+ * record as it is: the write fails there, as pino's would, and is counted,
+ * instead of the log call throwing.
+ */
+function copyTopLevel(item: Pending, first: object): void {
+  let copy: Fields
+  try {
+    copy = assignOwn({}, first)
+  } catch {
+    return
+  }
+  ;(item.ctx as { record: Record<string, unknown> }).record = copy
+  item.args[0] = copy
+}
+
+/** Writes a line that waited with its logger's bindings as they were at the call. */
+export function writeAsCalled(item: Pending): void {
+  const logger = item.logger as unknown as Record<symbol, unknown>
+  const bindings = logger[chindingsSym]
+  if (item.chindings === bindings) {
+    item.method.apply(item.logger, item.args)
+    return
+  }
+  logger[chindingsSym] = item.chindings
+  try {
+    item.method.apply(item.logger, item.args)
+  } finally {
+    logger[chindingsSym] = bindings
+  }
+}
+
+/**
+ * Deferred mode: lines queue in call order (see {@link OrderedQueue}); on
+ * process exit every waiting line is written synchronously with what is ready.
+ * The pipeline and the exit drain know the queue only while it holds lines.
+ */
+function deferredQueue(
+  e: Enrichment,
+  depthNow: () => number,
+  stateOf: (logger: pino.Logger) => LoggerState,
+  write: (item: Pending) => void,
+) {
+  const { clock, counters } = e
+  const collector = e.collect
+  const queue: OrderedQueue<Pending> = new OrderedQueue<Pending>(e, write, (active) => {
+    if (active) {
+      e.queues.add(queue)
+      waitingQueues.add(queue)
+    } else {
+      e.queues.delete(queue)
+      waitingQueues.delete(queue)
+    }
+  })
+  listenAtExit()
+
+  return {
+    call(this: void, logger: pino.Logger, args: unknown[], method: LogMethod, level: number): void {
+      const depth = depthNow()
+      if (depth > MAX_NESTED_WRITES) {
+        // Each write logs again: queued, the loop that writes would never end.
+        counters.dropped++
+        return
+      }
+      const time = clock.now()
+      let record: Record<string, unknown> = EMPTY
+      const first = args[0]
+      const plain = typeof first === 'object' && first !== null && Object.getPrototypeOf(first) === Object.prototype
+      if (plain) record = first as Record<string, unknown>
+      const state = stateOf(logger)
+      const ctx: EnrichContext = { level, time, record, context: e.context.get() }
+      const item = new Pending(ctx, e.deadlineMs, logger, state, args, method, depth)
+      if (e.closed) counters.afterClose++
+      // Logged from inside an enricher of this pipeline: written as it is, not enriched again.
+      else if (collector.enriching === 0) collector.gather(item, state.writeContexts)
+      // The line is written later: it shows its objects, format arguments,
+      // errors and bindings as they are now, as pino would have. A line
+      // written at once (every value cached) pays nothing for this.
+      if (item.waiting !== undefined || queue.busy) copyAtCallOf(item)
+      queue.push(item)
+      // Queued with its record kept by reference: copyAtCall gave up on it
+      // (reading it threw: a getter or a Proxy trap somewhere inside). Its top
+      // level is still copied, so a key the caller sets after the call does not show.
+      if (plain && !item.done && args[0] === first) copyTopLevel(item, first as object)
+      if (exiting) drainAtExit(queue, logger)
+      // Written during the call, a line that pino's write refused throws to the caller, as in pino.
+      if (item.done && item.failure !== undefined) throw item.failure
+    },
+  }
+}
+
+/**
+ * Deferred mode's `hooks`: `logMethod` queues the line in call order instead
+ * of writing it. A `logMethod` of the user's (in `hooks`) is handed a
+ * stand-in for pino's method: calling it queues the line.
+ */
+export function deferredHooks(
+  e: Enrichment,
+  hooks: LoggerOptions['hooks'],
+  depthNow: () => number,
+  stateOf: (logger: pino.Logger) => LoggerState,
+  write: (item: Pending) => void,
+): NonNullable<LoggerOptions['hooks']> {
+  const queue = deferredQueue(e, depthNow, stateOf, write)
+  const userHook = hooks?.logMethod
+  // One stand-in per pino log method, named and shaped like it, handed to the
+  // user's hook: calling it queues the line instead of writing it.
+  const standIns = new WeakMap<LogMethod, LogMethod>()
+  const standIn = (logger: pino.Logger, method: LogMethod, level: number): LogMethod => {
+    let fn = standIns.get(method)
+    if (fn === undefined) {
+      fn = function (this: pino.Logger, ...a: unknown[]) {
+        queue.call(this ?? logger, a, method, level)
+      }
+      Object.defineProperty(fn, 'name', { value: method.name })
+      Object.defineProperty(fn, 'length', { value: method.length })
+      standIns.set(method, fn)
+    }
+    return fn
+  }
+  return {
+    ...hooks,
+    logMethod(this: pino.Logger, args: unknown[], method: LogMethod, level: number) {
+      if (userHook === undefined) {
+        queue.call(this, args, method, level)
+        return
+      }
+      userHook.call(
+        this,
+        args as Parameters<typeof userHook>[0],
+        standIn(this, method, level) as unknown as Parameters<typeof userHook>[1],
+        level,
+      )
+    },
+  }
+}

@@ -1,0 +1,106 @@
+import pino from 'pino'
+import type { ContextWriter, ContextWriters } from '../context/writer.js'
+import type { Enrichment } from '../core/enrichment.js'
+import type { View } from '../core/globals.js'
+import type { Problems } from '../core/problems.js'
+import { type DestinationState, watchDestination } from './destination.js'
+
+const { chindingsSym, streamSym } = pino.symbols
+const NO_KEYS: readonly string[] = []
+
+/** The keys a logger's bindings (pino's serialized chindings) set, other than its base and pino's own. */
+function parseBindingKeys(chindings: unknown, baseKeys: ReadonlySet<string>, coreKeys: ReadonlySet<string>) {
+  if (typeof chindings !== 'string' || chindings.length < 2) return NO_KEYS
+  try {
+    const keys = Object.keys(JSON.parse(`{${chindings.slice(1)}}`) as object).filter(
+      (k) => !baseKeys.has(k) && !coreKeys.has(k),
+    )
+    return keys.length === 0 ? NO_KEYS : keys
+  } catch {
+    // Bindings pino wrote in a shape of the user's own (formatters.bindings): left to pino's order.
+    return NO_KEYS
+  }
+}
+
+/** pino's mark of a stream that reads `lastTime`, `lastObj`... (pino.multistream). */
+const NEEDS_METADATA = Symbol.for('pino.metadata')
+/** A child logger's own view, when its options route more keys than its parent's. */
+export const VIEW = Symbol('pino-enrich.view')
+export type Views = { [VIEW]?: View }
+
+/**
+ * What the lines of one logger need of it, made at its first line and kept on
+ * the logger, as pino keeps a logger's chindings: made again only after its
+ * `setBindings()` or after the pipeline's context-fields enrichers change. A
+ * line reads it with one property load and three comparisons. Looked up part
+ * by part on every line (view, destination, context writer, bound keys, each
+ * with a last-logger cache of its own), they made the mixin and `timestamp`
+ * too large for V8 to inline into pino's write: 592 and 478 bytes of bytecode,
+ * where its limit is 460.
+ */
+export interface LoggerState {
+  /** The logger it was made for: a child reads its parent's through the prototype until it has its own. */
+  readonly logger: object
+  readonly chindings: unknown
+  /** The pipeline's context writers it was made from. */
+  readonly writers: ContextWriters<Problems>
+  readonly view: View
+  readonly destination: DestinationState | undefined
+  /** The logger's stream when it reads pino's line metadata (`lastTime`...), else undefined. */
+  readonly metadata: { lastTime?: string } | undefined
+  /** Writes the request-context fields, leaving out keys the logger's bindings carry. */
+  readonly writeContexts: ContextWriter<Problems>
+  /** Enricher keys the logger's bindings set: left out of the mixin's object. */
+  readonly bound: readonly string[]
+}
+const STATE = Symbol('pino-enrich.state')
+type Logged = { [STATE]?: LoggerState } & Record<symbol, unknown>
+/** States of loggers that cannot take a property (frozen, sealed). */
+const fixedStates = new WeakMap<object, LoggerState>()
+
+/**
+ * The {@link LoggerState} of a logger, for the options of one `pinoOptions()`
+ * call: kept on the logger, made again only when its bindings or the
+ * pipeline's context writers have changed.
+ */
+export function loggerStates(
+  registry: Enrichment['registry'],
+  counters: Enrichment['counters'],
+  rootView: View,
+  baseKeys: ReadonlySet<string>,
+): (logger: pino.Logger) => LoggerState {
+  const newState = (logger: pino.Logger): LoggerState => {
+    const l = logger as unknown as Logged & Views
+    const chindings = l[chindingsSym]
+    const writers = registry.contextWriters
+    const fixed = fixedStates.get(logger)
+    if (fixed !== undefined && fixed.chindings === chindings && fixed.writers === writers) return fixed
+    const stream = l[streamSym] as Record<symbol, unknown> | undefined
+    const s: LoggerState = {
+      logger,
+      chindings,
+      writers,
+      view: l[VIEW] ?? rootView,
+      destination: watchDestination(logger, counters),
+      metadata: stream !== undefined && stream[NEEDS_METADATA] === true ? (stream as { lastTime?: string }) : undefined,
+      writeContexts: writers.for(logger),
+      bound: parseBindingKeys(chindings, baseKeys, registry.coreKeys),
+    }
+    if (Object.isExtensible(logger)) l[STATE] = s
+    else fixedStates.set(logger, s)
+    return s
+  }
+  const stateOf = (logger: pino.Logger): LoggerState => {
+    const l = logger as unknown as Logged
+    const s = l[STATE]
+    if (
+      s !== undefined &&
+      s.logger === logger &&
+      s.chindings === l[chindingsSym] &&
+      s.writers === registry.contextWriters
+    )
+      return s
+    return newState(logger)
+  }
+  return stateOf
+}

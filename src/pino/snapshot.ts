@@ -1,0 +1,269 @@
+import { tracingChannel } from 'node:diagnostics_channel'
+import pino, { type LoggerOptions } from 'pino'
+import type { Enrichment } from '../core/enrichment.js'
+import type { View } from '../core/globals.js'
+import type { Line } from '../core/line.js'
+import { type Problems, problemsJson } from '../core/problems.js'
+import type { EnrichContext, Fields } from '../enricher.js'
+import { assignOwn } from '../util/copy.js'
+import { deferredHooks, type Pending, writeAsCalled } from './deferred.js'
+import { type LoggerState, loggerStates, VIEW, type Views } from './logger-state.js'
+import { baseKeysOf, childRouted, routedKeys, timeFormatter, withBindingKeys } from './user-options.js'
+
+type PinoSymbol = 'serializersSym' | 'stringifiersSym' | 'formattersSym'
+const { serializersSym, stringifiersSym, formattersSym } = pino.symbols as unknown as Record<PinoSymbol, symbol>
+// pino's own tracing channel for asJson: channels are shared by name, so this sees its subscribers.
+const asJsonChannel = tracingChannel('pino_asJson')
+
+/**
+ * pino options for snapshot mode, and with `deferred` for deferred mode:
+ * deferred is the same line with a queue in front of pino's write
+ * ({@link deferredHooks}). A deferred line's `timestamp` and mixin are built
+ * here, beside the snapshot's, because they share the one line pino is
+ * writing (its call time, whether its globals go through the mixin, the user
+ * mixin's value for the merge strategy): closure slots, not properties.
+ *
+ * What a line reads of the pipeline is taken from `e` here, when the logger
+ * is made: the registry, the globals, the log path and the counters, each
+ * one hop away on every line.
+ */
+export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: boolean): LoggerOptions {
+  // pino's own check and message, at construction; a falsy mixin is none, as in pino.
+  if (user.mixin && typeof user.mixin !== 'function') {
+    throw new TypeError(`Unknown mixin type "${typeof user.mixin}" - expected "function"`)
+  }
+  const userMixin = user.mixin || undefined
+  // pino calls the merge strategy only when there is a mixin.
+  const userStrategy = userMixin === undefined ? undefined : user.mixinMergeStrategy || undefined
+  const { registry, globals, clock, counters } = e
+  const collector = e.collect
+  if (typeof user.messageKey === 'string') registry.addCoreKey(user.messageKey)
+  // `base` and `name` stay pino's bindings (bindings(), formatters.bindings and
+  // serializers see them); an enricher key equal to one of them goes through
+  // the mixin, written after the bindings, so that enrichers still rank above base.
+  const rootView = globals.view(withBindingKeys(routedKeys(user), user))
+  const baseKeys = baseKeysOf(user)
+  const errorKey = e.errorKey
+  const timePart = timeFormatter(user.timestamp)
+  // The deferred line being written now; pino's write is synchronous, so one slot suffices.
+  let current: Pending | undefined
+  // The line's call time, and the clock's time when pino took the line.
+  let lineTime = 0
+  let lineNow = 0
+  // This line's prepared globals (and a deferred line's problems) go through
+  // the mixin as objects: pino hands its time string to asJson's tracing subscribers.
+  let inMixin = false
+  let lineProblems: Problems | undefined
+  // Metadata streams (pino.multistream) whose `lastTime` pino sets from the
+  // time string: set back to the time alone before the line reaches the stream.
+  // One entry per line under way: a line logged from a serializer or a mixin
+  // is timed and written between its outer line's timestamp and write.
+  const metas: Array<{ stream: { lastTime?: string }; time: string; full: string }> = []
+  let sliceIndex = 0
+  // What the user's mixin returned for this line, for the merge strategy pino calls next.
+  let userValue: object | undefined
+
+  const stateOf = loggerStates(registry, counters, rootView, baseKeys)
+
+  const errorKeyJson = JSON.stringify(errorKey)
+  // The time part of a line, and after it the globals' fragment and `tail`.
+  const timeOf = (s: LoggerState, now: number, tail: string): string => {
+    const t = timePart(now)
+    inMixin = asJsonChannel.hasSubscribers !== false
+    const full = inMixin ? t : t + s.view.fragment + tail
+    if (s.metadata !== undefined) noteTime(s.metadata, t, full)
+    return full
+  }
+  const noteTime = (stream: { lastTime?: string }, time: string, full: string): void => {
+    // A line pino never wrote (its serializer threw) leaves an entry: bounded all the same.
+    if (metas.length >= 64) metas.shift()
+    metas.push({ stream, time, full })
+  }
+  const deferredTime = (logger: pino.Logger, line: Pending): string => {
+    // A deferred line's problems are known before pino writes it: serialize
+    // them here, once per shared problem set, instead of per line in the mixin.
+    const now = line.ctx.time
+    lineTime = now
+    if (line.now >= globals.nextCheck) globals.prepare()
+    lineProblems = globals.problemsFor(line.problems)
+    const tail = lineProblems === undefined ? '' : `,${errorKeyJson}:${problemsJson(lineProblems)}`
+    return timeOf(line.logger === logger ? line.state : stateOf(logger), now, tail)
+  }
+  const timestamp = function (this: pino.Logger | undefined): string {
+    if (this === undefined) {
+      // pino's call at construction, to find where its time value starts: the time alone.
+      const t = timePart(clock.now())
+      sliceIndex = t.indexOf(':') + 1
+      return t
+    }
+    if (current !== undefined) return deferredTime(this, current)
+    const now = clock.now()
+    lineTime = now
+    lineNow = now
+    if (now >= globals.nextCheck) globals.prepare()
+    return timeOf(stateOf(this), now, '')
+  }
+
+  // pino has just set lastTime from this line's time string: the latest entry
+  // whose stream shows it is this line's (nested lines have had theirs).
+  const restoreTime = (): void => {
+    for (let i = metas.length - 1; i >= 0; i--) {
+      const m = metas[i] as (typeof metas)[number]
+      if (m.stream.lastTime === m.full.slice(sliceIndex)) {
+        m.stream.lastTime = m.time.slice(sliceIndex)
+        metas.length = i
+        break
+      }
+    }
+  }
+  const userStreamWrite = user.hooks?.streamWrite
+  const streamWrite =
+    userStreamWrite === undefined
+      ? (s: string): string => {
+          if (metas.length !== 0) restoreTime()
+          return s
+        }
+      : (s: string): string => {
+          if (metas.length !== 0) restoreTime()
+          return userStreamWrite(s)
+        }
+
+  // One reader of the request context for every mode: the pipeline's own or the application's.
+  const getContext = e.context.get
+  // A fresh object every line, the globals routed through the mixin in it: the call's fields are assigned into it.
+  const globalFields = (s: LoggerState, level: number): Fields => {
+    const out: Fields = {}
+    if (inMixin) Object.assign(out, s.view.fragmentFields)
+    const mg = s.view.mixinGlobals
+    for (let i = 0; i < mg.length; i++) {
+      const g = mg[i] as View['mixinGlobals'][number]
+      if (level >= g.minLevel) Object.assign(out, g.fields)
+    }
+    return out
+  }
+  // Keyed and function enrichers: what they have ready now.
+  const collect = (mergeObject: object, level: number, out: Fields, s: LoggerState): Problems | undefined => {
+    const ctx: EnrichContext = {
+      level,
+      time: lineTime,
+      record: mergeObject as Record<string, unknown>,
+      context: getContext(),
+    }
+    return collector.collectNow(ctx, out, undefined, lineNow, s.writeContexts)
+  }
+  // The call's own fields last: a child's bindings beat every enricher, then the user's mixin runs.
+  const finish = (out: Fields, s: LoggerState, mergeObject: object, level: number, logger: pino.Logger): Fields => {
+    if (s.bound.length !== 0) dropKeys(out, s.bound)
+    if (userMixin !== undefined) userValue = userMixin(mergeObject, level, logger)
+    return out
+  }
+  // A line written in its call: what is ready now.
+  const snapshotMixin = (mergeObject: object, level: number, logger: pino.Logger): object => {
+    counters.enriched++
+    const s = stateOf(logger)
+    // The line is still written: to a destination that failed, where it is counted as dropped.
+    if (s.destination?.failed === true) counters.dropped++
+    // A deferred line is counted when logged: one logged before close() may be written by it.
+    if (e.closed) counters.afterClose++
+    const out = globalFields(s, level)
+    let problems: Line['problems']
+    if ((registry.keyed.length !== 0 || registry.fns.length !== 0) && collector.enriching === 0) {
+      problems = collect(mergeObject, level, out, s)
+    } else if (registry.contexts.length !== 0) {
+      // Only request-context fields: written straight in, no context object for the line.
+      const c = getContext()
+      if (c !== undefined) problems = s.writeContexts(c, level, out)
+    }
+    const all = problems === undefined ? globals.problems : globals.problemsFor(problems)
+    if (all !== undefined) out[errorKey] = all
+    return finish(out, s, mergeObject, level, logger)
+  }
+  // A deferred line being written: what was gathered for it.
+  const deferredMixin = (mergeObject: object, level: number, logger: pino.Logger): object => {
+    const line = current
+    if (line === undefined) return snapshotMixin(mergeObject, level, logger)
+    counters.enriched++
+    const s = line.logger === logger ? line.state : stateOf(logger)
+    if (s.destination?.failed === true) counters.dropped++
+    const out = globalFields(s, level)
+    line.mergeInto(out)
+    // Its problems went out with the timestamp fragment, unless that is not written.
+    if (inMixin && lineProblems !== undefined) out[errorKey] = lineProblems
+    return finish(out, s, mergeObject, level, logger)
+  }
+  // pino calls this with the mixin's result: the user's mixin and merge
+  // strategy apply exactly as pino applies them, and the enriched fields go
+  // beneath their result. A line with nothing added is pino's own object.
+  const userMerged = (mergeObject: object): object => {
+    const value = userValue as object
+    userValue = undefined
+    return userStrategy !== undefined ? userStrategy(mergeObject, value) : Object.assign(value, mergeObject)
+  }
+  const mixinMergeStrategy =
+    userMixin === undefined
+      ? (mergeObject: object, out: object): object => {
+          for (const _ in out) return assignOwn(out as Fields, mergeObject)
+          return mergeObject
+        }
+      : (mergeObject: object, out: object): object => {
+          const merged = userMerged(mergeObject)
+          for (const _ in out) return assignOwn(out as Fields, merged)
+          return merged
+        }
+
+  const userOnChild = user.onChild
+  const onChild = (child: pino.Logger): void => {
+    // A child given its own serializers, redact or formatters.log gets a view
+    // routing those keys through pino's object path, as the root's options do.
+    const c = child as unknown as Record<symbol, unknown> & Views
+    const parent = Object.getPrototypeOf(child) as Record<symbol, unknown> & Views
+    const log = (c[formattersSym] as { log?: unknown } | undefined)?.log
+    if (
+      c[serializersSym] !== parent[serializersSym] ||
+      c[stringifiersSym] !== parent[stringifiersSym] ||
+      log !== (parent[formattersSym] as { log?: unknown } | undefined)?.log
+    ) {
+      const base = (parent[VIEW] ?? rootView).routed
+      c[VIEW] = globals.view(childRouted(base, c, log !== undefined))
+    }
+    if (typeof userOnChild === 'function') userOnChild(child)
+  }
+
+  const options: LoggerOptions = {
+    ...user,
+    timestamp,
+    mixin: deferred ? deferredMixin : snapshotMixin,
+    mixinMergeStrategy,
+    onChild,
+    hooks: { ...user.hooks, streamWrite },
+  }
+  if (deferred) {
+    options.hooks = deferredHooks(
+      e,
+      options.hooks,
+      () => (current === undefined ? 0 : current.depth + 1),
+      stateOf,
+      (item) => {
+        current = item
+        try {
+          if (item.chindings === undefined) item.method.apply(item.logger, item.args)
+          else writeAsCalled(item)
+        } catch (e) {
+          item.failure = e
+          throw e
+        } finally {
+          current = undefined
+        }
+      },
+    )
+  }
+  return options
+}
+
+/** Deletes `keys` from `out`. */
+function dropKeys(out: Fields, keys: readonly string[]): void {
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i] as string
+    if (k in out) delete out[k]
+  }
+}
