@@ -107,7 +107,9 @@ async function sharedAgain(key: string): Promise<number> {
   await sleep(20)
   const sent = await a.request<Stamp>({ cmd: 'delete', key })
   const latency = (await watched).t - sent.t
-  expect(latency).toBeLessThan(100)
+  // A few ms on a quiet machine, 114 ms once at load average 8; without pub/sub the entry
+  // would live on until its TTL (1 s here).
+  expect(latency).toBeLessThan(250)
   return latency
 }
 
@@ -190,11 +192,12 @@ describe('the shared tier when Redis hangs or restarts', () => {
     // tier that stopped serving during the 5 s hang would leave about 40% of the run's lines
     // without it.
     expect(end.withUser).toBeGreaterThan(end.logged * 0.65)
-    // p99 unchanged within 10%: outright, or within 10% of how the same call without a
+    // p99 unchanged within 20%: outright, or within 20% of how the same call without a
     // store drifted in the same windows (each line goes through both, so the machine's own
-    // load, ±15% on this 2-core box, moves both alike). One Redis command on the log call
-    // would be orders of magnitude more: its timeout alone is 100 ms.
-    expect(ratio).toBeLessThanOrEqual(Math.max(1.1, controlRatio * 1.1))
+    // load, ±15% on this 2-core box, moves both alike; 1.12 in a run on Node 22 at load
+    // average 8). One Redis command on the log call would be orders of magnitude more: its
+    // timeout alone is 100 ms.
+    expect(ratio).toBeLessThanOrEqual(Math.max(1.2, controlRatio * 1.2))
     expect(hungP99).toBeLessThan(1_000)
 
     const latency = await sharedAgain('after-stop')

@@ -105,10 +105,11 @@ describe('faults: a backend that hangs, fails or misbehaves (real loopback HTTP)
     // queue's one timer fires on libuv's cached clock, a little early after a
     // long callback, and is armed again for the rest, so the maximum allows the
     // longest stall twice (a CI run on a loaded machine measured 2.7 ms past
-    // one). A pipeline that waited on the hung compute, or lost its deadline
-    // timer, misses them by seconds.
+    // one), and the p99 the loop's p99 twice (19.9 ms against 5 + 2 + 12.6 in
+    // a run on Node 24 at load average 8). A pipeline that waited on the hung
+    // compute, or lost its deadline timer, misses them by seconds.
     expect(res.excessOverLoopStallMs as number).toBeLessThanOrEqual(res.loopDelayMaxMs as number)
-    expect(res.p99DelayMs as number).toBeLessThanOrEqual(5 + 2 + (res.loopDelayP99Ms as number))
+    expect(res.p99DelayMs as number).toBeLessThanOrEqual(5 + 2 + 2 * (res.loopDelayP99Ms as number))
     expect(res.pipelineMaxAddedDelayMs as number).toBeLessThanOrEqual((res.maxDelayMs as number) + 1)
     // Lines written by their deadline are not kept alive by the compute that still hangs
     // (before the fix, every such line was: 120 MB for these 100,000).
