@@ -10,16 +10,17 @@ export default defineConfig({
     typecheck: { enabled: true, include: ['test/types/**/*.test-d.ts'] },
     testTimeout: 30_000,
     pool: 'forks',
-    // `npm run coverage`: the library's own files, over the suite without the reliability files
-    // (which drive children and workers that load dist/, and are not counted).
+    // `npm test` (its first run) and `npm run coverage`: the library's own files, over the suite
+    // without the reliability files (which drive children and workers that load dist/, and are
+    // not counted).
     coverage: {
       provider: 'v8',
       include: ['src/**/*.ts', 'enrichers/**/*.ts'],
       reporter: ['text-summary'],
       reportOnFailure: true,
-      // The figures of the suite before the architecture split (statements 90.8%, branches
-      // 86.3%, functions 92.8%, lines 93.3%), rounded down: a change may not lower them.
-      thresholds: { statements: 90, branches: 86, functions: 92, lines: 93 },
+      // The suite's figures once the architecture split was done (statements 91.2%, branches
+      // 86.75%, functions 93.29%, lines 93.67%), rounded down: a change may not lower them.
+      thresholds: { statements: 91, branches: 86.5, functions: 93, lines: 93.5 },
     },
   },
 })

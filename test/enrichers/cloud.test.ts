@@ -105,10 +105,14 @@ async function lookup(options: Parameters<typeof cloudEnricher>[0]) {
   return { p, ready, snapshot: p.snapshot(), events }
 }
 
+// A healthy service answers in a few ms; the 200 ms default is short on a loaded
+// machine, so these tests of the protocol allow more. The timeout has tests of its own.
+const HEALTHY = { timeoutMs: 2_000 }
+
 describe('cloudEnricher: healthy metadata services', () => {
   it('reads AWS with IMDSv2: PUT a token, then GET the identity document with it', async () => {
     const aws = await modeServer(awsRoute)
-    const { p, snapshot } = await lookup({ providers: ['aws'], endpoints: { aws: aws.url } })
+    const { p, snapshot } = await lookup({ ...HEALTHY, providers: ['aws'], endpoints: { aws: aws.url } })
     expect(snapshot).toEqual(AWS_FIELDS)
     expect(aws.requests.map((r) => `${r.method} ${r.url}`)).toEqual([
       'PUT /latest/api/token',
@@ -122,7 +126,7 @@ describe('cloudEnricher: healthy metadata services', () => {
 
   it('reads GCP with Metadata-Flavor: Google and derives the region from the zone', async () => {
     const gcp = await modeServer(gcpRoute)
-    const { snapshot } = await lookup({ providers: ['gcp'], endpoints: { gcp: gcp.url } })
+    const { snapshot } = await lookup({ ...HEALTHY, providers: ['gcp'], endpoints: { gcp: gcp.url } })
     expect(snapshot).toEqual({
       cloud: {
         provider: 'gcp',
@@ -139,7 +143,7 @@ describe('cloudEnricher: healthy metadata services', () => {
 
   it('reads Azure with Metadata: true and the api-version', async () => {
     const azure = await modeServer(azureRoute)
-    const { snapshot } = await lookup({ providers: ['azure'], endpoints: { azure: azure.url } })
+    const { snapshot } = await lookup({ ...HEALTHY, providers: ['azure'], endpoints: { azure: azure.url } })
     expect(snapshot).toEqual({
       cloud: {
         provider: 'azure',
@@ -179,7 +183,7 @@ describe('cloudEnricher: healthy metadata services', () => {
 
   it('another service answering at the GCP address without Metadata-Flavor is not GCP', async () => {
     const impostor = await modeServer(() => ({ text: 'projects/1/zones/us-east1-b' }))
-    const { snapshot, events } = await lookup({ providers: ['gcp'], endpoints: { gcp: impostor.url } })
+    const { snapshot, events } = await lookup({ ...HEALTHY, providers: ['gcp'], endpoints: { gcp: impostor.url } })
     expect(snapshot).toEqual({})
     expect(events).toEqual([])
   })
@@ -191,7 +195,7 @@ describe('cloudEnricher: healthy metadata services', () => {
         text: `{"__proto__":{"polluted":true,"region":"evil"},"constructor":{"prototype":{"polluted":true}},"region":"eu-west-1","instanceId":{"nested":"object"}}`,
       }
     })
-    const { snapshot } = await lookup({ providers: ['aws'], endpoints: { aws: aws.url } })
+    const { snapshot } = await lookup({ ...HEALTHY, providers: ['aws'], endpoints: { aws: aws.url } })
     expect(snapshot).toEqual({ cloud: { provider: 'aws', platform: 'aws_ec2', region: 'eu-west-1' } })
     expect(({} as Record<string, unknown>).polluted).toBeUndefined()
     expect(Object.prototype).not.toHaveProperty('polluted')

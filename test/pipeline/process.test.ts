@@ -134,7 +134,9 @@ describe('process exit and signals (real child processes)', { timeout: 2 * CHILD
     expect(r.signal).toBeNull()
     const closedAt = Number(/closed ([\d.]+)/.exec(r.stderr)?.[1])
     const exitAt = Number(/exit ([\d.]+)/.exec(r.stderr)?.[1])
-    expect(exitAt - closedAt).toBeLessThan(100)
+    // A few ms; 102 ms once under coverage at load average 7. A timer of ours left
+    // running (the 50 ms refresh, the hung compute's) would hold it for good.
+    expect(exitAt - closedAt).toBeLessThan(500)
     expect(r.stdout.trim().split('\n')).toHaveLength(10)
   })
 })
