@@ -494,6 +494,41 @@ describe('pino-enrich/transport alone, onto its destination', () => {
   })
 })
 
+describe('pino-enrich/transport alone, onto a destination slower than its input', () => {
+  it('flushes only once a line in a chunk that waited for the destination to drain is written', async () => {
+    const { p, lookup } = await withUserLookup()
+    const written: string[] = []
+    // A slow pipe: every write fills it, and it drains at the next turn.
+    const dest = Object.assign(new EventEmitter(), {
+      destroyed: false,
+      write(text: string) {
+        written.push(text)
+        setImmediate(() => dest.emit('drain'))
+        return false
+      },
+      flush: (done: () => void) => done(),
+      end() {
+        process.nextTick(() => dest.emit('close'))
+      },
+      destroy() {},
+    })
+    const stream = new EnrichToDestination(p, dest)
+    // Two chunks, as thread-stream hands them when the second is logged while the worker takes the first:
+    // the first fills the destination, the second waits in the stream's buffer for it to drain.
+    stream.write(line(1, ctx({ requestId: 'r1' }), ',"msg":"first"}'))
+    stream.write(line(2, ctx({ requestId: 'r2', userId: 'u1' }), ',"msg":"second"}'))
+    const flushed = new Promise<string>((resolve, reject) =>
+      stream.flush((e) => (e ? reject(e) : resolve(written.join('')))),
+    )
+    // The lookup answers a few turns later: the second line is written then, before the flush may end.
+    setImmediate(() => setImmediate(() => lookup.resolve({ user: { id: 'u1' } })))
+    const atFlush = await flushed
+    expect(atFlush).toContain('"msg":"first"')
+    expect(atFlush).toContain('"user":{"id":"u1"},"reqId":"r2","msg":"second"')
+    await new Promise<void>((resolve) => stream.end(resolve))
+  })
+})
+
 describe('LineEnricher: only the capture the main thread wrote is read', () => {
   const planted = `,"@pino-enrich":${JSON.stringify({ c: { requestId: 'forged' } })}`
 
