@@ -150,7 +150,8 @@ export class Registry {
   readonly #timeoutMs: number
   readonly #maxKeyLength: number
   readonly #byName = new Map<string, Slot>()
-  readonly #refiltered = new WeakMap<Prepared, Fields | undefined>()
+  /** A value sanitized before the current core keys, filtered again: for the generation it was filtered at. */
+  readonly #refiltered = new WeakMap<Prepared, { gen: number; fields: Fields | undefined }>()
   #fnCount = 0
 
   constructor(settings: RegistrySettings) {
@@ -248,9 +249,11 @@ export class Registry {
   /** A cached value's fields, without core keys added since it was sanitized. */
   fieldsOf(v: Prepared | undefined): Fields | undefined {
     if (v === undefined || (v.gen ?? 0) === this.coreGen || v.fields === undefined) return v?.fields
-    if (this.#refiltered.has(v)) return this.#refiltered.get(v)
+    // Filtered at an earlier generation, it may still hold a key made core since (another logger's messageKey).
+    const known = this.#refiltered.get(v)
+    if (known !== undefined && known.gen === this.coreGen) return known.fields
     const fields = withoutCore(v.fields, this.coreKeys)
-    this.#refiltered.set(v, fields)
+    this.#refiltered.set(v, { gen: this.coreGen, fields })
     return fields
   }
 

@@ -75,6 +75,20 @@ function copyTopLevel(item: Pending, first: object): void {
   item.args[0] = copy
 }
 
+/**
+ * Whether the call's first argument is a plain object. A Proxy whose
+ * getPrototypeOf trap throws is not: the line is kept as it is and fails, if
+ * at all, where pino's write fails with it, never in our hook.
+ */
+function isPlain(first: unknown): boolean {
+  if (typeof first !== 'object' || first === null) return false
+  try {
+    return Object.getPrototypeOf(first) === Object.prototype
+  } catch {
+    return false
+  }
+}
+
 /** Writes a line that waited with its logger's bindings as they were at the call. */
 export function writeAsCalled(item: Pending): void {
   const logger = item.logger as unknown as Record<symbol, unknown>
@@ -126,7 +140,7 @@ function deferredQueue(
       const time = clock.now()
       let record: Record<string, unknown> = EMPTY
       const first = args[0]
-      const plain = typeof first === 'object' && first !== null && Object.getPrototypeOf(first) === Object.prototype
+      const plain = isPlain(first)
       if (plain) record = first as Record<string, unknown>
       const state = stateOf(logger)
       const ctx: EnrichContext = { level, time, record, context: e.context.get() }

@@ -185,6 +185,12 @@ function hasOverLong(c: Record<string, unknown>): boolean {
 
 /** The JSON object a line holds, or undefined when it holds something else. */
 function objectOf(text: string): Record<string, unknown> | undefined {
+  // Text that cannot open an object is not parsed: a throw costs 5-10 us, so a plain-text line took 6 times a JSON one.
+  let i = 0
+  let c = text.charCodeAt(0)
+  // JSON's own whitespace: space, tab, LF, CR.
+  while (c === 32 || c === 9 || c === 10 || c === 13) c = text.charCodeAt(++i)
+  if (c !== 123) return undefined
   try {
     const parsed: unknown = JSON.parse(text)
     return typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)

@@ -55,6 +55,8 @@ export class EnrichToDestination extends Writable {
   #full = false
   /** Text handed to the destination that it has not finished writing. */
   #writing = false
+  /** Flushes waiting for the chunks written before them to be taken. */
+  #idle: Array<() => void> = []
 
   constructor(pipeline: Pipeline, dest: Destination, serializers?: Serializers) {
     super({ decodeStrings: false })
@@ -81,12 +83,24 @@ export class EnrichToDestination extends Writable {
   override _write(chunk: string | Buffer, _encoding: BufferEncoding, done: (error?: Error | null) => void): void {
     this.#lines.write(typeof chunk === 'string' ? chunk : this.#decoder.write(chunk), () => {
       if (!this.#full) {
-        done()
+        this.#taken(done)
         return
       }
       // The destination is behind: take no more until it drains.
-      this.#dest.once('drain', () => done())
+      this.#dest.once('drain', () => this.#taken(done))
     })
+  }
+
+  /** A chunk is taken: the next one buffered is taken in `done`; once none is left, waiting flushes go on. */
+  #taken(done: (error?: Error | null) => void): void {
+    done()
+    if (this.writableLength === 0) this.#goOn()
+  }
+
+  #goOn(): void {
+    const idle = this.#idle
+    this.#idle = []
+    for (const resolve of idle) resolve()
   }
 
   /**
@@ -95,13 +109,19 @@ export class EnrichToDestination extends Writable {
    * deadline), handed to the destination, and written by it.
    */
   flush(done: (error?: Error | null) => void): void {
-    this.#lines.settled().then(() => {
-      const dest = this.#dest
-      if (dest.destroyed) done(new Error('pino-enrich/transport: the destination has closed'))
-      // pino/file's flush does not wait for a write in progress: wait for it here.
-      else if (this.#writing) dest.once('drain', () => dest.flush(done))
-      else dest.flush(done)
-    }, done)
+    // thread-stream asks once write() took the text, not once _write() did: chunks taken while the
+    // destination was full wait in this stream's buffer, and their lines were logged before the flush.
+    const taken =
+      this.writableLength === 0 ? Promise.resolve() : new Promise<void>((resolve) => this.#idle.push(resolve))
+    taken
+      .then(() => this.#lines.settled())
+      .then(() => {
+        const dest = this.#dest
+        if (dest.destroyed) done(new Error('pino-enrich/transport: the destination has closed'))
+        // pino/file's flush does not wait for a write in progress: wait for it here.
+        else if (this.#writing) dest.once('drain', () => dest.flush(done))
+        else dest.flush(done)
+      }, done)
   }
 
   override _final(done: (error?: Error | null) => void): void {
@@ -123,6 +143,7 @@ export class EnrichToDestination extends Writable {
 
   override _destroy(error: Error | null, done: (error?: Error | null) => void): void {
     this.#lines.abort()
+    this.#goOn()
     if (!this.#dest.destroyed) this.#dest.destroy()
     done(error)
   }

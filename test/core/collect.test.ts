@@ -62,3 +62,36 @@ describe('Collector.timeOut', () => {
     expect(e.counters.timedOut).toBe(1)
   })
 })
+
+describe('a cached value read after core keys were added (loggers with other messageKeys)', () => {
+  it('never carries a key made core after it was first filtered', async () => {
+    const p = pipeline({
+      enrichers: [
+        defineEnricher({
+          name: 'user',
+          key: (c) => c.record.user as string,
+          compute: (id: string) => ({ user: id, message: 'from the enricher', text: 'from the enricher' }),
+        }),
+      ],
+    })
+    await p.ready()
+    const e = enrichmentOf(p)
+    const ctx = { level: 30, time: 0, record: { user: 'u1' }, context: undefined }
+    const read = (): unknown => {
+      const line = new Line(ctx, 0, 10)
+      e.collect.gather(line)
+      return line.parts[0]
+    }
+    read()
+    await new Promise((r) => setImmediate(r))
+    expect(read()).toEqual({ user: 'u1', message: 'from the enricher', text: 'from the enricher' })
+    // One logger's messageKey, then another's: the cached value was sanitized before either.
+    e.registry.addCoreKey('message')
+    expect(read()).toEqual({ user: 'u1', text: 'from the enricher' })
+    e.registry.addCoreKey('text')
+    expect(read()).toEqual({ user: 'u1' })
+    const out: Record<string, unknown> = {}
+    e.collect.collectNow(ctx, out, undefined, 0)
+    expect(out).toEqual({ user: 'u1' })
+  })
+})

@@ -367,6 +367,26 @@ describe('a deferred line shows what pino would have written at the call', () =>
     log.info('after')
     expect(out.lines().at(-1)?.msg).toBe('after')
   })
+
+  it('a Proxy whose getPrototypeOf trap throws, behind a waiting line: the call does not throw, the line is counted', async () => {
+    const { gates, p, out, log } = setup()
+    log.info({ user: 'u1' }, 'waits')
+    const hostile = new Proxy(
+      { a: 1 },
+      {
+        getPrototypeOf(): never {
+          throw new Error('trap')
+        },
+      },
+    )
+    expect(() => log.info(hostile, 'hostile')).not.toThrow()
+    log.info('next')
+    gates.get('u1')?.resolve({ name: 'one' })
+    await vi.advanceTimersByTimeAsync(0)
+    // pino itself throws reading it (instanceof Error), so the line cannot be written: it is counted.
+    expect(out.lines().map((l) => l.msg)).toEqual(['waits', 'next'])
+    expect(p.stats().records.dropped).toBe(1)
+  })
 })
 
 describe("a child logger's bindings beat every kind of enricher", () => {

@@ -165,6 +165,30 @@ describe('pino-enrich/transport (real worker threads)', () => {
     await finish(transport)
   })
 
+  it('alone, logger.flush(cb) after a burst of 50,000 lines taken over many turns calls back once every one is at the destination, in order', async () => {
+    const file = join(dir, `t${++n}.ndjson`)
+    const enrich = createPipeline()
+    process.env.ENRICH_SLOW_MS = '100'
+    const transport = pino.transport({
+      target: 'pino-enrich/transport',
+      options: { enrichers: ENRICHERS, destination: file, deadlineMs: 2_000 },
+    })
+    delete process.env.ENRICH_SLOW_MS
+    await once(transport, 'ready')
+    const log = pino(enrich.pinoOptions({ mode: 'transport' }), transport)
+    // Logged in one go: thread-stream hands the worker megabytes at once, taken 1,000 lines a turn.
+    const N = 50_000
+    enrich.context.run({ requestId: 'r-b', userId: 'slow' }, () => {
+      for (let i = 0; i < N; i++) log.info({ i }, 'burst')
+    })
+    await new Promise<void>((resolve, reject) => log.flush((e) => (e ? reject(e) : resolve())))
+    const lines = readLines(file)
+    expect(lines).toHaveLength(N)
+    expect(lines.every((l, i) => l.i === i)).toBe(true)
+    expect(lines.at(-1)).toMatchObject({ requestId: 'r-b', user: { id: 'slow' } })
+    await finish(transport)
+  })
+
   it('fails at start, naming the specifier, when the enrichers module is missing', async () => {
     const transport = pino.transport({
       target: 'pino-enrich/transport',
