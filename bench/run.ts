@@ -25,6 +25,11 @@ const sections: Section[] = [
     title: 'Shared tier on a local redis-server (medians over rounds)',
     run: async () => (await import('./redis.js')).runRedisBench(),
   },
+  {
+    name: 'http',
+    title: 'HTTP: Express and Fastify under autocannon (medians of per-round ratios)',
+    run: async () => (await import('./http.js')).runHttpBench(),
+  },
 ]
 
 const wanted = process.argv.slice(2)
