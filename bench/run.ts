@@ -26,6 +26,11 @@ const sections: Section[] = [
     run: async () => (await import('./redis.js')).runRedisBench(),
   },
   {
+    name: 'import',
+    title: 'Import time (medians over fresh processes)',
+    run: async () => (await import('./import.js')).runImportBench(),
+  },
+  {
     name: 'http',
     title: 'HTTP: Express and Fastify under autocannon (medians of per-round ratios)',
     run: async () => (await import('./http.js')).runHttpBench(),
