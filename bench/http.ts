@@ -170,6 +170,11 @@ async function runFramework(framework: Framework): Promise<Row[]> {
     for (let r = 0; r < ROUNDS; r++) {
       const order = VARIANTS.map((_, i) => VARIANTS[(i + r) % VARIANTS.length] as Variant)
       for (const v of order) samples.get(v)?.push(await load((servers.get(v) as Server).port, SECONDS))
+      const line = VARIANTS.map((v) => {
+        const s = samples.get(v)?.[r] as Sample
+        return `${v} ${Math.round(s.rps)} req/s p99 ${s.p99.toFixed(1)} ms`
+      })
+      console.log(`${framework} round ${r + 1}/${ROUNDS}: ${line.join(', ')}`)
     }
   } finally {
     for (const s of servers.values()) await stop(s)
