@@ -264,6 +264,8 @@ async function main(): Promise<void> {
       process.exit(0)
     })()
   })
+  // A parent that died (a failed check, ^C) leaves no server behind.
+  process.on('disconnect', () => process.exit(0))
   process.send?.({ port })
 }
 
