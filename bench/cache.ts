@@ -54,7 +54,7 @@ async function hits(clock?: typeof FREE_CLOCK): Promise<Row> {
     },
   )
   return clock === undefined
-    ? ratioRow('getOrCompute() fresh hit vs lru-cache fetch() hit', p, 1.5)
+    ? ratioRow('getOrCompute() fresh hit vs lru-cache fetch() hit', p, 1.2)
     : ratioRow('  the same with a free clock (diagnostic)', p)
 }
 

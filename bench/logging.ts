@@ -8,6 +8,9 @@ import type { Row } from './table.js'
 
 const worker = fileURLToPath(new URL('./logging-worker.ts', import.meta.url))
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5)
+// BENCH_SCENARIOS=keyed-snapshot,keyed-reference runs only those (and the rows they make).
+const ONLY = process.env.BENCH_SCENARIOS?.split(',')
+const wanted = (s: string): boolean => ONLY === undefined || ONLY.includes(s)
 // Transport runs are short and share 2 cores with a worker thread: more rounds for a steadier median.
 const TRANSPORT_ROUNDS = Number(process.env.BENCH_ROUNDS ?? 9)
 
@@ -39,6 +42,12 @@ const TARGETS: Target[] = [
     label: 'snapshot: 4 global enrichers (8 fields) + 2 request fields',
   },
   { scenario: 'deferred', against: 'reference', max: 1.25, label: 'deferred, every value cached' },
+  {
+    scenario: 'keyed-snapshot',
+    against: 'keyed-reference',
+    max: 1.05,
+    label: 'snapshot, keyed enricher value cached vs a hand-written mixin reading lru-cache',
+  },
   {
     scenario: 'deferred-failing',
     against: 'deferred-healthy',
@@ -74,10 +83,12 @@ export async function runLoggingBench(): Promise<Row[]> {
     'deferred',
     'deferred-failing',
     'deferred-healthy',
+    'keyed-snapshot',
+    'keyed-reference',
     'winston',
     'builtins-reference',
     'builtins',
-  ]
+  ].filter(wanted)
   for (const dest of ['sync', 'async']) {
     const samples = new Map<string, Sample[]>(scenarios.map((s) => [s, []]))
     for (let r = 0; r < ROUNDS; r++) {
@@ -85,15 +96,17 @@ export async function runLoggingBench(): Promise<Row[]> {
     }
     const ms = (s: string): number[] => (samples.get(s) ?? []).map((x) => x.ms)
     const ref = ms('reference')
-    rows.push({
-      bench: `logging (${dest}) hand-written reference`,
-      value: `${median(ref).toFixed(0)} ms / 200k lines`,
-      ratio: '1.00x',
-      target: '',
-      verdict: '',
-    })
+    if (ref.length > 0) {
+      rows.push({
+        bench: `logging (${dest}) hand-written reference`,
+        value: `${median(ref).toFixed(0)} ms / 200k lines`,
+        ratio: '1.00x',
+        target: '',
+        verdict: '',
+      })
+    }
     for (const t of TARGETS) {
-      if (!samples.has(t.scenario)) continue
+      if (!samples.has(t.scenario) || !samples.has(t.against)) continue
       const a = ms(t.scenario)
       const b = ms(t.against)
       const ratio = median(a.map((x, i) => x / (b[i] as number)))
@@ -107,6 +120,8 @@ export async function runLoggingBench(): Promise<Row[]> {
       })
     }
   }
+  if (!['transport-file', 'transport-enrich', 'transport-step', 'transport-step-file', 'bare'].every(wanted))
+    return rows
   // Transports write through a worker to /dev/null: one destination kind.
   const transport = new Map<string, Sample[]>([
     ['transport-file', []],

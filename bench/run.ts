@@ -30,6 +30,16 @@ const sections: Section[] = [
     title: 'Shared tier on a local redis-server (medians over rounds)',
     run: async () => (await import('./redis.js')).runRedisBench(),
   },
+  {
+    name: 'import',
+    title: 'Import time (medians over fresh processes)',
+    run: async () => (await import('./import.js')).runImportBench(),
+  },
+  {
+    name: 'http',
+    title: 'HTTP: Express and Fastify under autocannon (medians of per-round ratios)',
+    run: async () => (await import('./http.js')).runHttpBench(),
+  },
 ]
 
 const wanted = process.argv.slice(2)

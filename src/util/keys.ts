@@ -1,4 +1,6 @@
-import { createHash } from 'node:crypto'
+import { createRequire } from 'node:module'
+
+type CreateHash = typeof import('node:crypto').createHash
 
 /**
  * Keys that could reach an object's prototype through `Object.assign` or a
@@ -6,8 +8,13 @@ import { createHash } from 'node:crypto'
  */
 export const UNSAFE_KEYS: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype'])
 
+// node:crypto is loaded at the first key long enough to hash, not at import:
+// loading it is a large part of this package's import time, and most keys are short.
+let createHash: CreateHash | undefined
+
 /** The SHA-256 digest of `key`, as `sha256:<base64url>` (50 characters). */
 export function digest(key: string): string {
+  createHash ??= (createRequire(import.meta.url)('node:crypto') as { createHash: CreateHash }).createHash
   return `sha256:${createHash('sha256').update(key).digest('base64url')}`
 }
 
