@@ -23,6 +23,7 @@ const SCENARIOS = [
   'transport-file',
   'transport-enrich',
   'transport-step',
+  'transport-step-keyed',
   'transport-step-file',
 ] as const
 type Scenario = (typeof SCENARIOS)[number]
@@ -64,7 +65,7 @@ async function main(): Promise<void> {
   if (scenario === 'transport-file' || scenario === 'transport-enrich') {
     return runTransport(store)
   }
-  if (scenario === 'transport-step' || scenario === 'transport-step-file') {
+  if (scenario === 'transport-step' || scenario === 'transport-step-keyed' || scenario === 'transport-step-file') {
     return runTransportStep(store)
   }
   if (scenario === 'bare') {
@@ -258,19 +259,20 @@ async function runTransportStep(store: Record<string, string>): Promise<void> {
     },
   }
   const enrich = createPipeline()
-  const logger =
-    scenario === 'transport-step'
-      ? pino(enrich.pinoOptions({ mode: 'transport' }), sink)
-      : pino({ base: { pid: process.pid, hostname: 'bench', ...BASE } }, sink)
+  const enriched = scenario === 'transport-step' || scenario === 'transport-step-keyed'
+  const logger = enriched
+    ? pino(enrich.pinoOptions({ mode: 'transport' }), sink)
+    : pino({ base: { pid: process.pid, hostname: 'bench', ...BASE } }, sink)
   enrich.context.run(store, () => {
     for (let i = 0; i < LINES; i++) logger.info({ a: i & 1 }, 'msg')
   })
   const chunks: string[] = []
   for (let i = 0; i < text.length; i += 65_536) chunks.push(text.slice(i, i + 65_536))
   const steps: NodeJS.ReadWriteStream[] = []
-  if (scenario === 'transport-step') {
+  if (enriched) {
     const { default: enrichTransport } = await import('pino-enrich/transport')
-    const enrichers = fileURLToPath(new URL('./transport-enrichers.mjs', import.meta.url))
+    const module = scenario === 'transport-step' ? './transport-enrichers.mjs' : './transport-enrichers-keyed.mjs'
+    const enrichers = fileURLToPath(new URL(module, import.meta.url))
     steps.push((await enrichTransport({ enrichers, deadlineMs: 10 })) as unknown as NodeJS.ReadWriteStream)
   }
   const file = await openFile({ destination: '/dev/null' })

@@ -120,13 +120,23 @@ export async function runLoggingBench(): Promise<Row[]> {
       })
     }
   }
-  if (!['transport-file', 'transport-enrich', 'transport-step', 'transport-step-file', 'bare'].every(wanted))
+  if (
+    ![
+      'transport-file',
+      'transport-enrich',
+      'transport-step',
+      'transport-step-keyed',
+      'transport-step-file',
+      'bare',
+    ].every(wanted)
+  )
     return rows
   // Transports write through a worker to /dev/null: one destination kind.
   const transport = new Map<string, Sample[]>([
     ['transport-file', []],
     ['transport-enrich', []],
     ['transport-step', []],
+    ['transport-step-keyed', []],
     ['transport-step-file', []],
     ['bare', []],
   ])
@@ -164,6 +174,14 @@ export async function runLoggingBench(): Promise<Row[]> {
     ratio: `${(stepRate / bareRate).toFixed(2)}x`,
     target: 'report',
     verdict: '',
+  })
+  const keyedRate = median(tms('transport-step-keyed').map(rate))
+  rows.push({
+    bench: 'transport worker step alone, plus one keyed enricher, every value cached: lines/s (vs bare pino)',
+    value: `${fmt(keyedRate)}/s vs ${fmt(bareRate)}/s`,
+    ratio: `${(keyedRate / bareRate).toFixed(2)}x`,
+    target: '>= 1.00x',
+    verdict: keyedRate >= bareRate ? 'ok' : 'MISSED',
   })
   rows.push({
     bench: 'transport worker step alone: plain pino/file lines/s, for reference',
