@@ -79,9 +79,9 @@ export class Collector {
 
   /**
    * Marks what a line still waits for as timed out. A value cached meanwhile
-   * by another way than the compute it waits on (another flight's answer not
-   * yet delivered, `set()`, the shared tier) is taken instead: a line whose
-   * value is in the cache is never written without it.
+   * by another compute than the one it waits on (a newer one, after an
+   * invalidation dropped the first) is taken instead: a line whose value is
+   * in the cache is never written without it.
    */
   timeOut(line: Line): void {
     line.done = true
