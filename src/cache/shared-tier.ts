@@ -70,6 +70,11 @@ const POLL_MAX_MS = 50
 /** A lock outlives its compute's deadline by this much: the read between taking it and computing. */
 const LOCK_MARGIN_MS = 250
 
+/** A record the store holds that is fresh and was not refused. */
+function isFresh(record: StoreRecord | Refused | undefined): record is StoreRecord {
+  return record !== undefined && !(record instanceof Refused) && record.freshMs > 0
+}
+
 /** One cache's side of its {@link CacheStore}: reads, writes, locks and invalidations, each never rejecting. */
 export class SharedTier {
   readonly #store: CacheStore
@@ -117,9 +122,7 @@ export class SharedTier {
     try {
       record = await this.#get(k)
     } catch {
-      stats.errors++
-      stats.misses++
-      return LOCAL
+      return this.#unreachable()
     }
     if (record instanceof Refused) {
       // The waiting lookups get the replacement, as stale, so a background compute follows.
@@ -139,9 +142,7 @@ export class SharedTier {
       try {
         token = await attempt(() => store.lock(k, waitMs + LOCK_MARGIN_MS))
       } catch {
-        stats.errors++
-        stats.misses++
-        return LOCAL
+        return this.#unreachable()
       }
       if (token !== undefined) {
         // The holder may have written and unlocked between the last look and the lock.
@@ -149,7 +150,7 @@ export class SharedTier {
           stats.errors++
           return undefined
         })
-        if (record !== undefined && !(record instanceof Refused) && record.freshMs > 0) {
+        if (isFresh(record)) {
           this.unlock(k, token)
           stats.hits++
           return { record }
@@ -168,15 +169,20 @@ export class SharedTier {
       try {
         record = await this.#get(k)
       } catch {
-        stats.errors++
-        stats.misses++
-        return LOCAL
+        return this.#unreachable()
       }
-      if (record !== undefined && !(record instanceof Refused) && record.freshMs > 0) {
+      if (isFresh(record)) {
         stats.hits++
         return { record }
       }
     }
+  }
+
+  /** The store failed: counted, and the lookup computes here, without the lock. */
+  #unreachable(): Shared {
+    this.#stats.errors++
+    this.#stats.misses++
+    return LOCAL
   }
 
   /**
