@@ -454,18 +454,26 @@ describe("pinoOptions({ mode: 'transport' }): redact", () => {
   })
 })
 
+/** A SonicBoom as EnrichToDestination uses it, with the test's own write(). */
+function fakeDestination(write: (text: string) => boolean) {
+  const dest = Object.assign(new EventEmitter(), {
+    destroyed: false,
+    write,
+    flush: (done: () => void) => done(),
+    end() {
+      process.nextTick(() => dest.emit('close'))
+    },
+    destroy() {
+      dest.destroyed = true
+    },
+  })
+  return dest
+}
+
 describe('pino-enrich/transport alone, onto its destination', () => {
   it('drops what still waits, without throwing, when its destination fails', async () => {
     const { p } = await withUserLookup()
-    const dest = Object.assign(new EventEmitter(), {
-      destroyed: false,
-      write: () => true,
-      flush: (done: () => void) => done(),
-      end() {},
-      destroy() {
-        dest.destroyed = true
-      },
-    })
+    const dest = fakeDestination(() => true)
     const stream = new EnrichToDestination(p, dest)
     const failed = new Promise<Error>((resolve) => stream.on('error', resolve))
     stream.write(line(1, ctx({ requestId: 'r1', userId: 'u1' }), ',"msg":"waits"}'))
@@ -484,21 +492,13 @@ describe('pino-enrich/transport alone, onto its destination', () => {
     const { p, lookup } = await withUserLookup()
     const written: string[] = []
     let full = true
-    const dest = Object.assign(new EventEmitter(), {
-      destroyed: false,
-      write(text: string) {
-        written.push(text)
-        // Full once, then drained at once with nobody waiting yet.
-        if (!full) return true
-        full = false
-        process.nextTick(() => dest.emit('drain'))
-        return false
-      },
-      flush: (done: () => void) => done(),
-      end() {
-        process.nextTick(() => dest.emit('close'))
-      },
-      destroy() {},
+    const dest = fakeDestination((text) => {
+      written.push(text)
+      // Full once, then drained at once with nobody waiting yet.
+      if (!full) return true
+      full = false
+      process.nextTick(() => dest.emit('drain'))
+      return false
     })
     const stream = new EnrichToDestination(p, dest)
     const wrote = (text: string) =>
@@ -519,18 +519,10 @@ describe('pino-enrich/transport alone, onto a destination slower than its input'
     const { p, lookup } = await withUserLookup()
     const written: string[] = []
     // A slow pipe: every write fills it, and it drains at the next turn.
-    const dest = Object.assign(new EventEmitter(), {
-      destroyed: false,
-      write(text: string) {
-        written.push(text)
-        setImmediate(() => dest.emit('drain'))
-        return false
-      },
-      flush: (done: () => void) => done(),
-      end() {
-        process.nextTick(() => dest.emit('close'))
-      },
-      destroy() {},
+    const dest = fakeDestination((text) => {
+      written.push(text)
+      setImmediate(() => dest.emit('drain'))
+      return false
     })
     const stream = new EnrichToDestination(p, dest)
     // Two chunks, as thread-stream hands them when the second is logged while the worker takes the first:
