@@ -143,17 +143,22 @@ describe('pino-enrich/transport (real worker threads)', () => {
     })
   })
 
-  it('alone, logger.flush(cb) calls back once every line logged before it is enriched and at the destination', async () => {
-    const file = join(dir, `t${++n}.ndjson`)
-    const enrich = createPipeline()
-    // The worker reads the lookup's delay from its environment when it starts.
-    process.env.ENRICH_SLOW_MS = '300'
+  /** The transport alone onto `file`, its user lookups taking `slowMs` (the worker reads it from its environment when it starts). */
+  async function slowLookupsTo(file: string, slowMs: number) {
+    process.env.ENRICH_SLOW_MS = String(slowMs)
     const transport = pino.transport({
       target: 'pino-enrich/transport',
       options: { enrichers: ENRICHERS, destination: file, deadlineMs: 2_000 },
     })
     delete process.env.ENRICH_SLOW_MS
     await once(transport, 'ready')
+    return transport
+  }
+
+  it('alone, logger.flush(cb) calls back once every line logged before it is enriched and at the destination', async () => {
+    const file = join(dir, `t${++n}.ndjson`)
+    const enrich = createPipeline()
+    const transport = await slowLookupsTo(file, 300)
     const log = pino(enrich.pinoOptions({ mode: 'transport' }), transport)
     enrich.context.run({ requestId: 'r-f', userId: 'slow' }, () => {
       for (let i = 0; i < 100; i++) log.info({ i }, 'before flush')
@@ -168,13 +173,7 @@ describe('pino-enrich/transport (real worker threads)', () => {
   it('alone, logger.flush(cb) after a burst of 50,000 lines taken over many turns calls back once every one is at the destination, in order', async () => {
     const file = join(dir, `t${++n}.ndjson`)
     const enrich = createPipeline()
-    process.env.ENRICH_SLOW_MS = '100'
-    const transport = pino.transport({
-      target: 'pino-enrich/transport',
-      options: { enrichers: ENRICHERS, destination: file, deadlineMs: 2_000 },
-    })
-    delete process.env.ENRICH_SLOW_MS
-    await once(transport, 'ready')
+    const transport = await slowLookupsTo(file, 100)
     const log = pino(enrich.pinoOptions({ mode: 'transport' }), transport)
     // Logged in one go: thread-stream hands the worker megabytes at once, taken 1,000 lines a turn.
     const N = 50_000
