@@ -23,7 +23,10 @@ const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
   devDependencies: Record<string, string>
 }
 const NOT_COPIED = new Set(['node_modules', 'dist', 'coverage', '.git', '.tmp'])
-const SHIPPED = /^package\/(package\.json|README\.md|LICENSE|dist\/(src|enrichers)\/[a-z0-9/-]+\.(js|d\.ts))$/
+const SHIPPED =
+  /^package\/(package\.json|README\.md|LICENSE|dist\/(src|enrichers)\/[a-z0-9/-]+\.(js|d\.ts)|dist\/chunks\/chunk-[A-Z0-9]+\.js)$/
+/** The code entries share, bundled once (scripts/build.mjs); named by esbuild after their content. */
+const CHUNK = /^package\/dist\/chunks\//
 
 /** Every import specifier of the package: one per `exports` key, but package.json. */
 const specifiers = Object.keys(pkg.exports)
@@ -92,15 +95,22 @@ function tarFiles(file: string): string[] {
   return files.sort()
 }
 
-/** What the build emits from the sources: a .js and a .d.ts per .ts file of src/ and enrichers/. */
+/**
+ * What the build emits, chunks aside: a .d.ts per .ts file of src/ and
+ * enrichers/, and a .js per entry point of package.json `exports`.
+ */
 function expectedFiles(dir: string): string[] {
   const emitted: string[] = []
   for (const top of ['src', 'enrichers']) {
     for (const entry of readdirSync(join(dir, top), { recursive: true, withFileTypes: true })) {
       if (!entry.isFile() || !entry.name.endsWith('.ts') || entry.name.endsWith('.d.ts')) continue
       const path = relative(dir, join(entry.parentPath, entry.name)).split('\\').join('/').slice(0, -'.ts'.length)
-      emitted.push(`package/dist/${path}.js`, `package/dist/${path}.d.ts`)
+      emitted.push(`package/dist/${path}.d.ts`)
     }
+  }
+  for (const target of Object.values(pkg.exports)) {
+    const file = typeof target === 'string' ? target : (target as { default: string }).default
+    if (file.endsWith('.js')) emitted.push(`package/${file.slice(2)}`)
   }
   return [...emitted, 'package/LICENSE', 'package/README.md', 'package/package.json'].sort()
 }
@@ -432,7 +442,8 @@ describe('the published package', () => {
 
   it('packs the build of src/ and enrichers/, README.md, LICENSE and package.json, nothing else', () => {
     for (const file of packed) expect(file).toMatch(SHIPPED)
-    expect(packed).toEqual(expected)
+    expect(packed.filter((file) => !CHUNK.test(file))).toEqual(expected)
+    expect(packed.filter((file) => CHUNK.test(file)).length).toBeGreaterThan(0)
     const manifest = JSON.parse(readFileSync(join(cjsApp, 'node_modules/pino-enrich/package.json'), 'utf8')) as {
       exports: Record<string, string | Record<string, string>>
     }

@@ -1,0 +1,63 @@
+import { execFile } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { describe, expect, it } from 'vitest'
+
+// The build as an application loads it: fresh Node processes importing the
+// package's entry points by name (they resolve to dist/, which the suite's
+// global setup builds), no TypeScript loader in between.
+
+const root = fileURLToPath(new URL('../..', import.meta.url))
+const fixture = fileURLToPath(new URL('../fixtures/package/loaded-files.mjs', import.meta.url))
+
+function node(args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, args, { cwd: root, timeout: 20_000, killSignal: 'SIGKILL' }, (error, stdout, stderr) =>
+      error === null ? resolve(stdout) : reject(new Error(`${error.message}\n${stderr}`)),
+    )
+  })
+}
+
+async function loaded(spec: string): Promise<string[]> {
+  return (JSON.parse(await node([fixture, spec])) as { files: string[] }).files
+}
+
+async function builtins(spec: string): Promise<string[]> {
+  return (JSON.parse(await node([fixture, spec, '--builtins'])) as { builtins: string[] }).builtins
+}
+
+describe('the built entry points', () => {
+  it('load the core entry from its own file and a few shared chunks, not one file per source module', async () => {
+    const ours = (await loaded('pino-enrich'))
+      .filter((url) => url.startsWith(new URL('dist/', `file://${root}`).href))
+      .map((url) => url.slice(`file://${root}dist/`.length))
+    expect(ours[0]).toBe('src/index.js')
+    for (const file of ours.slice(1)) expect(file).toMatch(/^chunks\/chunk-[A-Z0-9]+\.js$/)
+    // Each module file costs Node's loader about a millisecond; one per source file was 42.
+    expect(ours.length).toBeLessThanOrEqual(8)
+  })
+
+  it('load no Node built-in with the core entry that pino, its dependency lru-cache or any ES module file does not load already', async () => {
+    const [core, lru, empty] = await Promise.all([
+      builtins('pino-enrich'),
+      builtins('lru-cache'),
+      builtins('./empty.mjs'),
+    ])
+    const expected = new Set([...lru, ...empty])
+    expect(core.filter((m) => !expected.has(m))).toEqual([])
+  })
+
+  it('share one copy of the code two entries use: the Express entry refuses a context the core entry made', async () => {
+    const code = `
+      import { createPipeline } from 'pino-enrich'
+      import { expressContext } from 'pino-enrich/express'
+      const enrich = createPipeline({ context: () => ({}) })
+      try {
+        expressContext(enrich)
+        console.log('accepted')
+      } catch (e) {
+        console.log(e instanceof TypeError ? 'refused' : String(e))
+      }
+    `
+    expect((await node(['--input-type=module', '-e', code])).trim()).toBe('refused')
+  })
+})
