@@ -27,6 +27,7 @@ export async function runImportBench(): Promise<Row[]> {
   const ours: number[] = []
   const pinos: number[] = []
   const after: number[] = []
+  const empty: number[] = []
   for (let r = 0; r < RUNS; r++) {
     // Alternated, the first of each pair swapped every run, so drift hits both alike.
     if (r % 2 === 0) {
@@ -37,6 +38,7 @@ export async function runImportBench(): Promise<Row[]> {
       pinos.push(importMs('pino'))
     }
     after.push(importMs('pino-enrich', 'pino'))
+    empty.push(importMs('./bench/empty-module.mjs', 'pino'))
   }
   const ratio = median(ours.map((x, i) => x / (pinos[i] as number)))
   return [
@@ -51,6 +53,16 @@ export async function runImportBench(): Promise<Row[]> {
       bench: '  pino-enrich alone, imported after pino (diagnostic)',
       value: `${median(after).toFixed(1)} ms`,
       ratio: `${median(after.map((x, i) => x / (pinos[i] as number))).toFixed(2)}x of pino's`,
+      target: '',
+      verdict: '',
+    },
+    {
+      // pino is CommonJS: the first ES module file pays for what Node's loader does for such
+      // files only (reading them through fs/promises, loaded then; compiling source text
+      // modules), whatever the package. An ES module application has paid it for its main file.
+      bench: "  an empty ES module file, imported after pino (diagnostic: Node's part of the above)",
+      value: `${median(empty).toFixed(1)} ms`,
+      ratio: `${median(empty.map((x, i) => x / (pinos[i] as number))).toFixed(2)}x of pino's`,
       target: '',
       verdict: '',
     },
