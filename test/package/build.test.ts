@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process'
-import { fileURLToPath } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import { describe, expect, it } from 'vitest'
 
 // The build as an application loads it: fresh Node processes importing the
@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest'
 // global setup builds), no TypeScript loader in between.
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
+const dist = pathToFileURL(`${root}dist/`).href
 const fixture = fileURLToPath(new URL('../fixtures/package/loaded-files.mjs', import.meta.url))
 
 function node(args: string[]): Promise<string> {
@@ -28,8 +29,8 @@ async function builtins(spec: string): Promise<string[]> {
 describe('the built entry points', () => {
   it('load the core entry from its own file and a few shared chunks, not one file per source module', async () => {
     const ours = (await loaded('pino-enrich'))
-      .filter((url) => url.startsWith(new URL('dist/', `file://${root}`).href))
-      .map((url) => url.slice(`file://${root}dist/`.length))
+      .filter((url) => url.startsWith(dist))
+      .map((url) => url.slice(dist.length))
     expect(ours[0]).toBe('src/index.js')
     for (const file of ours.slice(1)) expect(file).toMatch(/^chunks\/chunk-[A-Z0-9]+\.js$/)
     // Each module file costs Node's loader about a millisecond; one per source file was 42.
