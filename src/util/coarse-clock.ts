@@ -85,7 +85,8 @@ const CAPTURED_FAKE =
 
 /**
  * The system time, `Date.now()`, read at most once per millisecond for the
- * whole process (see {@link createCoarseClock} for the bound of its lag).
+ * whole process, one timer per thread (see {@link createCoarseClock} for the
+ * bound of its lag).
  * Exact, nothing kept, while `Date`, `Date.now` or `setTimeout` is not the one
  * this module found at import (fake timers installed, `Date.now` spied on), or
  * if it found fake ones: `vi.setSystemTime` and `vi.advanceTimersByTime` are
