@@ -82,9 +82,9 @@ export interface SmartCacheOptions {
    * Time source for ttls, retries and the breaker, read exactly each time.
    * Default: the system time (epoch ms), read for the entries' lifetimes at
    * most once per millisecond for the whole process and reused in between,
-   * so a value may stay fresh up to 1 ms past its ttl, and within one long
-   * synchronous turn of the event loop up to the time 1 024 reads took;
-   * exact while fake timers are installed. The breaker reads `Date.now()`.
+   * so a lifetime is its ttl give or take 1 ms, or within one long
+   * synchronous turn of the event loop the time 1 024 reads took; exact
+   * while fake timers are installed. The breaker reads `Date.now()`.
    */
   clock?: Clock
   /** Keys longer than this many characters are replaced by their SHA-256 digest. Default 256. */

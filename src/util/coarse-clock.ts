@@ -38,8 +38,8 @@ export interface CoarseClockHost {
  * A clock whose `now()` keeps the host's time from the first read until its
  * timer clears it ({@link COARSE_RESOLUTION_MS} later) or until
  * {@link COARSE_MAX_READS} reads have used it, whichever comes first; at most
- * one timer pending, unref'd. It never runs ahead of the host's time: it lags
- * it by at most 1 ms while the event loop turns, and within one long
+ * one timer pending, unref'd. Unless the host's time steps back, it never
+ * runs ahead of it: it lags it by at most 1 ms while the event loop turns, and within one long
  * synchronous turn by the time its last 1 024 reads took. While
  * `host.cacheable()` is false, it reads the host every time.
  */
