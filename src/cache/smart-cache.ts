@@ -267,7 +267,7 @@ export class SmartCache<V> {
     if (options.negativeTtlMs !== undefined) checkInteger('negativeTtlMs', options.negativeTtlMs, 0)
     if (options.timeoutMs !== undefined) checkMs('timeoutMs', options.timeoutMs, 1)
     // Entry lifetimes, written and read, are on one clock, so a value written with
-    // `ttlMs: 0` is never fresh even when both reads fall in the same millisecond.
+    // `ttlMs: 0` is never fresh, even while the coarse clock keeps an older time.
     this.#clock = options.clock ?? coarseClock
     this.#maxInflight = o.maxInflight
     this.#maxQueue = o.maxQueue

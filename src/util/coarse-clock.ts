@@ -39,9 +39,9 @@ export interface CoarseClockHost {
  * timer clears it ({@link COARSE_RESOLUTION_MS} later) or until
  * {@link COARSE_MAX_READS} reads have used it, whichever comes first; at most
  * one timer pending, unref'd. Unless the host's time steps back, it never
- * runs ahead of it: it lags it by at most 1 ms while the event loop turns, and within one long
- * synchronous turn by the time its last 1 024 reads took. While
- * `host.cacheable()` is false, it reads the host every time.
+ * runs ahead of it: it lags it by at most 1 ms while the event loop turns,
+ * and within one long synchronous turn by the time its last 1 024 reads
+ * took. While `host.cacheable()` is false, it reads the host every time.
  */
 export function createCoarseClock(host: CoarseClockHost): Clock {
   let held = false
@@ -75,7 +75,7 @@ export function createCoarseClock(host: CoarseClockHost): Clock {
 }
 
 // The globals as the module found them: the clearing timer is always this real
-// setTimeout, so a fake timers' uninstall can never strand it unfired.
+// setTimeout, so uninstalling fake timers can never strand it unfired.
 const REAL_DATE = globalThis.Date
 const REAL_NOW = REAL_DATE.now
 const REAL_SET_TIMEOUT = globalThis.setTimeout
