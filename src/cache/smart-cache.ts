@@ -9,6 +9,7 @@ import {
 import { type Clock, systemClock } from '../clock.js'
 import { BreakerOpenError, CachedError, ClosedError, InflightLimitError, TimeoutError } from '../errors.js'
 import { isThenableOrThrow } from '../util/async.js'
+import { coarseClock } from '../util/coarse-clock.js'
 import { noop } from '../util/constants.js'
 import { storedKey } from '../util/keys.js'
 import { checkInteger, checkMs } from '../util/validate.js'
@@ -77,7 +78,14 @@ export interface SmartCacheOptions {
   timeoutMs?: number
   /** Circuit breaker options, or `false` for none. Default: a breaker with {@link BreakerOptions} defaults. */
   breaker?: BreakerOptions | false
-  /** Time source for ttls, retries and the breaker. Default {@link systemClock}. */
+  /**
+   * Time source for ttls, retries and the breaker, read exactly each time.
+   * Default: the system time (epoch ms), read for the entries' lifetimes at
+   * most once per millisecond for the whole process and reused in between,
+   * so a lifetime is its ttl give or take 1 ms, or within one long
+   * synchronous turn of the event loop the time 1 024 reads took; exact
+   * while fake timers are installed. The breaker reads `Date.now()`.
+   */
   clock?: Clock
   /** Keys longer than this many characters are replaced by their SHA-256 digest. Default 256. */
   maxKeyLength?: number
@@ -199,7 +207,8 @@ export const CACHE_DEFAULTS = {
  * their key fails) and error (failures remembered with exponential backoff).
  * Computes are single-flight per key and never wait on other keys; a circuit
  * breaker guards them. Always bounded by `max` entries and `maxInflight`
- * computes. Owns no timers except each compute's unref'd deadline.
+ * computes. Owns no timers except each compute's unref'd deadline (the
+ * default clock's one unref'd timer serves every cache).
  *
  * @typeParam V - the cached value type
  */
@@ -257,7 +266,9 @@ export class SmartCache<V> {
     }
     if (options.negativeTtlMs !== undefined) checkInteger('negativeTtlMs', options.negativeTtlMs, 0)
     if (options.timeoutMs !== undefined) checkMs('timeoutMs', options.timeoutMs, 1)
-    this.#clock = options.clock ?? systemClock
+    // Entry lifetimes, written and read, are on one clock, so a value written with
+    // `ttlMs: 0` is never fresh, even while the coarse clock keeps an older time.
+    this.#clock = options.clock ?? coarseClock
     this.#maxInflight = o.maxInflight
     this.#maxQueue = o.maxQueue
     this.#ttlMs = o.ttlMs
@@ -268,10 +279,11 @@ export class SmartCache<V> {
     this.#negativeTtlMs = options.negativeTtlMs ?? o.ttlMs
     this.#timeoutMs = options.timeoutMs
     this.#maxKeyLength = o.maxKeyLength
+    // The breaker's few reads are on its cold path: its retryAt stays exact epoch ms.
     this.#breaker =
       options.breaker === false
         ? undefined
-        : new CircuitBreaker(this.name, { clock: this.#clock, ...(options.breaker ?? {}) })
+        : new CircuitBreaker(this.name, { clock: options.clock ?? systemClock, ...(options.breaker ?? {}) })
     // Storage only: expiry is ours (three tiers, one clock), so lru-cache's ttl
     // is off, and so is fetch(), which aborts in-flight fetches it evicts.
     this.#lru = new LRUCache<string, Entry<V>>({
