@@ -69,7 +69,8 @@ export function loggerStates(
     const l = logger as unknown as Logged & Views
     const chindings = l[chindingsSym]
     const writers = registry.contextWriters
-    const fixed = fixedStates.get(logger)
+    // Only a logger that cannot take a property has its state in the WeakMap.
+    const fixed = Object.isExtensible(logger) ? undefined : fixedStates.get(logger)
     if (fixed !== undefined && fixed.chindings === chindings && fixed.writers === writers) return fixed
     const stream = l[streamSym] as Record<symbol, unknown> | undefined
     // A child writing where its parent writes (pino's children share the

@@ -33,18 +33,19 @@ export function bindingKeys(logger: unknown): readonly string[] {
   const chindings = l[chindingsSym]
   if (typeof chindings !== 'string' || chindings.length < 2) return NONE
   // Read through the prototype: a child made with no bindings of its own shares its parent's.
+  const extensible = Object.isExtensible(logger)
   let known = l[PARSED]
-  if (known === undefined || known.chindings !== chindings) known = fixed.get(logger)
+  if (!extensible && (known === undefined || known.chindings !== chindings)) known = fixed.get(logger)
   if (known !== undefined && known.chindings === chindings) return known.keys
   const keys = keysOf(logger, chindings)
   const parsed: Parsed = { chindings, keys }
-  if (!Object.isExtensible(logger)) fixed.set(logger, parsed)
+  if (!extensible) fixed.set(logger, parsed)
   else {
     try {
       l[PARSED] = parsed
     } catch {
-      // A frozen ancestor's own entry cannot be shadowed by assignment.
-      fixed.set(logger, parsed)
+      // A frozen ancestor's own entry cannot be shadowed by assignment, only defined over.
+      Object.defineProperty(l, PARSED, { value: parsed, writable: true, configurable: true })
     }
   }
   return keys
