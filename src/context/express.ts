@@ -67,12 +67,7 @@ export function expressContext(enrich: ContextSource, options: ExpressContextOpt
       ;(req as { id?: unknown }).id = requestId
     }
     if (echo) res.setHeader(ids.header, requestId)
-    const store = createRequestStore({
-      requestId,
-      method: req.method,
-      route: routeOf(req),
-      user: user === undefined ? undefined : () => user(req),
-    })
+    const store = createRequestStore(requestId, req.method, routeOf(req), req, user)
     // run(), not enterWith(): the context ends with this request's own chain of
     // work and never leaks into the server's connection handling.
     context.run(store, next)

@@ -52,12 +52,7 @@ const plugin: FastifyPluginCallback<FastifyContextOptions> = (fastify, options, 
   fastify.addHook('onRequest', (request: FastifyRequest, reply: FastifyReply, next: HookHandlerDoneFunction) => {
     // Fastify has routed before onRequest: the template is known now.
     const route = request.routeOptions?.url ?? pathOf(request.url)
-    const store = createRequestStore({
-      requestId: String(request.id),
-      method: request.method,
-      route: () => route,
-      user: user === undefined ? undefined : () => user(request),
-    })
+    const store = createRequestStore(String(request.id), request.method, route, request, user)
     request.enrichContext = store
     if (echo) reply.header(header, store.requestId)
     // run(), not enterWith(): enterWith would leak the store into the rest of

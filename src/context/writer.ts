@@ -1,4 +1,4 @@
-import pino from 'pino'
+import { bindingKeys } from '../util/bindings.js'
 
 /** A defineContextFields enricher as the writer needs it. */
 export interface ContextSlot {
@@ -112,12 +112,6 @@ export function loopWriter<P>(
 const noop = (): undefined => undefined
 const NONE: ReadonlySet<string> = new Set()
 
-/** The bound keys of a logger, and the writer chosen for them. */
-interface Chosen<P> {
-  readonly chindings: unknown
-  readonly write: ContextWriter<P>
-}
-
 /** Writers for different sets of skipped keys; past this many, a writer is made per logger, uncached. */
 const MAX_VARIANTS = 32
 
@@ -126,9 +120,9 @@ const MAX_VARIANTS = 32
  * carry an output key (Fastify's `request.log` and pino-http's
  * `quietReqLogger` bind `reqId`) gets a writer that leaves that key out, so
  * no line carries a key twice: the binding, written by pino, is the one kept.
- * The check parses the logger's bindings once per logger (and again only
- * after `setBindings()`), never per line; the last logger's writer is kept at
- * hand, so a run of lines from one logger costs two comparisons.
+ * The bindings are read with {@link bindingKeys}, parsed once per logger (and
+ * again only after `setBindings()`); the caller keeps the writer it chose for
+ * the logger's lines (the pino layer's state per logger), never choosing per line.
  */
 export class ContextWriters<P> {
   readonly #slots: readonly ContextSlot[]
@@ -136,10 +130,7 @@ export class ContextWriters<P> {
   readonly #outKeys: readonly string[]
   /** The writer for a logger that binds none of the output keys. */
   readonly all: ContextWriter<P>
-  readonly #byLogger = new WeakMap<object, Chosen<P>>()
   readonly #bySkip = new Map<string, ContextWriter<P>>()
-  #lastLogger: object | undefined
-  #last: Chosen<P> | undefined
 
   constructor(slots: readonly ContextSlot[], refused: RefusedValue<P>) {
     this.#slots = slots
@@ -152,18 +143,10 @@ export class ContextWriters<P> {
 
   /** The writer for lines of `logger`; `undefined` or a non-pino object gets {@link all}. */
   for(logger: unknown): ContextWriter<P> {
-    if (typeof logger !== 'object' || logger === null || this.#outKeys.length === 0) return this.all
-    const chindings = (logger as Record<symbol, unknown>)[CHINDINGS]
-    const last = this.#last
-    if (logger === this.#lastLogger && last !== undefined && last.chindings === chindings) return last.write
-    let chosen = this.#byLogger.get(logger)
-    if (chosen === undefined || chosen.chindings !== chindings) {
-      chosen = { chindings, write: this.#writerSkipping(boundKeys(chindings, this.#outKeys)) }
-      this.#byLogger.set(logger, chosen)
-    }
-    this.#lastLogger = logger
-    this.#last = chosen
-    return chosen.write
+    if (this.#outKeys.length === 0) return this.all
+    const bound = bindingKeys(logger)
+    if (bound.length === 0) return this.all
+    return this.#writerSkipping(this.#outKeys.filter((k) => bound.includes(k)))
   }
 
   /**
@@ -185,23 +168,4 @@ export class ContextWriters<P> {
     }
     return write
   }
-}
-
-const CHINDINGS: symbol = pino.symbols.chindingsSym
-
-/**
- * Which of `keys` pino's serialized bindings (`,"pid":1,"reqId":"r1"`) carry
- * at their top level: parsed as pino's own `logger.bindings()` parses them,
- * so a key nested in a bound object or quoted inside a value does not count.
- */
-function boundKeys(chindings: unknown, keys: readonly string[]): string[] {
-  if (typeof chindings !== 'string' || chindings.length < 2) return []
-  let bound: Record<string, unknown>
-  try {
-    bound = JSON.parse(`{${chindings.slice(1)}}`) as Record<string, unknown>
-  } catch {
-    // Bindings pino could not parse back itself: nothing is known to be bound.
-    return []
-  }
-  return keys.filter((k) => Object.hasOwn(bound, k))
 }

@@ -1,4 +1,5 @@
 import pino from 'pino'
+import { bindingKeys } from '../util/bindings.js'
 
 /**
  * Most binding keys a transport capture carries (`b`), and the longest:
@@ -17,7 +18,8 @@ const PINO_KEYS: ReadonlySet<string> = new Set(['pid', 'hostname'])
  * logger's bindings set (`"b":["reqId"]`), or `''` for none, so that the
  * worker leaves out a request-context field the line carries already
  * (Fastify's `request.log` and pino-http's `quietReqLogger` bind `reqId`).
- * The bindings are parsed once per logger, again only after `setBindings()`;
+ * The bindings are parsed once per logger, again only after `setBindings()`
+ * ({@link bindingKeys}, shared with snapshot and deferred mode);
  * the last logger's member is kept at hand, so a run of its lines costs two
  * comparisons.
  */
@@ -32,7 +34,7 @@ export class BoundKeys {
     if (logger === this.#lastLogger && chindings === this.#lastChindings) return this.#last
     let known = this.#byLogger.get(logger)
     if (known === undefined || known.chindings !== chindings) {
-      known = { chindings, member: boundMember(chindings) }
+      known = { chindings, member: boundMember(bindingKeys(logger)) }
       this.#byLogger.set(logger, known)
     }
     this.#lastLogger = logger
@@ -42,18 +44,10 @@ export class BoundKeys {
   }
 }
 
-/** The `b` member for pino's serialized bindings (`,"pid":1,"reqId":"r1"`), parsed as pino's `bindings()` parses them. */
-function boundMember(chindings: unknown): string {
-  if (typeof chindings !== 'string' || chindings.length < 2) return ''
-  let bound: object
-  try {
-    bound = JSON.parse(`{${chindings.slice(1)}}`) as object
-  } catch {
-    // Bindings pino could not parse back itself: nothing is known to be bound.
-    return ''
-  }
+/** The `b` member for a logger's binding keys ({@link bindingKeys}: parsed as pino's `bindings()` parses them). */
+function boundMember(bound: readonly string[]): string {
   const keys: string[] = []
-  for (const k of Object.keys(bound)) {
+  for (const k of bound) {
     if (PINO_KEYS.has(k) || k.length > MAX_BOUND_KEY_LENGTH) continue
     keys.push(k)
     if (keys.length === MAX_BOUND_KEYS) break

@@ -3,23 +3,17 @@ import type { ContextWriter, ContextWriters } from '../context/writer.js'
 import type { Enrichment } from '../core/enrichment.js'
 import type { View } from '../core/globals.js'
 import type { Problems } from '../core/problems.js'
+import { bindingKeys } from '../util/bindings.js'
 import { type DestinationState, watchDestination } from './destination.js'
 
 const { chindingsSym, streamSym } = pino.symbols
 const NO_KEYS: readonly string[] = []
 
-/** The keys a logger's bindings (pino's serialized chindings) set, other than its base and pino's own. */
-function parseBindingKeys(chindings: unknown, baseKeys: ReadonlySet<string>, coreKeys: ReadonlySet<string>) {
-  if (typeof chindings !== 'string' || chindings.length < 2) return NO_KEYS
-  try {
-    const keys = Object.keys(JSON.parse(`{${chindings.slice(1)}}`) as object).filter(
-      (k) => !baseKeys.has(k) && !coreKeys.has(k),
-    )
-    return keys.length === 0 ? NO_KEYS : keys
-  } catch {
-    // Bindings pino wrote in a shape of the user's own (formatters.bindings): left to pino's order.
-    return NO_KEYS
-  }
+/** The keys a logger's bindings set, other than its base and pino's own. */
+function ownBindingKeys(bound: readonly string[], baseKeys: ReadonlySet<string>, coreKeys: ReadonlySet<string>) {
+  if (bound.length === 0) return NO_KEYS
+  const keys = bound.filter((k) => !baseKeys.has(k) && !coreKeys.has(k))
+  return keys.length === 0 ? NO_KEYS : keys
 }
 
 /** pino's mark of a stream that reads `lastTime`, `lastObj`... (pino.multistream). */
@@ -45,6 +39,8 @@ export interface LoggerState {
   /** The pipeline's context writers it was made from. */
   readonly writers: ContextWriters<Problems>
   readonly view: View
+  /** The logger's stream, whose watch (`destination`) a child writing to it reuses. */
+  readonly stream: unknown
   readonly destination: DestinationState | undefined
   /** The logger's stream when it reads pino's line metadata (`lastTime`...), else undefined. */
   readonly metadata: { lastTime?: string } | undefined
@@ -69,22 +65,29 @@ export function loggerStates(
   rootView: View,
   baseKeys: ReadonlySet<string>,
 ): (logger: pino.Logger) => LoggerState {
-  const newState = (logger: pino.Logger): LoggerState => {
+  const newState = (logger: pino.Logger, inherited: LoggerState | undefined): LoggerState => {
     const l = logger as unknown as Logged & Views
     const chindings = l[chindingsSym]
     const writers = registry.contextWriters
-    const fixed = fixedStates.get(logger)
+    // Only a logger that cannot take a property has its state in the WeakMap.
+    const fixed = Object.isExtensible(logger) ? undefined : fixedStates.get(logger)
     if (fixed !== undefined && fixed.chindings === chindings && fixed.writers === writers) return fixed
     const stream = l[streamSym] as Record<symbol, unknown> | undefined
+    // A child writing where its parent writes (pino's children share the
+    // stream) takes the parent's watch of it: a request logger made per
+    // request then costs no lookups of the stream.
+    const same = inherited !== undefined && inherited.stream === stream
+    const bound = bindingKeys(logger)
     const s: LoggerState = {
       logger,
       chindings,
       writers,
       view: l[VIEW] ?? rootView,
-      destination: watchDestination(logger, counters),
+      stream,
+      destination: same ? inherited.destination : watchDestination(logger, counters),
       metadata: stream !== undefined && stream[NEEDS_METADATA] === true ? (stream as { lastTime?: string }) : undefined,
       writeContexts: writers.for(logger),
-      bound: parseBindingKeys(chindings, baseKeys, registry.coreKeys),
+      bound: ownBindingKeys(bound, baseKeys, registry.coreKeys),
     }
     if (Object.isExtensible(logger)) l[STATE] = s
     else fixedStates.set(logger, s)
@@ -100,7 +103,8 @@ export function loggerStates(
       s.writers === registry.contextWriters
     )
       return s
-    return newState(logger)
+    // Read through the prototype, `s` is the parent's state until the logger has its own.
+    return newState(logger, s !== undefined && s.writers === registry.contextWriters ? s : undefined)
   }
   return stateOf
 }

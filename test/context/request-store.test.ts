@@ -1,0 +1,79 @@
+import { describe, expect, it } from 'vitest'
+import { beginLine, endLine } from '../../src/context/line-scope.js'
+import { createRequestStore } from '../../src/context/request-store.js'
+
+interface Req {
+  user?: { id: string }
+  secret: string
+}
+
+describe('createRequestStore', () => {
+  it('has four own enumerable keys, and nothing else that leads to the request', () => {
+    const req: Req = { user: { id: 'u1' }, secret: 'token' }
+    const store = createRequestStore('r1', 'GET', '/users/:id', req, (r: Req) => r.user?.id)
+    expect(Reflect.ownKeys(store)).toEqual(['requestId', 'method', 'route', 'userId'])
+    expect({ ...store }).toEqual({ requestId: 'r1', method: 'GET', route: '/users/:id', userId: 'u1' })
+    expect(JSON.stringify(store)).toBe('{"requestId":"r1","method":"GET","route":"/users/:id","userId":"u1"}')
+    expect(structuredClone(store)).toEqual({ requestId: 'r1', method: 'GET', route: '/users/:id', userId: 'u1' })
+    expect(JSON.stringify(Object.getOwnPropertyDescriptors(store))).not.toContain('token')
+  })
+
+  it('reads a route function on every read, until the route is assigned', () => {
+    let route = '/path'
+    const store = createRequestStore('r1', 'GET', () => route, {}, undefined)
+    expect(store.route).toBe('/path')
+    route = '/users/:id'
+    expect(store.route).toBe('/users/:id')
+    store.route = 'assigned'
+    route = '/other'
+    expect(store.route).toBe('assigned')
+  })
+
+  it('asks user(req) once per line until it answers, keeps the answer, and lets an assignment win', () => {
+    const req: Req = { secret: 's' }
+    let calls = 0
+    const store = createRequestStore('r1', 'GET', undefined, req, (r: Req) => {
+      calls++
+      return r.user?.id
+    })
+    const outer = beginLine()
+    expect([store.userId, store.userId]).toEqual([undefined, undefined])
+    endLine(outer)
+    expect(calls).toBe(1)
+    req.user = { id: 'u2' }
+    const next = beginLine()
+    expect([store.userId, store.userId]).toEqual(['u2', 'u2'])
+    endLine(next)
+    expect(calls).toBe(2)
+    expect(store.userId).toBe('u2')
+    expect(calls).toBe(2)
+    store.userId = 'set'
+    expect(store.userId).toBe('set')
+  })
+
+  it('takes a throwing or odd user(req) as no user, and numbers as ids', () => {
+    const throwing = createRequestStore('r', 'GET', undefined, {}, () => {
+      throw new Error('auth')
+    })
+    expect(throwing.userId).toBeUndefined()
+    expect(createRequestStore('r', 'GET', undefined, {}, () => '').userId).toBeUndefined()
+    expect(createRequestStore('r', 'GET', undefined, {}, () => ({ id: 1 })).userId).toBeUndefined()
+    expect(createRequestStore('r', 'GET', undefined, {}, () => 42).userId).toBe('42')
+    expect(createRequestStore('r', 'GET', undefined, {}, () => 7n).userId).toBe('7')
+  })
+
+  it('keeps 10,000 stores apart', () => {
+    const stores = Array.from({ length: 10_000 }, (_, i) =>
+      createRequestStore(
+        `r${i}`,
+        'GET',
+        `/r/${i}`,
+        { user: { id: `u${i}` } },
+        (r: { user: { id: string } }) => r.user.id,
+      ),
+    )
+    stores[5]!.userId = 'changed'
+    expect(stores.map((s) => s.userId).filter((u, i) => u !== `u${i}`)).toEqual(['changed'])
+    expect(stores[9_999]!.route).toBe('/r/9999')
+  })
+})

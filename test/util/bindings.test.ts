@@ -1,0 +1,172 @@
+import pino from 'pino'
+import { afterEach, describe, expect, it, vi } from 'vitest'
+import { requestEnricher } from '../../enrichers/index.js'
+import { createPipeline } from '../../src/index.js'
+import { bindingKeys } from '../../src/util/bindings.js'
+
+const { chindingsSym } = pino.symbols
+
+/** What the whole bindings parse to, as pino's own `bindings()` parses them; none when they are not JSON. */
+function wholeParse(logger: pino.Logger): string[] {
+  const chindings = (logger as unknown as Record<symbol, unknown>)[chindingsSym]
+  if (typeof chindings !== 'string' || chindings.length < 2) return []
+  try {
+    return Object.keys(JSON.parse(`{${chindings.slice(1)}}`) as object)
+  } catch {
+    return []
+  }
+}
+
+const root = (options: pino.LoggerOptions = {}): pino.Logger => pino({ enabled: false, ...options })
+
+afterEach(() => {
+  vi.restoreAllMocks()
+})
+
+describe('bindingKeys', () => {
+  it.for([
+    ['a __proto__ key', () => root().child(JSON.parse('{"__proto__":{"polluted":1},"a":1}') as pino.Bindings)],
+    ['a value with escaped quotes that looks like a key', () => root().child({ note: 'x","reqId":"forged' })],
+    ['a key with a quote', () => root().child({ 'x","y': 1 })],
+    ['a key with a backslash', () => root().child({ 'x\\': 1 })],
+    ['a key with an escape JSON reads (\\u0062)', () => root().child({ 'a\\u0062': 1 })],
+    ['a key nested in a bound object', () => root().child({ req: { reqId: 'n', headers: { a: '}' } } })],
+    ['a child redefining its parent key', () => root().child({ reqId: 'a' }).child({ reqId: 'b', c: 1 })],
+    ['array-index keys bound over two levels', () => root().child({ 1: 'x', a: 2 }).child({ 0: 'y', b: 3 })],
+    ['a child of bindings that are not JSON', () => root().child({ 'x":{"y': 1 }).child({ 'z}': 2 })],
+    ['a parent with no base (empty chindings)', () => root({ base: null }).child({ a: 1 }).child({ b: 2 })],
+    [
+      'bindings renamed by formatters.bindings',
+      () => root({ formatters: { bindings: (b) => ({ ...b, extra: 1 }) } }).child({ a: 1 }),
+    ],
+    ['a child without bindings of its own', () => root().child({ a: 1 }).child({})],
+  ] as const)('lists the keys JSON.parse finds in the whole bindings: %s', ([, make]) => {
+    const logger = make()
+    expect([...bindingKeys(logger)]).toEqual(wholeParse(logger))
+    // Kept: the same answer again, not a new parse.
+    expect(bindingKeys(logger)).toBe(bindingKeys(logger))
+  })
+
+  it('keeps a nested key and a key inside a value out, and counts a redefined key once', () => {
+    const child = root()
+      .child({ req: { reqId: 'n' }, note: '","userId":"u' })
+      .child({ note: 'again' })
+    expect(bindingKeys(child)).toEqual(['pid', 'hostname', 'req', 'note'])
+    // pino escapes a key as JSON: a quote in one is part of the key.
+    expect(bindingKeys(root().child({ 'x","y': 1 }).child({ a: 1 }))).toEqual(['pid', 'hostname', 'x","y', 'a'])
+  })
+
+  it('sees setBindings() on the logger, and on its parent after the child was made', () => {
+    const parent = root().child({ a: 1 })
+    const child = parent.child({ b: 2 })
+    expect(bindingKeys(child)).toEqual(['pid', 'hostname', 'a', 'b'])
+    child.setBindings({ c: 3 })
+    expect(bindingKeys(child)).toEqual(['pid', 'hostname', 'a', 'b', 'c'])
+    // The child's bindings no longer begin with the parent's: the whole is parsed.
+    parent.setBindings({ d: 4 })
+    expect(bindingKeys(parent)).toEqual(['pid', 'hostname', 'a', 'd'])
+    expect(bindingKeys(child)).toEqual(['pid', 'hostname', 'a', 'b', 'c'])
+    expect(bindingKeys(parent.child({ e: 5 }))).toEqual(['pid', 'hostname', 'a', 'd', 'e'])
+  })
+
+  it('works on frozen loggers and on anything that is not a logger', () => {
+    const frozen = Object.freeze(root().child({ a: 1 }))
+    expect(bindingKeys(frozen)).toEqual(['pid', 'hostname', 'a'])
+    expect(bindingKeys(frozen)).toBe(bindingKeys(frozen))
+    // A logger that had its keys kept on it before it was frozen, then bound more (setBindings before freeze).
+    const sealed = root().child({ a: 1 })
+    bindingKeys(sealed)
+    sealed.setBindings({ b: 2 })
+    Object.freeze(sealed)
+    expect(bindingKeys(sealed)).toEqual(['pid', 'hostname', 'a', 'b'])
+    for (const v of [undefined, null, 1, 'x', {}, { [chindingsSym]: 7 }]) expect(bindingKeys(v)).toEqual([])
+  })
+
+  it('agrees with JSON.parse on 2,000 random loggers with hostile keys and values', () => {
+    // A fixed-seed generator: the same loggers on every run.
+    let seed = 0x2545f491
+    const rand = (n: number): number => {
+      seed ^= seed << 13
+      seed ^= seed >>> 17
+      seed ^= seed << 5
+      return (seed >>> 0) % n
+    }
+    const KEYS = [
+      'a',
+      'reqId',
+      '__proto__',
+      '0',
+      '7',
+      '42',
+      'x"y',
+      'q\\',
+      ' ',
+      '',
+      '}',
+      'a":1,"b',
+      'a":{"b',
+      'c"}',
+      'ü',
+    ]
+    const VALUES: unknown[] = ['s', '"quoted"', '\\', '","reqId":"f', 1, -0.5, true, null, { reqId: 1 }, ['}', '{'], '']
+    let checked = 0
+    for (let t = 0; t < 200; t++) {
+      let logger = root(rand(4) === 0 ? { base: null } : {})
+      for (let depth = 0; depth < 10; depth++) {
+        const bindings: Record<string, unknown> = {}
+        const n = rand(3)
+        for (let i = 0; i < n; i++) {
+          Object.defineProperty(bindings, KEYS[rand(KEYS.length)] as string, {
+            value: VALUES[rand(VALUES.length)],
+            enumerable: true,
+            configurable: true,
+            writable: true,
+          })
+        }
+        logger = logger.child(bindings)
+        // Now and then the keys of the parent are known first, so the child reuses them.
+        if (rand(2) === 0) expect([...bindingKeys(logger)]).toEqual(wholeParse(logger))
+        if (rand(8) === 0) logger.setBindings({ [KEYS[rand(KEYS.length)] as string]: 1 })
+        expect([...bindingKeys(logger)]).toEqual(wholeParse(logger))
+        checked++
+      }
+    }
+    expect(checked).toBe(2_000)
+  })
+
+  it("parses only what a child adds to its parent's bindings", () => {
+    const parent = root().child({ service: 'checkout' })
+    bindingKeys(parent)
+    const parse = vi.spyOn(JSON, 'parse')
+    const child = parent.child({ reqId: 'r-1' })
+    expect(bindingKeys(child)).toEqual(['pid', 'hostname', 'service', 'reqId'])
+    expect(parse.mock.calls.map((c) => c[0])).toEqual(['{"reqId":"r-1"}'])
+  })
+})
+
+describe('a request logger in snapshot and deferred mode', () => {
+  it.for(['snapshot', 'deferred'] as const)(
+    'parses its bindings once, its own part only, for every reader of them (%s)',
+    async (mode) => {
+      // The request fields: their writer, too, reads which of its keys the logger binds.
+      const p = createPipeline({ enrichers: [requestEnricher()] })
+      await p.ready()
+      const lines: string[] = []
+      const logger = pino(p.pinoOptions({ mode }), { write: (s: string) => void lines.push(s) })
+      logger.info('warm')
+      await p.flush()
+      const parse = vi.spyOn(JSON, 'parse')
+      const request = logger.child({ reqId: 'r-2', marker: 'one parse' })
+      request.info('first')
+      request.info('second')
+      await p.flush()
+      const ofRequest = parse.mock.calls.filter((c) => String(c[0]).includes('one parse'))
+      expect(ofRequest.map((c) => c[0])).toEqual(['{"reqId":"r-2","marker":"one parse"}'])
+      parse.mockRestore()
+      const written = lines.map((l) => JSON.parse(l) as Record<string, unknown>)
+      expect(written.map((l) => l.msg)).toEqual(['warm', 'first', 'second'])
+      expect(written[1]?.reqId).toBe('r-2')
+      await p.close()
+    },
+  )
+})
