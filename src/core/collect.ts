@@ -195,7 +195,8 @@ export class Collector {
           line.parts[i] = given[i]
           given[i] = undefined
         }
-        problems = read.problems
+        const found = read.problems
+        if (found !== undefined) problems = problems === undefined ? found : mergeProblems(problems, found)
         const slot = keyed[stop] as Slot
         const raw = read.raw
         read.raw = undefined

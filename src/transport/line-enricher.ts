@@ -265,15 +265,16 @@ class Taking {
  * The worker side of `pino-enrich/transport`: takes pino's output in chunks of
  * whole and partial lines, and hands on enriched text through `out`.
  *
- * While the pipeline has only global and context-fields enrichers, a line
- * with no line waiting ahead of it goes out in the same call, spliced in
- * place: the line up to its time, the prepared globals and context fields,
- * then the rest of the line without the capture. No object is made for it.
- * With keyed or function enrichers every line is gathered (cached values are
- * taken at once) and queued in arrival order, as in process, and goes out
- * when ready or at its deadline, spliced the same way.
- *
- *
+ * A line with no line waiting ahead of it whose keyed values are all at hand
+ * ({@link Collector.readCached}) goes out in the same call, spliced in
+ * place: the line up to its time, the prepared globals, the cached keyed
+ * values and context fields, then the rest of the line without the capture.
+ * No line object is made for it, and with global enrichers only not even its
+ * context. A line with a value to wait for, a line behind one, and every
+ * line while a function enricher is registered, is gathered (cached values
+ * are taken at once, keys already read are not read again) and queued in
+ * arrival order, as in process, and goes out when ready or at its deadline,
+ * spliced the same way.
  */
 export class LineEnricher {
   readonly #e: Enrichment
