@@ -16,6 +16,26 @@ const KEY_FAILED = Symbol('key failed')
 const UNSAFE_FLAT_KEYS: ReadonlySet<string> = new Set([...UNSAFE_KEYS, 'then'])
 
 /**
+ * What {@link Collector.readCached} found for a line: each keyed enricher's
+ * value at hand, by position, its problems, and where the read stopped (the
+ * first value that must be waited for, its key already read and looked up).
+ * One is kept by a reader and reused line after line: a line whose values are
+ * all at hand costs no allocation here.
+ */
+export class KeyedRead {
+  /** The keyed values by position. Emptied by whoever takes them, so that the next line starts from none. */
+  readonly parts: Array<Fields | undefined> = []
+  problems: Problems | undefined = undefined
+  /** Position of the keyed enricher whose value is missing, or -1 when every value is at hand. */
+  stop = -1
+  /** The keyed enrichers the read went through: the registry's array may be replaced before the read goes on. */
+  keyed: readonly Slot[] = []
+  /** The missing enricher's key as its `key()` returned it, and the cache key made of it. */
+  raw: unknown = undefined
+  key = ''
+}
+
+/**
  * The log path's read of keyed and function enrichers, one step for every
  * mode. A snapshot ({@link collectNow}) takes what is ready into the line's
  * object and refreshes what is missing; a line that may wait ({@link gather})
@@ -63,14 +83,42 @@ export class Collector {
   }
 
   /**
-   * Gathers a line's enrichment: what is ready now synchronously, the rest as
-   * it arrives until `done` is set. `onReady` runs once nothing is awaited.
+   * Reads a line's keyed enrichers into `into` (function and context-fields
+   * enrichers are the caller's) and returns true when every value is at hand:
+   * fresh, stale (a refresh is started), known failed, or not wanted (no key,
+   * below `minLevel`). Returns false at the first value that must be waited
+   * for, having read its key and looked it up: {@link gather} with `into`
+   * goes on from there, so that no `key()` runs twice for one line and no
+   * lookup is counted twice.
    */
-  gather(line: Line, writeContexts: ContextWriter<Problems> = this.#registry.writeContexts): void {
+  readCached(ctx: EnrichContext, now: number, into: KeyedRead): boolean {
     const outer = beginLine()
     this.enriching++
     try {
-      line.problems = this.#read(line.ctx, line.now, line.problems, undefined, line, writeContexts)
+      into.stop = -1
+      into.problems = this.#read(ctx, now, undefined, undefined, undefined, this.#registry.writeContexts, into)
+      return into.stop === -1
+    } finally {
+      this.enriching--
+      endLine(outer)
+    }
+  }
+
+  /**
+   * Gathers a line's enrichment: what is ready now synchronously, the rest as
+   * it arrives until `done` is set. `onReady` runs once nothing is awaited.
+   * With `from`, a {@link readCached} that stopped at a missing value, its
+   * values and problems are taken and the read goes on from that value.
+   */
+  gather(
+    line: Line,
+    writeContexts: ContextWriter<Problems> = this.#registry.writeContexts,
+    from: KeyedRead | undefined = undefined,
+  ): void {
+    const outer = beginLine()
+    this.enriching++
+    try {
+      line.problems = this.#read(line.ctx, line.now, line.problems, undefined, line, writeContexts, from)
     } finally {
       this.enriching--
       endLine(outer)
@@ -113,9 +161,12 @@ export class Collector {
 
   /**
    * The read, for a snapshot (`out` given: what is ready is assigned into it,
-   * a missing value is `pending` and refreshed) or for a line that may wait
+   * a missing value is `pending` and refreshed), for a line that may wait
    * (`line` given: what is ready goes into its parts, a missing value is
-   * loaded and waited for). Returns the problems, `problems` included.
+   * loaded and waited for), or for a line that goes out at once if it can
+   * (neither given, `read` given: keyed values only, into `read.parts`, up to
+   * the first missing one). A line given with `read` goes on where that read
+   * stopped. Returns the problems, `problems` included.
    */
   #read(
     ctx: EnrichContext,
@@ -124,12 +175,44 @@ export class Collector {
     out: Fields | undefined,
     line: Line | undefined,
     writeContexts: ContextWriter<Problems>,
+    read?: KeyedRead,
   ): Problems | undefined {
     const registry = this.#registry
-    const keyed = registry.keyed
+    let keyed: readonly Slot[] = registry.keyed
     const fns = registry.fns
     const level = ctx.level
-    for (let i = 0; i < keyed.length; i++) {
+    const parts = line === undefined ? read?.parts : line.parts
+    let i = 0
+    if (read !== undefined) {
+      if (line === undefined) read.keyed = keyed
+      else {
+        // Going on after readCached stopped: its values are taken as they are, its missing one is loaded with
+        // the key it read, and the keyed enrichers are those it went through.
+        keyed = read.keyed
+        const stop = read.stop
+        const given = read.parts
+        for (; i < stop; i++) {
+          line.parts[i] = given[i]
+          given[i] = undefined
+        }
+        const found = read.problems
+        if (found !== undefined) problems = problems === undefined ? found : mergeProblems(problems, found)
+        const slot = keyed[stop] as Slot
+        const raw = read.raw
+        read.raw = undefined
+        read.problems = undefined
+        const cache = slot.cache as SmartCache<Prepared | undefined>
+        this.#wait(
+          line,
+          stop,
+          slot,
+          cache.load(read.key, (_k, { signal }) => registry.compute(slot, raw, ctx, signal)),
+          read.key,
+        )
+        i = stop + 1
+      }
+    }
+    for (; i < keyed.length; i++) {
       const slot = keyed[i] as Slot
       if (level < slot.minLevel) continue
       const raw = rawKey(slot, ctx)
@@ -144,7 +227,7 @@ export class Collector {
       if (p.state === EntryState.Fresh || p.state === EntryState.Stale) {
         const v = p.value
         const fields = v === undefined || v.gen === registry.coreGen ? v?.fields : registry.fieldsOf(v)
-        if (line !== undefined) line.parts[i] = fields
+        if (parts !== undefined) parts[i] = fields
         else if (fields !== undefined) Object.assign(out as Fields, fields)
         if (v?.invalid) problems = addProblem(problems, ProblemKind.Invalid, slot.name)
         if (p.state === EntryState.Stale) {
@@ -156,7 +239,7 @@ export class Collector {
       // The error tier and an open breaker are known now: nothing to wait for.
       const open = p.state === EntryState.Miss && cache.breaker?.state === 'open'
       if (p.state === EntryState.Error || open) {
-        if (line !== undefined) line.parts[i] = slot.fallback
+        if (parts !== undefined) parts[i] = slot.fallback
         else if (slot.fallback !== undefined) Object.assign(out as Fields, slot.fallback)
         problems = slotProblem(problems, open ? ProblemKind.Open : problemOf(p.error), slot)
       } else if (line !== undefined) {
@@ -167,12 +250,21 @@ export class Collector {
           cache.load(k, (_k, { signal }) => registry.compute(slot, raw, ctx, signal)),
           k,
         )
+      } else if (out === undefined) {
+        // readCached: stops here, for gather to load this value and go on.
+        const r = read as KeyedRead
+        r.stop = i
+        r.raw = raw
+        r.key = k
+        return problems
       } else {
-        if (slot.fallback !== undefined) Object.assign(out as Fields, slot.fallback)
+        if (slot.fallback !== undefined) Object.assign(out, slot.fallback)
         problems = slotProblem(problems, ProblemKind.Pending, slot)
         this.#refresh(slot, k, raw, ctx)
       }
     }
+    // readCached reads keyed values only: the caller has none of the rest, or writes it itself.
+    if (line === undefined && out === undefined) return problems
     for (let j = 0; j < fns.length; j++) {
       const slot = fns[j] as Slot
       if (level < slot.minLevel) continue

@@ -1,5 +1,5 @@
 import { type ContextWriter, MAX_CONTEXT_VALUE_LENGTH } from '../context/writer.js'
-import type { Collector } from '../core/collect.js'
+import { type Collector, KeyedRead } from '../core/collect.js'
 import type { Enrichment } from '../core/enrichment.js'
 import type { Globals, View } from '../core/globals.js'
 import { Line } from '../core/line.js'
@@ -217,7 +217,20 @@ interface Memo {
   fragment: string
   mixinGlobals: View['mixinGlobals']
   problems: Problems | undefined
+  /** The keyed values it was made with, by position: cached values are the same objects while they stand. */
+  parts: ReadonlyArray<Fields | undefined>
   text: string
+}
+
+const NO_PARTS: ReadonlyArray<Fields | undefined> = Object.freeze([])
+
+const isFrozen = (part: Fields | undefined): boolean => part === undefined || Object.isFrozen(part)
+
+/** Whether two lines' keyed values are the same objects, position by position. */
+function sameParts(a: ReadonlyArray<Fields | undefined>, b: ReadonlyArray<Fields | undefined>): boolean {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
 }
 
 /** Output is handed on in pieces of about this many characters, or once per chunk. */
@@ -252,15 +265,16 @@ class Taking {
  * The worker side of `pino-enrich/transport`: takes pino's output in chunks of
  * whole and partial lines, and hands on enriched text through `out`.
  *
- * While the pipeline has only global and context-fields enrichers, a line
- * with no line waiting ahead of it goes out in the same call, spliced in
- * place: the line up to its time, the prepared globals and context fields,
- * then the rest of the line without the capture. No object is made for it.
- * With keyed or function enrichers every line is gathered (cached values are
- * taken at once) and queued in arrival order, as in process, and goes out
- * when ready or at its deadline, spliced the same way.
- *
- *
+ * A line with no line waiting ahead of it whose keyed values are all at hand
+ * ({@link Collector.readCached}) goes out in the same call, spliced in
+ * place: the line up to its time, the prepared globals, the cached keyed
+ * values and context fields, then the rest of the line without the capture.
+ * No line object is made for it, and with global enrichers only not even its
+ * context. A line with a value to wait for, a line behind one, and every
+ * line while a function enricher is registered, is gathered (cached values
+ * are taken at once, keys already read are not read again) and queued in
+ * arrival order, as in process, and goes out when ready or at its deadline,
+ * spliced the same way.
  */
 export class LineEnricher {
   readonly #e: Enrichment
@@ -270,6 +284,8 @@ export class LineEnricher {
   readonly #collect: Collector
   readonly #out: (text: string) => void
   readonly #queue: OrderedQueue<WorkerLine>
+  /** The keyed read of the line being taken, reused line after line. */
+  readonly #keyedRead = new KeyedRead()
   readonly #view: View
   readonly #errorKeyJson: string
   readonly #shape: Shape = { level: 0, time: 0, capture: undefined, insert: 0, at: 0, end: 0 }
@@ -422,6 +438,7 @@ export class LineEnricher {
     const registry = this.#registry
     const shape = this.#shape
     let ctx: EnrichContext
+    let from: KeyedRead | undefined
     let head: string | undefined
     let rest: string | undefined
     let redact: RedactWriter | undefined
@@ -445,12 +462,21 @@ export class LineEnricher {
         if (level === -1) level = levelOf(record.level)
         if (time === -1) time = typeof record.time === 'number' ? record.time : now
       }
-      if (registry.keyed.length === 0 && registry.fns.length === 0 && this.#queue.size === 0 && !cap.refused) {
+      const alone = registry.fns.length === 0 && this.#queue.size === 0 && !cap.refused
+      if (alone && registry.keyed.length === 0) {
         // Globals and context fields only, nothing queued ahead: out now.
-        this.#push(`${head}${this.#injected(level, cap)}${rest}`)
+        this.#push(`${head}${this.#injected(level, cap, NO_PARTS, this.#values.problems)}${rest}`)
         return
       }
       ctx = new LineContext(level, time, cap, head, rest, record)
+      if (alone) {
+        // Keyed values too: out now as well when each is at hand, else gathered from where the read stopped.
+        if (this.#collect.readCached(ctx, now, this.#keyedRead)) {
+          this.#push(this.#spliced(level, cap, head, rest))
+          return
+        }
+        from = this.#keyedRead
+      }
       redact = cap.redact
       contexts = cap.contexts
     } else {
@@ -462,7 +488,7 @@ export class LineEnricher {
       const time = typeof record.time === 'number' ? record.time : now
       ctx = { level: levelOf(record.level), time, record, context: undefined }
     }
-    this.#queue.push(this.#gathered(ctx, now, head, rest, undefined, ending(t, e, next), redact, contexts))
+    this.#queue.push(this.#gathered(ctx, now, head, rest, undefined, ending(t, e, next), redact, contexts, from))
   }
 
   /**
@@ -476,7 +502,7 @@ export class LineEnricher {
       return
     }
     const ctx: EnrichContext = { level: LEVELS.info, time: now, record: EMPTY, context: undefined }
-    this.#queue.push(this.#gathered(ctx, now, undefined, undefined, verbatim, '', undefined, undefined))
+    this.#queue.push(this.#gathered(ctx, now, undefined, undefined, verbatim, '', undefined, undefined, undefined))
   }
 
   #gathered(
@@ -488,20 +514,40 @@ export class LineEnricher {
     eol: string,
     redact: RedactWriter | undefined,
     contexts: ContextWriter<Problems> | undefined,
+    from: KeyedRead | undefined,
   ): WorkerLine {
     const line = new WorkerLine(ctx, now, this.#e.deadlineMs, head, rest, verbatim, eol, redact)
-    if (verbatim === undefined) this.#collect.gather(line, contexts)
+    if (verbatim === undefined) this.#collect.gather(line, contexts, from)
     return line
   }
 
   /**
-   * What goes after the time of a line that needs nothing else: globals,
-   * context fields, global problems. The same for every line of one level
-   * and capture while the globals stand, so made once for a run of them.
+   * A line whose keyed values {@link Collector.readCached} found at hand, as
+   * {@link #write} would write it gathered, spliced in place. The read's
+   * parts are emptied for the next line.
    */
-  #injected(level: number, cap: Captured): string {
+  #spliced(level: number, cap: Captured, head: string, rest: string): string {
+    const read = this.#keyedRead
+    const parts = read.parts
+    const text = this.#injected(level, cap, parts, this.#values.problemsFor(read.problems))
+    read.problems = undefined
+    for (let i = 0; i < parts.length; i++) parts[i] = undefined
+    return head + text + rest
+  }
+
+  /**
+   * What goes after the time of a line that waits for nothing: globals,
+   * keyed values (`parts`, by position), context fields, then `problems`.
+   * The same for every line of one level and capture while the globals and
+   * the cached values stand, so made once for a run of them.
+   */
+  #injected(
+    level: number,
+    cap: Captured,
+    parts: ReadonlyArray<Fields | undefined>,
+    problems: Problems | undefined,
+  ): string {
     const view = this.#view
-    const problems = this.#values.problems
     let m = this.#memo
     if (m !== undefined && m.cap !== cap) {
       // Lines of two captures in turn: the one before is kept too.
@@ -515,15 +561,27 @@ export class LineEnricher {
       m.level === level &&
       m.fragment === view.fragment &&
       m.mixinGlobals === view.mixinGlobals &&
-      m.problems === problems
+      m.problems === problems &&
+      sameParts(m.parts, parts)
     ) {
       return m.text
     }
     let fields: string
-    if (cap.redact === undefined) fields = this.#globals(level) + cap.contextJson
-    else {
+    if (cap.redact === undefined) {
+      fields = this.#globals(level)
+      for (let i = 0; i < parts.length; i++) {
+        const part = parts[i]
+        if (part !== undefined) fields += partJson(part)
+      }
+      fields += cap.contextJson
+    } else {
+      // As #write merges a gathered line: globals, keyed values, then context fields.
       const out: Fields = {}
       this.#values.assign(level, out)
+      for (let i = 0; i < parts.length; i++) {
+        const part = parts[i]
+        if (part !== undefined) Object.assign(out, part)
+      }
       const registry = this.#registry
       if (cap.context !== undefined && registry.contexts.length !== 0) {
         ;(cap.contexts ?? registry.writeContexts)(cap.context, level, out)
@@ -531,7 +589,18 @@ export class LineEnricher {
       fields = cap.redact(out)
     }
     const text = fields + this.#problems(problems)
-    this.#memo = { cap, level, fragment: view.fragment, mixinGlobals: view.mixinGlobals, problems, text }
+    // Kept only for values that cannot change under the same object: cached values are frozen.
+    this.#memo = parts.every(isFrozen)
+      ? {
+          cap,
+          level,
+          fragment: view.fragment,
+          mixinGlobals: view.mixinGlobals,
+          problems,
+          parts: parts.length === 0 ? NO_PARTS : parts.slice(),
+          text,
+        }
+      : undefined
     return text
   }
 

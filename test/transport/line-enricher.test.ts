@@ -2,12 +2,12 @@ import { EventEmitter } from 'node:events'
 import { Writable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 import pino from 'pino'
-import { afterEach, describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
 import { MAX_CONTEXT_VALUE_LENGTH } from '../../src/context/writer.js'
 import { enrichmentOf } from '../../src/core/enrichment.js'
 import { defineContextFields, defineEnricher } from '../../src/index.js'
 import enrichTransport, { EnrichToDestination } from '../../src/transport/index.js'
-import { LineEnricher } from '../../src/transport/line-enricher.js'
+import { LineEnricher, type Serializers } from '../../src/transport/line-enricher.js'
 import { runChild } from '../helpers/child.js'
 import { deferred } from '../helpers/deferred.js'
 import { duplicateKeys } from '../helpers/duplicate-keys.js'
@@ -804,5 +804,236 @@ describe('a backlog of megabytes handed over in one chunk', () => {
     // Taken in one go, 18,903 of the 20,000 went out without their user.
     expect(without).toBeLessThan(N / 100)
     expect(reads / N).toBeLessThan(4)
+  })
+})
+
+describe('LineEnricher: a line whose keyed values are all cached goes out in place', () => {
+  const NOTE = 'quote " backslash \\ newline \n separator \u2028 </script>'
+
+  /**
+   * The same input, in phases, through a pipeline of three keyed enrichers on
+   * an injected clock. `gathered` adds a function enricher that adds nothing:
+   * every line then takes the gathered path, the reference the in-place path
+   * must match byte for byte.
+   */
+  async function run(gathered: boolean, serializers?: Serializers) {
+    let t = 1_000_000
+    const clock = { now: () => t }
+    const calls: string[] = []
+    const keyed = (name: string, from: string, extra: { minLevel?: 'info' } = {}) =>
+      defineEnricher({
+        name,
+        key: (c) => {
+          calls.push(`${name} ${c.time}`)
+          const v = c.context?.[from]
+          if (v === 'throw') throw new Error('key failed')
+          return v as string | undefined
+        },
+        // A key() result that is a number reaches compute as it is.
+        compute: (id: unknown) => {
+          if (id === 'bad') throw new Error('backend down')
+          return { [name]: { id: String(id).slice(0, 20), note: NOTE } }
+        },
+        cache: { ttlMs: 1_000, staleMs: 10_000 },
+        ...extra,
+      })
+    const p = pipeline({
+      clock,
+      deadlineMs: 60_000,
+      enrichers: [defineEnricher({ name: 'host', compute: () => ({ host: { name: 'box' } }) })],
+    })
+    p.register(defineContextFields({ name: 'req', keys: { requestId: 'reqId' } }))
+    p.register(keyed('user', 'userId'))
+    p.register(keyed('tenant', 'tenantId'))
+    p.register(keyed('org', 'orgId', { minLevel: 'info' }))
+    if (gathered) p.register(() => undefined)
+    await p.ready()
+    const e = enrichmentOf(p)
+    const gather = vi.spyOn(e.collect, 'gather')
+    const out: string[] = []
+    const lines = new LineEnricher(e, (text) => out.push(text), serializers)
+    let time = 0
+    const next = (c: Record<string, unknown>, level = 30, capture = ctx(c)): string =>
+      `{"level":${level},"time":${++time}${capture},"msg":"m${time}"}\n`
+    const all = { requestId: 'r1', userId: 'u1', tenantId: 't1', orgId: 'o1' }
+    const redacted = `,${CAPTURE_KEY}:${JSON.stringify({ c: all, r: { paths: ['user.note'] } })}`
+    const warm = (): string =>
+      next(all) +
+      next({ userId: 'bad' }) +
+      next({ userId: 'throw', tenantId: 't1' }) +
+      next({ userId: { id: 1 }, tenantId: 't1' }) +
+      next({ userId: 7 }) +
+      next({ userId: '__proto__' }) +
+      next({ userId: 'x'.repeat(300) }) +
+      next(all, 20) +
+      next(all, 30, redacted) +
+      next({}) +
+      next(all, 30, '') +
+      // The tenant is missing between two cached values: gathered from where the read stopped.
+      next({ ...all, tenantId: `t${time}` }) +
+      // All cached, but behind the line waiting: queued too.
+      next(all)
+    const counts: number[] = []
+    const phase = async (input: string): Promise<void> => {
+      lines.write(input)
+      await lines.settled()
+      counts.push(gather.mock.calls.length)
+      gather.mockClear()
+    }
+    // Cold: every value is missed, and 'bad' fails into the error tier.
+    await phase(next(all) + next({ userId: 'bad' }))
+    await phase(warm())
+    // Everything warm() missed is cached now.
+    await phase(warm())
+    // Past ttlMs: the stale value is served, and a refresh started.
+    t += 1_500
+    await phase(next(all) + next(all))
+    // The refresh has landed: fresh again.
+    await phase(next(all))
+    return { text: out.join(''), calls, time, counts }
+  }
+
+  for (const [name, serializers] of [
+    ['', undefined],
+    [' and serializers', { user: (u: unknown) => ({ ...(u as object), seen: true }) }],
+  ] as const) {
+    it(`writes every line as the gathered path does: hits, misses between them, stale, failing, unusable and hostile keys, redact${name}`, async () => {
+      const inPlace = await run(false, serializers)
+      const reference = await run(true, serializers)
+      expect(inPlace.text).toBe(reference.text)
+      const written = inPlace.text
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+      expect(written.map((l) => l.msg)).toEqual(Array.from({ length: inPlace.time }, (_, i) => `m${i + 1}`))
+      const byMsg = (n: number) => written[n - 1] as Record<string, unknown>
+      const userNote = serializers === undefined ? {} : { seen: true }
+      // The second warm() pass: m16 to m28.
+      expect(byMsg(16)).toEqual({
+        level: 30,
+        time: 16,
+        host: { name: 'box' },
+        user: { id: 'u1', note: NOTE, ...userNote },
+        tenant: { id: 't1', note: NOTE },
+        org: { id: 'o1', note: NOTE },
+        reqId: 'r1',
+        msg: 'm16',
+      })
+      expect(byMsg(17)).toMatchObject({ enrich: { error: ['user'] } })
+      expect(byMsg(18)).toMatchObject({ enrich: { invalid: ['user'] }, tenant: { id: 't1' } })
+      expect(byMsg(19)).toMatchObject({ enrich: { invalid: ['user'] }, tenant: { id: 't1' } })
+      expect(byMsg(20)).toMatchObject({ user: { id: '7' } })
+      expect(byMsg(21)).toMatchObject({ user: { id: '__proto__' } })
+      expect(byMsg(22)).toMatchObject({ user: { id: 'x'.repeat(20) } })
+      expect(byMsg(23)).not.toHaveProperty('org')
+      expect(byMsg(24)).toMatchObject({ user: { id: 'u1', note: '[Redacted]', ...userNote } })
+      expect(byMsg(25)).toEqual({ level: 30, time: 25, host: { name: 'box' }, msg: 'm25' })
+      expect(byMsg(27)).toMatchObject({ user: { id: 'u1' }, tenant: { id: 't26' }, org: { id: 'o1' } })
+      expect(byMsg(29)).toMatchObject({ user: { id: 'u1' }, enrich: { stale: ['user', 'tenant', 'org'] } })
+      expect(byMsg(30)).toMatchObject({ enrich: { stale: ['user', 'tenant', 'org'] } })
+      expect(byMsg(31)).not.toHaveProperty('enrich')
+      // In place, only a line with a value to wait for, and those behind it, are gathered: from the first
+      // user 7 on in the first warm() pass, the new tenant and the line after it in the second.
+      expect(inPlace.counts).toEqual([2, 9, 2, 0, 0])
+      expect(reference.counts).toEqual([2, 13, 13, 2, 1])
+    })
+  }
+
+  it("calls each enricher's key() once per line, in place and gathered from a missing value on", async () => {
+    const { calls, time } = await run(false)
+    expect(new Set(calls).size).toBe(calls.length)
+    // Every line calls user and tenant; org too but at debug (m10 and m23).
+    expect(calls).toHaveLength(3 * time - 2)
+    const reference = await run(true)
+    expect(reference.calls).toEqual(calls)
+  })
+
+  it('calls key() once for a line written at its deadline, and for the cached lines held behind it', async () => {
+    vi.useFakeTimers()
+    try {
+      let t = 1_000
+      const clock = { now: () => t }
+      const calls: number[] = []
+      const p = pipeline({
+        clock,
+        deadlineMs: 10,
+        enrichers: [
+          defineEnricher({
+            name: 'user',
+            key: (c) => {
+              calls.push(c.time)
+              return c.context?.userId as string | undefined
+            },
+            // u1 answers at once; any other user hangs past every deadline.
+            compute: (id: string) => (id === 'u1' ? { user: { id } } : new Promise<never>(() => {})),
+            timeoutMs: 60_000,
+          }),
+        ],
+      })
+      await p.ready()
+      const { lines, text } = collect(p)
+      lines.write(line(1, ctx({ userId: 'u1' }), ',"msg":"a"}'))
+      await vi.advanceTimersByTimeAsync(0)
+      lines.write(
+        line(2, ctx({ userId: 'u1' }), ',"msg":"b"}') +
+          line(3, ctx({ userId: 'u2' }), ',"msg":"c"}') +
+          line(4, ctx({ userId: 'u1' }), ',"msg":"d"}'),
+      )
+      expect(text().trim().split('\n')).toHaveLength(2)
+      t += 20
+      await vi.advanceTimersByTimeAsync(20)
+      const written = text()
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+      expect(written.map((l) => [l.msg, l.enrich])).toEqual([
+        ['a', undefined],
+        ['b', undefined],
+        ['c', { timeout: ['user'] }],
+        ['d', undefined],
+      ])
+      expect(calls).toEqual([1, 2, 3, 4])
+    } finally {
+      vi.useRealTimers()
+    }
+  })
+
+  it('does not let an all-cached line overtake one waiting on a lookup', async () => {
+    const p = await contextOnly({ deadlineMs: 60_000 })
+    const answers = new Map<string, ReturnType<typeof deferred<Record<string, unknown>>>>()
+    p.register(
+      defineEnricher({
+        name: 'user',
+        key: (c) => c.context?.userId as string | undefined,
+        compute: (id: string) => {
+          const d = deferred<Record<string, unknown>>()
+          answers.set(id, d)
+          return d.promise
+        },
+        timeoutMs: 60_000,
+      }),
+    )
+    const { lines, text } = collect(p)
+    lines.write(line(1, ctx({ requestId: 'r1', userId: 'u1' }), ',"msg":"first"}'))
+    answers.get('u1')?.resolve({ user: { id: 'u1' } })
+    await lines.settled()
+    expect(text().split('\n')).toHaveLength(2)
+    // u1 is cached now; u2 waits, and the u1 lines after it have everything at hand.
+    lines.write(line(2, ctx({ requestId: 'r2', userId: 'u2' }), ',"msg":"waits"}'))
+    lines.write(line(3, ctx({ requestId: 'r3', userId: 'u1' }), ',"msg":"cached"}'))
+    lines.write(line(4, ctx({ requestId: 'r4', userId: 'u1' }), ',"msg":"cached too"}'))
+    expect(text().split('\n')).toHaveLength(2)
+    answers.get('u2')?.resolve({ user: { id: 'u2' } })
+    await lines.settled()
+    const msgs = text()
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { msg: string; user?: { id: string } })
+    expect(msgs.map((m) => [m.msg, m.user?.id])).toEqual([
+      ['first', 'u1'],
+      ['waits', 'u2'],
+      ['cached', 'u1'],
+      ['cached too', 'u1'],
+    ])
   })
 })

@@ -85,6 +85,28 @@ describe('pino-enrich/transport (real worker threads)', () => {
     expect(isoLine).not.toHaveProperty('@pino-enrich')
   })
 
+  it('writes lines whose user is cached in place, in order behind lines waiting on a lookup or past their deadline', async () => {
+    const file = join(dir, `t${++n}.ndjson`)
+    const enrich = createPipeline()
+    const transport = pipelineTransport(file, { enrichers: './test/fixtures/transport-keyed.mjs', deadlineMs: 500 })
+    const log = pino(enrich.pinoOptions({ mode: 'transport' }), transport)
+    const users = ['u1', 'u2', 'hang', 'u3']
+    for (let i = 0; i < 2_000; i++) {
+      const userId = users[i % 500 === 250 ? 2 : i < 1_000 ? i % 2 : 1 + (i % 3 === 0 ? 2 : 0)] as string
+      enrich.context.run({ requestId: `r${i}`, userId }, () => log.info({ i }, 'line'))
+    }
+    await finish(transport)
+    const lines = readLines(file)
+    expect(lines.map((l) => l.i)).toEqual(Array.from({ length: 2_000 }, (_, i) => i))
+    for (const line of lines) {
+      const i = line.i as number
+      expect(line).toMatchObject({ host: { name: 'worker-box' }, requestId: `r${i}` })
+      if (i % 500 === 250) expect(line).toMatchObject({ enrich: { timeout: ['user'] } })
+      else expect(line.user, `line ${i}`).toMatchObject({ id: expect.stringMatching(/^u[123]$/) })
+      expect(line).not.toHaveProperty('@pino-enrich')
+    }
+  })
+
   it('writes a line whose enricher hangs by its deadline, recording the timeout, without holding back later lines', async () => {
     const file = join(dir, `t${++n}.ndjson`)
     const enrich = createPipeline()
