@@ -219,6 +219,8 @@ export class Collector {
       const k = toKey(raw)
       if (k === undefined) continue
       if (k === null) {
+        // An async key(): unusable as a key, and its rejection is the enricher's, not an unhandled one.
+        if (isThenable(raw)) Promise.resolve(raw).catch(noop)
         problems = addProblem(problems, ProblemKind.Invalid, slot.name)
         continue
       }

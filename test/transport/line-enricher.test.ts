@@ -998,6 +998,40 @@ describe('LineEnricher: a line whose keyed values are all cached goes out in pla
     }
   })
 
+  it('records an async key() as invalid, in place and in a snapshot, and leaves no rejection unhandled', async () => {
+    const p = pipeline({ deadlineMs: 60_000, enrichers: [] })
+    p.register(
+      defineEnricher({
+        name: 'user',
+        // A mistake to expect: an async key(), here one whose promise rejects.
+        key: (async (c: { context?: Record<string, unknown> }) => {
+          throw new Error(`no key for ${String(c.context?.userId)}`)
+        }) as never,
+        compute: (id: string) => ({ user: { id } }),
+      }),
+    )
+    await p.ready()
+    const { lines, text } = collect(p)
+    lines.write(line(1, ctx({ userId: 'u1' }), ',"msg":"a"}') + line(2, ctx({ userId: 'u2' }), ',"msg":"b"}'))
+    await lines.settled()
+    const out = sink()
+    pino(p.pinoOptions(), out).info('snapshot')
+    // The rejections are observed a turn later: an unhandled one fails the run.
+    await new Promise<void>((resolve) => setImmediate(resolve))
+    const written = [
+      ...text()
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Record<string, unknown>),
+      ...out.lines(),
+    ]
+    expect(written.map((l) => [l.msg, l.enrich, l.user])).toEqual([
+      ['a', { invalid: ['user'] }, undefined],
+      ['b', { invalid: ['user'] }, undefined],
+      ['snapshot', { invalid: ['user'] }, undefined],
+    ])
+  })
+
   it('does not let an all-cached line overtake one waiting on a lookup', async () => {
     const p = await contextOnly({ deadlineMs: 60_000 })
     const answers = new Map<string, ReturnType<typeof deferred<Record<string, unknown>>>>()
