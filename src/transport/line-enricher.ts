@@ -529,10 +529,13 @@ export class LineEnricher {
   #spliced(level: number, cap: Captured, head: string, rest: string): string {
     const read = this.#keyedRead
     const parts = read.parts
-    const text = this.#injected(level, cap, parts, this.#values.problemsFor(read.problems))
-    read.problems = undefined
-    for (let i = 0; i < parts.length; i++) parts[i] = undefined
-    return head + text + rest
+    try {
+      return head + this.#injected(level, cap, parts, this.#values.problemsFor(read.problems)) + rest
+    } finally {
+      // Emptied even when writing threw: the next line must not start from this one's values.
+      read.problems = undefined
+      for (let i = 0; i < parts.length; i++) parts[i] = undefined
+    }
   }
 
   /**
@@ -739,7 +742,10 @@ export class LineEnricher {
             const v = f(fields[key])
             // As pino: a value with no JSON form (undefined, a function) leaves the key out. One that
             // cannot be serialized (a BigInt, a cycle, a toJSON that throws) costs its key as a throw does.
-            if (JSON.stringify(v) !== undefined) out[key] = v
+            // What is kept is a copy made of that JSON: a getter, toJSON or Proxy is read once, here, and
+            // cannot throw later, out of the writer below and the line's write.
+            const json = JSON.stringify(v)
+            if (json !== undefined) out[key] = JSON.parse(json) as unknown
           } catch {
             // A serializer that throws costs its own key, never the line (left out: its input may be what it hides).
           }

@@ -1032,6 +1032,50 @@ describe('LineEnricher: a line whose keyed values are all cached goes out in pla
     ])
   })
 
+  it("reads a serializer's output once: one that throws when read again costs no line, and leaves nothing to the next", async () => {
+    const p = pipeline({ deadlineMs: 60_000, enrichers: [] })
+    p.register(
+      defineEnricher({
+        name: 'user',
+        key: (c) => c.context?.userId as string | undefined,
+        compute: (id: string) => ({ user: { id } }),
+      }),
+    )
+    await p.ready()
+    const out: string[] = []
+    const serializers: Serializers = {
+      // Each result can be read once only: a second read of `id` throws.
+      user: (u: unknown) => {
+        let reads = 0
+        const id = (u as { id: string }).id
+        return {
+          get id() {
+            if (reads++ !== 0) throw new Error('read twice')
+            return id
+          },
+        }
+      },
+    }
+    const lines = new LineEnricher(enrichmentOf(p), (text) => out.push(text), serializers)
+    lines.write(line(1, ctx({ userId: 'u1' }), ',"msg":"gathered"}'))
+    await lines.settled()
+    // u1 is cached now: in place, then a line with no user at all.
+    expect(() =>
+      lines.write(line(2, ctx({ userId: 'u1' }), ',"msg":"in place"}') + line(3, ctx({}), ',"msg":"no user"}')),
+    ).not.toThrow()
+    await lines.settled()
+    const written = out
+      .join('')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+    expect(written.map((l) => [l.msg, l.user])).toEqual([
+      ['gathered', { id: 'u1' }],
+      ['in place', { id: 'u1' }],
+      ['no user', undefined],
+    ])
+  })
+
   it('does not let an all-cached line overtake one waiting on a lookup', async () => {
     const p = await contextOnly({ deadlineMs: 60_000 })
     const answers = new Map<string, ReturnType<typeof deferred<Record<string, unknown>>>>()
