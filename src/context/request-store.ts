@@ -48,6 +48,8 @@ class RequestStore<R> {
   #userSet = false
   #userValue: string | undefined
   #userLine = 0
+  /** While `user(req)` runs: a line it logs reads the id as it is, rather than asking it again. */
+  #userAsking = false
 
   constructor(
     requestId: string,
@@ -84,12 +86,19 @@ class RequestStore<R> {
     userIdAccessor = {
       get(this: RequestStore<unknown>): string | undefined {
         const user = this.#user
-        if (this.#userValue !== undefined || this.#userSet || user === undefined) return this.#userValue
+        if (this.#userValue !== undefined || this.#userSet || user === undefined || this.#userAsking) {
+          return this.#userValue
+        }
         // Outside a line (the application reading the store) it is asked every time.
         const line = lineNow()
         if (line === 0 || line !== this.#userLine) {
           this.#userLine = line
-          this.#userValue = userIdOf(user, this.#req)
+          this.#userAsking = true
+          try {
+            this.#userValue = userIdOf(user, this.#req)
+          } finally {
+            this.#userAsking = false
+          }
         }
         return this.#userValue
       },
