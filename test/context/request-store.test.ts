@@ -105,4 +105,34 @@ describe('createRequestStore', () => {
     expect((JSON.parse(lines[1] as string) as { userId?: string }).userId).toBe('u1')
     await enrich.close()
   })
+
+  it.for(['snapshot', 'deferred'] as const)(
+    'lets a context made with Object.create(store) read route and userId through it (%s)',
+    async (mode) => {
+      const enrich = createPipeline({ enrichers: [requestEnricher()] })
+      const lines: string[] = []
+      const logger = pino(enrich.pinoOptions({ mode }), { write: (s: string) => void lines.push(s) })
+      const store = createRequestStore(
+        'r1',
+        'GET',
+        () => '/users/:id',
+        {},
+        () => 'u1',
+      )
+      const derived = Object.assign(Object.create(store) as object, { tenant: 't1' }) as typeof store
+      expect([derived.route, derived.userId]).toEqual(['/users/:id', 'u1'])
+      enrich.context.run(derived, () => logger.info('derived'))
+      await enrich.flush()
+      const line = JSON.parse(lines[0] as string) as Record<string, unknown>
+      expect([line.reqId, line.reqRoute, line.userId]).toEqual(['r1', '/users/:id', 'u1'])
+      derived.userId = 'u2'
+      expect([store.userId, derived.userId]).toEqual(['u2', 'u2'])
+      // A copy of the accessors alone leads to no store: it reads nothing and keeps what is assigned to it.
+      const copied = Object.defineProperties({}, Object.getOwnPropertyDescriptors(store)) as typeof store
+      expect(copied.route).toBeUndefined()
+      copied.route = '/set'
+      expect([copied.route, store.route]).toEqual(['/set', '/users/:id'])
+      await enrich.close()
+    },
+  )
 })
