@@ -28,6 +28,14 @@ export function createRequestStore<R>(
   return new RequestStore(requestId, method, route, req, user) as unknown as RequestContext
 }
 
+/**
+ * Whether `v` is a store {@link createRequestStore} made: a deferred line
+ * copies it at the call as it copies a plain object, its accessors read then.
+ */
+export function isRequestStore(v: object): boolean {
+  return RequestStore.is(v)
+}
+
 let routeAccessor: PropertyDescriptor
 let userIdAccessor: PropertyDescriptor
 
@@ -90,6 +98,11 @@ class RequestStore<R> {
       // A Proxy's getPrototypeOf trap threw: no store to read.
     }
     return undefined
+  }
+
+  /** Whether `o` is a store itself (not one made from it). */
+  static is(o: object): boolean {
+    return #routeSet in o
   }
 
   static {
