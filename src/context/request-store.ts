@@ -28,6 +28,14 @@ export function createRequestStore<R>(
   return new RequestStore(requestId, method, route, req, user) as unknown as RequestContext
 }
 
+/**
+ * Whether `v` is a store {@link createRequestStore} made: a deferred line
+ * copies it at the call as it copies a plain object, its accessors read then.
+ */
+export function isRequestStore(v: object): boolean {
+  return RequestStore.is(v)
+}
+
 let routeAccessor: PropertyDescriptor
 let userIdAccessor: PropertyDescriptor
 
@@ -48,6 +56,8 @@ class RequestStore<R> {
   #userSet = false
   #userValue: string | undefined
   #userLine = 0
+  /** While `user(req)` runs: a line it logs reads the id as it is, rather than asking it again. */
+  #userAsking = false
 
   constructor(
     requestId: string,
@@ -69,38 +79,87 @@ class RequestStore<R> {
     Object.defineProperty(this, 'userId', userIdAccessor)
   }
 
+  /**
+   * The store an accessor was read on: `o` itself, or for an object made
+   * with `Object.create(store)` the store it inherits from (a few levels at
+   * most). Undefined for one that leads to none (the accessors copied with
+   * `Object.getOwnPropertyDescriptors`), or whose prototype cannot be read.
+   */
+  static #of(o: object): RequestStore<unknown> | undefined {
+    if (#routeSet in o) return o as RequestStore<unknown>
+    let p: unknown = o
+    try {
+      for (let i = 0; i < MAX_DERIVED_DEPTH; i++) {
+        p = Object.getPrototypeOf(p)
+        if (typeof p !== 'object' || p === null) return undefined
+        if (#routeSet in p) return p as RequestStore<unknown>
+      }
+    } catch {
+      // A Proxy's getPrototypeOf trap threw: no store to read.
+    }
+    return undefined
+  }
+
+  /** Whether `o` is a store itself (not one made from it). */
+  static is(o: object): boolean {
+    return #routeSet in o
+  }
+
   static {
     routeAccessor = {
-      get(this: RequestStore<unknown>): string | undefined {
-        return this.#routeSet ? this.#routeValue : (this.#route as () => string | undefined)()
+      get(this: object): string | undefined {
+        const s = RequestStore.#of(this)
+        if (s === undefined) return undefined
+        return s.#routeSet ? s.#routeValue : (s.#route as () => string | undefined)()
       },
-      set(this: RequestStore<unknown>, value: string | undefined) {
-        this.#routeSet = true
-        this.#routeValue = value
+      set(this: object, value: string | undefined) {
+        const s = RequestStore.#of(this)
+        if (s === undefined) return ownValue(this, 'route', value)
+        s.#routeSet = true
+        s.#routeValue = value
       },
       enumerable: true,
       configurable: true,
     }
     userIdAccessor = {
-      get(this: RequestStore<unknown>): string | undefined {
-        const user = this.#user
-        if (this.#userValue !== undefined || this.#userSet || user === undefined) return this.#userValue
+      get(this: object): string | undefined {
+        const s = RequestStore.#of(this)
+        if (s === undefined) return undefined
+        const user = s.#user
+        if (s.#userValue !== undefined || s.#userSet || user === undefined || s.#userAsking) {
+          return s.#userValue
+        }
         // Outside a line (the application reading the store) it is asked every time.
         const line = lineNow()
-        if (line === 0 || line !== this.#userLine) {
-          this.#userLine = line
-          this.#userValue = userIdOf(user, this.#req)
+        if (line === 0 || line !== s.#userLine) {
+          s.#userLine = line
+          s.#userAsking = true
+          try {
+            s.#userValue = userIdOf(user, s.#req)
+          } finally {
+            s.#userAsking = false
+          }
         }
-        return this.#userValue
+        return s.#userValue
       },
-      set(this: RequestStore<unknown>, value: string | undefined) {
-        this.#userSet = true
-        this.#userValue = value
+      set(this: object, value: string | undefined) {
+        const s = RequestStore.#of(this)
+        if (s === undefined) return ownValue(this, 'userId', value)
+        s.#userSet = true
+        s.#userValue = value
       },
       enumerable: true,
       configurable: true,
     }
   }
+}
+
+/** Prototypes an accessor looks through for the store an object was made from with `Object.create`. */
+const MAX_DERIVED_DEPTH = 16
+
+/** An assignment to an accessor of an object that leads to no store: kept as the object's own value. */
+function ownValue(o: object, key: string, value: unknown): void {
+  Object.defineProperty(o, key, { value, writable: true, enumerable: true, configurable: true })
 }
 
 /** `user(req)` as a string id, or undefined; it must never throw into a log call. */

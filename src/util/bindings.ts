@@ -28,6 +28,17 @@ const fixed = new WeakMap<object, Parsed>()
  * alone, once, for every reader of them.
  */
 export function bindingKeys(logger: unknown): readonly string[] {
+  return keysAt(logger, 0)
+}
+
+/**
+ * Ancestors whose keys are worked out, at most, to reuse them for a child:
+ * past it the child parses its whole bindings, so a chain of thousands of
+ * children (each a level of the prototype chain) never runs out of stack.
+ */
+const MAX_ANCESTORS = 32
+
+function keysAt(logger: unknown, depth: number): readonly string[] {
   if (typeof logger !== 'object' || logger === null) return NONE
   const l = logger as Parsable
   const chindings = l[chindingsSym]
@@ -37,7 +48,7 @@ export function bindingKeys(logger: unknown): readonly string[] {
   let known = l[PARSED]
   if (!extensible && (known === undefined || known.chindings !== chindings)) known = fixed.get(logger)
   if (known !== undefined && known.chindings === chindings) return known.keys
-  const keys = keysOf(logger, chindings)
+  const keys = keysOf(logger, chindings, depth)
   const parsed: Parsed = { chindings, keys }
   if (!extensible) fixed.set(logger, parsed)
   else {
@@ -51,8 +62,8 @@ export function bindingKeys(logger: unknown): readonly string[] {
   return keys
 }
 
-function keysOf(logger: object, chindings: string): readonly string[] {
-  const parent = Object.getPrototypeOf(logger) as Record<symbol, unknown> | null
+function keysOf(logger: object, chindings: string, depth: number): readonly string[] {
+  const parent = depth < MAX_ANCESTORS ? (Object.getPrototypeOf(logger) as Record<symbol, unknown> | null) : null
   const prefix = parent === null ? undefined : parent[chindingsSym]
   if (
     typeof prefix === 'string' &&
@@ -61,7 +72,7 @@ function keysOf(logger: object, chindings: string): readonly string[] {
     chindings.charCodeAt(prefix.length) === COMMA &&
     chindings.startsWith(prefix)
   ) {
-    const inherited = bindingKeys(parent)
+    const inherited = keysAt(parent, depth + 1)
     // With at least one key the parent's part is a complete JSON member list,
     // so the whole parses exactly when the added part does, with the keys of
     // both. Otherwise (bindings that are not JSON, or no member) only the

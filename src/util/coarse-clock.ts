@@ -55,7 +55,11 @@ export function createCoarseClock(host: CoarseClockHost): Clock {
   }
   return {
     now(): number {
-      if (!host.cacheable()) return host.now()
+      if (!host.cacheable()) {
+        // What was kept is older than this exact read: kept on, it would take the clock back.
+        held = false
+        return host.now()
+      }
       if (held && --left > 0) return time
       time = host.now()
       held = true

@@ -1,8 +1,10 @@
+import { isRequestStore } from '../context/request-store.js'
 import type { Fields } from '../enricher.js'
 
 /**
- * Copies what a deferred line will show, at the call: plain objects, arrays
- * and errors (own properties, `cause`, prototype kept, so `instanceof` and
+ * Copies what a deferred line will show, at the call: plain objects (and a
+ * request store, its accessors read), arrays and errors (own properties,
+ * `cause`, prototype kept, so `instanceof` and
  * pino's `err` serializer see the same thing), to any depth, cycles kept as
  * cycles. Anything else (a `Date`, a `Map`, a class instance such as a request
  * a serializer reads) is kept by reference: copying it would change what a
@@ -37,7 +39,9 @@ function copy(v: unknown, seen: Map<object, unknown>, budget: { left: number }):
     return out
   }
   const proto: unknown = Object.getPrototypeOf(v)
-  if (proto === Object.prototype || proto === null) {
+  // A request store is read through accessors, as the plain object it replaced was: its values at the call.
+  const store = proto !== Object.prototype && proto !== null && isRequestStore(v)
+  if (proto === Object.prototype || proto === null || store) {
     budget.left--
     const out: Record<string, unknown> = proto === null ? Object.create(null) : {}
     seen.set(v, out)

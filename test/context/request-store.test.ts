@@ -1,6 +1,10 @@
+import { Writable } from 'node:stream'
+import pino from 'pino'
 import { describe, expect, it } from 'vitest'
+import { requestEnricher } from '../../enrichers/index.js'
 import { beginLine, endLine } from '../../src/context/line-scope.js'
 import { createRequestStore } from '../../src/context/request-store.js'
+import { createPipeline } from '../../src/index.js'
 
 interface Req {
   user?: { id: string }
@@ -76,4 +80,59 @@ describe('createRequestStore', () => {
     expect(stores.map((s) => s.userId).filter((u, i) => u !== `u${i}`)).toEqual(['changed'])
     expect(stores[9_999]!.route).toBe('/r/9999')
   })
+
+  it('calls a user(req) that logs once for the line, not again for each line it logs', async () => {
+    const enrich = createPipeline({ enrichers: [requestEnricher()] })
+    const lines: string[] = []
+    const dest = new Writable({
+      write(chunk, _encoding, cb) {
+        lines.push(String(chunk))
+        cb()
+      },
+    })
+    const logger = pino(enrich.pinoOptions({}), dest)
+    let calls = 0
+    const store = createRequestStore('r1', 'GET', '/x', {}, () => {
+      calls++
+      // Bounded: without a guard every line it logs asks it again.
+      if (calls < 1_000) logger.info('resolving user')
+      return 'u1'
+    })
+    enrich.context.run(store, () => logger.info('hello'))
+    await new Promise<void>((resolve) => setImmediate(resolve))
+    expect(calls).toBe(1)
+    expect(lines.map((l) => (JSON.parse(l) as { msg: string }).msg)).toEqual(['resolving user', 'hello'])
+    expect((JSON.parse(lines[1] as string) as { userId?: string }).userId).toBe('u1')
+    await enrich.close()
+  })
+
+  it.for(['snapshot', 'deferred'] as const)(
+    'lets a context made with Object.create(store) read route and userId through it (%s)',
+    async (mode) => {
+      const enrich = createPipeline({ enrichers: [requestEnricher()] })
+      const lines: string[] = []
+      const logger = pino(enrich.pinoOptions({ mode }), { write: (s: string) => void lines.push(s) })
+      const store = createRequestStore(
+        'r1',
+        'GET',
+        () => '/users/:id',
+        {},
+        () => 'u1',
+      )
+      const derived = Object.assign(Object.create(store) as object, { tenant: 't1' }) as typeof store
+      expect([derived.route, derived.userId]).toEqual(['/users/:id', 'u1'])
+      enrich.context.run(derived, () => logger.info('derived'))
+      await enrich.flush()
+      const line = JSON.parse(lines[0] as string) as Record<string, unknown>
+      expect([line.reqId, line.reqRoute, line.userId]).toEqual(['r1', '/users/:id', 'u1'])
+      derived.userId = 'u2'
+      expect([store.userId, derived.userId]).toEqual(['u2', 'u2'])
+      // A copy of the accessors alone leads to no store: it reads nothing and keeps what is assigned to it.
+      const copied = Object.defineProperties({}, Object.getOwnPropertyDescriptors(store)) as typeof store
+      expect(copied.route).toBeUndefined()
+      copied.route = '/set'
+      expect([copied.route, store.route]).toEqual(['/set', '/users/:id'])
+      await enrich.close()
+    },
+  )
 })

@@ -1,6 +1,7 @@
 import { Writable } from 'node:stream'
 import pino from 'pino'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import { createRequestStore } from '../../src/context/request-store.js'
 import { defineEnricher, type Fields, type Pipeline } from '../../src/index.js'
 import { type Deferred, deferred } from '../helpers/deferred.js'
 import { trackPipelines } from '../helpers/pipelines.js'
@@ -285,6 +286,17 @@ describe('a deferred line shows what pino would have written at the call', () =>
     expect(third).toMatchObject({ msg: 'boom', err: { message: 'boom', code: 'E1', detail: { retry: false } } })
     expect(third?.err).toMatchObject({ type: 'Error', stack: expect.stringContaining('boom') })
     expect(fourth).toMatchObject({ msg: 'wrapped', err: { message: 'boom', code: 'E1' } })
+  })
+
+  it('a request store logged as an object, its route and userId assigned after the call', async () => {
+    const { gates, out, log } = setup()
+    const store = createRequestStore('r1', 'GET', '/users/7', {}, () => 'u7')
+    log.info({ user: 'u1', ctx: store }, 'waits')
+    store.route = '/users/:id'
+    store.userId = 'someone else'
+    gates.get('u1')?.resolve({ name: 'one' })
+    await vi.advanceTimersByTimeAsync(0)
+    expect(out.lines()[0]?.ctx).toEqual({ requestId: 'r1', method: 'GET', route: '/users/7', userId: 'u7' })
   })
 
   it("a child's setBindings() after the call does not reach the line", async () => {

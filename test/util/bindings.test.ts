@@ -134,6 +134,17 @@ describe('bindingKeys', () => {
     expect(checked).toBe(2_000)
   })
 
+  it('answers for a chain of 5,000 children, each adding a key, as pino logs from it', async () => {
+    const p = createPipeline({ enrichers: [requestEnricher()] })
+    const lines: string[] = []
+    let logger = pino(p.pinoOptions({}), { write: (s: string) => void lines.push(s) })
+    for (let i = 0; i < 5_000; i++) logger = logger.child({ [`k${i % 3}`]: i })
+    expect([...bindingKeys(logger)]).toEqual(wholeParse(logger))
+    expect(() => logger.info('deep')).not.toThrow()
+    expect((JSON.parse(lines[0] as string) as Record<string, unknown>).k1).toBe(4_999)
+    await p.close()
+  }, 60_000)
+
   it("parses only what a child adds to its parent's bindings", () => {
     const parent = root().child({ service: 'checkout' })
     bindingKeys(parent)

@@ -134,6 +134,21 @@ describe('createCoarseClock', () => {
     expect(state.refreshed).toBe(1)
   })
 
+  it('never goes back to a time it held before an exact read, when it may cache again in the same turn', () => {
+    const { state, host } = manualHost()
+    const clock = createCoarseClock(host)
+    expect(clock.now()).toBe(1_000)
+    // Fake timers installed and removed within one turn: the timer has not fired.
+    state.cacheable = false
+    state.time = 1_100
+    expect(clock.now()).toBe(1_100)
+    state.cacheable = true
+    state.time = 1_101
+    const after = clock.now()
+    expect(after).toBeGreaterThanOrEqual(1_100)
+    expect(after).toBe(1_101)
+  })
+
   it('unrefs a real timer: it never keeps the process alive', () => {
     let made: NodeJS.Timeout | undefined
     const clock = createCoarseClock({
