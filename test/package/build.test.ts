@@ -37,14 +37,36 @@ describe('the built entry points', () => {
     expect(ours.length).toBeLessThanOrEqual(8)
   })
 
-  it('load no Node built-in with the core entry that pino, its dependency lru-cache or any ES module file does not load already', async () => {
-    const [core, lru, empty] = await Promise.all([
-      builtins('pino-enrich'),
-      builtins('lru-cache'),
-      builtins('./empty.mjs'),
-    ])
-    const expected = new Set([...lru, ...empty])
+  it('load no package with the core entry: lru-cache is loaded by the first cache built, not by the import', async () => {
+    const others = (await loaded('pino-enrich')).filter((url) => !url.startsWith(dist))
+    expect(others).toEqual([])
+  })
+
+  it('load no Node built-in with the core entry that pino or any ES module file does not load already', async () => {
+    const [core, empty] = await Promise.all([builtins('pino-enrich'), builtins('./empty.mjs')])
+    const expected = new Set(empty)
     expect(core.filter((m) => !expected.has(m))).toEqual([])
+  })
+
+  it('load lru-cache, and what it loads, on first use: with the first SmartCache or the first enricher registered', async () => {
+    // require.cache lists the CommonJS files loaded; the hooks of loaded-files.mjs would not see them.
+    const code = `
+      import { createRequire } from 'node:module'
+      const cache = createRequire(import.meta.url).cache
+      const lru = () => Object.keys(cache).some((f) => f.includes('/node_modules/lru-cache/'))
+      const perf = () => process.moduleLoadList.includes('NativeModule perf_hooks')
+      const { SmartCache, createPipeline, defineEnricher, defaultPipeline } = await import('pino-enrich')
+      const seen = [lru(), perf()]
+      const enrich = createPipeline()
+      seen.push(lru())
+      enrich.register(defineEnricher({ name: 'a', key: () => 'k', compute: () => ({ a: 1 }) }))
+      seen.push(lru(), perf())
+      const c = new SmartCache({ max: 2 })
+      await c.getOrCompute('k', () => 1)
+      seen.push(defaultPipeline instanceof enrich.constructor)
+      console.log(JSON.stringify(seen))
+    `
+    expect(JSON.parse(await node(['--input-type=module', '-e', code]))).toEqual([false, false, false, true, true, true])
   })
 
   it('share one copy of the code two entries use: the Express entry refuses a context the core entry made', async () => {
