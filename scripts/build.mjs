@@ -11,6 +11,19 @@
 // (pino, lru-cache, the optional peers) stay imports, resolved from the
 // application as before.
 //
+// The code the entries share is one chunk, not one per set of entries using it
+// (the errors and breaker for the Redis entry, the context for Express and
+// Fastify, the metrics for prom-client ...): each file costs the loader about
+// a millisecond, and the core entry loaded five chunks. esbuild makes a chunk
+// per set of entries that reach a module, so each other entry is built as if
+// it also imported the core entry (`besideCore`): each is used beside it (an
+// Express or Fastify context, a store or a metrics registry is given a
+// pipeline or an enricher's cache; the transport and the built-ins import it
+// already), so none loads code its user does not run anyway. `ignoreAnnotations`
+// keeps that import: package.json's `sideEffects: false` would drop it. The
+// sources carry no pure annotations, and packages are external, so nothing
+// else in the output changes.
+//
 // Each entry keeps the path tsc gave it (dist/src/index.js ...), beside its
 // .d.ts; the types are tsc's alone (tsconfig.build.json: emitDeclarationOnly).
 // No source maps: tsc's build emitted none either.
@@ -34,6 +47,22 @@ for (const target of Object.values(pkg.exports)) {
   entryPoints[name] = `${name}.ts`
 }
 
+const core = join(root, entryPoints['src/index'])
+const others = new Set(Object.values(entryPoints).map((file) => join(root, file)))
+others.delete(core)
+
+/** Appends `import '<core entry>'` to each entry but the core one, as built: the sources are left alone. */
+const besideCore = {
+  name: 'beside-core',
+  setup(b) {
+    b.onLoad({ filter: /\.ts$/ }, (args) => {
+      if (!others.has(args.path)) return undefined
+      const text = readFileSync(args.path, 'utf8')
+      return { contents: `${text}\nimport ${JSON.stringify(core)}\n`, loader: 'ts' }
+    })
+  },
+}
+
 const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc')
 execFileSync(process.execPath, [tsc, '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' })
 
@@ -50,6 +79,8 @@ const result = await build({
   packages: 'external',
   tsconfig: 'tsconfig.build.json',
   metafile: true,
+  ignoreAnnotations: true,
+  plugins: [besideCore],
   logLevel: 'warning',
 })
 
