@@ -1,5 +1,4 @@
-import { createRequire } from 'node:module'
-import type { LRUCache } from 'lru-cache'
+import { LRUCache } from 'lru-cache'
 import {
   BREAKER_DEFAULTS,
   type BreakerOptions,
@@ -32,19 +31,6 @@ import { TagIndex } from './tag-index.js'
 export type { PeekResult } from './entry.js'
 export type { StoreStats } from './shared-tier.js'
 export { EntryState }
-
-// lru-cache is loaded by the first cache built, not at import: with what it
-// loads (node:perf_hooks), it was a fifth of the core entry's own import time,
-// and an application that imports the package without building an enricher
-// (types, errors, a module that only defines enrichers) never needs it. It is
-// required, as keys.ts does node:crypto, since a constructor cannot await;
-// its CommonJS build is the same code as its ES module one.
-let LRU: typeof LRUCache | undefined
-
-function lruCache(): typeof LRUCache {
-  LRU ??= (createRequire(import.meta.url)('lru-cache') as typeof import('lru-cache')).LRUCache
-  return LRU
-}
 
 /** Options of {@link SmartCache}. Per-call options override these. */
 export interface SmartCacheOptions {
@@ -300,7 +286,7 @@ export class SmartCache<V> {
         : new CircuitBreaker(this.name, { clock: options.clock ?? systemClock, ...(options.breaker ?? {}) })
     // Storage only: expiry is ours (three tiers, one clock), so lru-cache's ttl
     // is off, and so is fetch(), which aborts in-flight fetches it evicts.
-    this.#lru = new (lruCache())<string, Entry<V>>({
+    this.#lru = new LRUCache<string, Entry<V>>({
       // lru-cache allocates `max` slots up front: a max of 10 ** 8 or 2 ** 31 ran the
       // process out of memory at construction. Past PREALLOCATED_MAX the same bound is
       // kept as a total size of one per entry, whose storage grows with the entries.
