@@ -362,7 +362,6 @@ async function run(
   within: (fn: () => Promise<void>) => Promise<void>,
   enrich?: Pipeline,
 ): Promise<void> {
-  const cpu0 = process.cpuUsage()
   const started = performance.now()
   await within(async () => {
     for (let i = 0; i < LINES; i++) {
@@ -375,15 +374,13 @@ async function run(
   dest.end()
   await closed
   const ms = performance.now() - started
-  const cpu = process.cpuUsage(cpu0)
-  report(ms, enrich, (cpu.user + cpu.system) / 1_000)
+  report(ms, enrich)
 }
 
-/** `cpuMs`: the process's CPU time over the timed loop (user + system), steadier than `ms` on a busy machine. */
-function report(ms: number, enrich?: Pipeline, cpuMs?: number): void {
+function report(ms: number, enrich?: Pipeline): void {
   const records = enrich?.stats().records
   process.stdout.write(
-    `${JSON.stringify({ ms, cpuMs, maxAddedDelayMs: records?.maxAddedDelayMs, timedOut: records?.timedOut })}\n`,
+    `${JSON.stringify({ ms, maxAddedDelayMs: records?.maxAddedDelayMs, timedOut: records?.timedOut })}\n`,
   )
 }
 
