@@ -213,7 +213,13 @@ function deferredQueue(e: Enrichment, io: DeferredWriter) {
         return
       }
       if (registry.keyed.length === 0) {
-        direct(logger, args, method, undefined)
+        // One line for all its request fields: a request store asks `user(req)` once, however many read userId.
+        const outer = beginLine()
+        try {
+          direct(logger, args, method, undefined)
+        } finally {
+          endLine(outer)
+        }
         return
       }
       const first = args[0]

@@ -1,5 +1,6 @@
 import pino from 'pino'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import { createRequestStore } from '../../src/context/request-store.js'
 import { defineContextFields, defineEnricher, type Fields, type Pipeline } from '../../src/index.js'
 import { type Deferred, deferred } from '../helpers/deferred.js'
 import { trackPipelines } from '../helpers/pipelines.js'
@@ -167,6 +168,26 @@ describe('a deferred line with every value at hand is the snapshot line, written
       ['at hand', 't3'],
       ['at hand too', 't3'],
     ])
+  })
+})
+
+describe('a deferred line written in its call reads its request store once', () => {
+  it('two request-fields enrichers reading userId: user(req) is asked once per line while it has no id', async () => {
+    const p = pipeline()
+    p.register(defineContextFields({ name: 'a', keys: { userId: 'userId' } }))
+    p.register(defineContextFields({ name: 'b', keys: { userId: 'uid' } }))
+    let calls = 0
+    const store = createRequestStore('r1', 'GET', '/x', {}, () => {
+      calls++
+      return undefined
+    })
+    const out = sink()
+    const log = pino(p.pinoOptions({ mode: 'deferred' }), out)
+    p.context.run(store, () => {
+      for (let i = 0; i < 10; i++) log.info('line')
+    })
+    expect(out.lines()).toHaveLength(10)
+    expect(calls).toBe(10)
   })
 })
 
