@@ -89,10 +89,12 @@ export class Collector {
    * below `minLevel`). Returns false at the first value that must be waited
    * for, having read its key and looked it up: {@link gather} with `into`
    * goes on from there, so that no `key()` runs twice for one line and no
-   * lookup is counted twice.
+   * lookup is counted twice. `inLine`: the caller has begun the line
+   * ({@link beginLine}) and ends it once the rest of the line is read, so that
+   * a request store's `user(req)` is asked once for all of it.
    */
-  readCached(ctx: EnrichContext, now: number, into: KeyedRead): boolean {
-    const outer = beginLine()
+  readCached(ctx: EnrichContext, now: number, into: KeyedRead, inLine = false): boolean {
+    const outer = inLine ? -1 : beginLine()
     this.enriching++
     try {
       into.stop = -1
@@ -100,7 +102,7 @@ export class Collector {
       return into.stop === -1
     } finally {
       this.enriching--
-      endLine(outer)
+      if (outer !== -1) endLine(outer)
     }
   }
 
@@ -108,20 +110,22 @@ export class Collector {
    * Gathers a line's enrichment: what is ready now synchronously, the rest as
    * it arrives until `done` is set. `onReady` runs once nothing is awaited.
    * With `from`, a {@link readCached} that stopped at a missing value, its
-   * values and problems are taken and the read goes on from that value.
+   * values and problems are taken and the read goes on from that value;
+   * `inLine` as for that read.
    */
   gather(
     line: Line,
     writeContexts: ContextWriter<Problems> = this.#registry.writeContexts,
     from: KeyedRead | undefined = undefined,
+    inLine = false,
   ): void {
-    const outer = beginLine()
+    const outer = inLine ? -1 : beginLine()
     this.enriching++
     try {
       line.problems = this.#read(line.ctx, line.now, line.problems, undefined, line, writeContexts, from)
     } finally {
       this.enriching--
-      endLine(outer)
+      if (outer !== -1) endLine(outer)
     }
   }
 

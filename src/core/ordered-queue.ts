@@ -100,6 +100,22 @@ export class OrderedQueue<T extends QueuedLine> implements ActiveQueue {
     this.#enqueue(item)
   }
 
+  /**
+   * Marks a write made by the caller, outside the queue, as under way: a line
+   * that waits for nothing, with nothing ahead (see {@link busy}), written in
+   * its log call without becoming a queued item. Lines logged meanwhile queue
+   * behind it; {@link release} writes them once it returns, as {@link push} does.
+   */
+  hold(): void {
+    this.#writing = true
+  }
+
+  /** Ends the write {@link hold} began and writes what was queued meanwhile. */
+  release(): void {
+    this.#writing = false
+    if (this.#items.length !== this.#head) this.drain(false)
+  }
+
   /** Queues a line that waits, or that has lines ahead of it. */
   #enqueue(item: T): void {
     const start = this.#ticks.now()

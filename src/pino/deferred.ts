@@ -1,4 +1,6 @@
 import pino, { type LoggerOptions } from 'pino'
+import { beginLine, endLine } from '../context/line-scope.js'
+import { KeyedRead } from '../core/collect.js'
 import type { Enrichment } from '../core/enrichment.js'
 import { Line } from '../core/line.js'
 import { OrderedQueue } from '../core/ordered-queue.js'
@@ -105,19 +107,36 @@ export function writeAsCalled(item: Pending): void {
   }
 }
 
+/** How deferred mode writes its lines: the pieces of the one pino write it shares with snapshot mode. */
+export interface DeferredWriter {
+  /** How many lines' writes the call being made is made from within. */
+  depth(): number
+  stateOf(logger: pino.Logger): LoggerState
+  /** Writes a line that waited (or went through the queue): what was gathered for it. */
+  write(item: Pending): void
+  /**
+   * Writes a line in its call, as a snapshot line is written, when it waits
+   * for nothing and nothing is ahead of it: with `read`, the keyed values
+   * found at hand for it (the writer empties it); without, there are none.
+   */
+  writeNow(logger: pino.Logger, args: unknown[], method: LogMethod, read: KeyedRead | undefined): void
+}
+
 /**
  * Deferred mode: lines queue in call order (see {@link OrderedQueue}); on
  * process exit every waiting line is written synchronously with what is ready.
  * The pipeline and the exit drain know the queue only while it holds lines.
+ *
+ * A line that waits for nothing, with nothing queued or being written, is
+ * written in its call as a snapshot line is: no queued item, no copy of its
+ * arguments, its keyed values (if any) read once into a {@link KeyedRead}
+ * kept for the next line. Function enrichers may answer with a promise, known
+ * only once called, so a pipeline with any takes the queued path.
  */
-function deferredQueue(
-  e: Enrichment,
-  depthNow: () => number,
-  stateOf: (logger: pino.Logger) => LoggerState,
-  write: (item: Pending) => void,
-) {
-  const { clock, counters } = e
+function deferredQueue(e: Enrichment, io: DeferredWriter) {
+  const { clock, counters, registry } = e
   const collector = e.collect
+  const { depth: depthNow, stateOf, write, writeNow } = io
   const queue: OrderedQueue<Pending> = new OrderedQueue<Pending>(e, write, (active) => {
     if (active) {
       e.queues.add(queue)
@@ -128,38 +147,93 @@ function deferredQueue(
     }
   })
   listenAtExit()
+  const read = new KeyedRead()
+
+  // Written in the call, as the queue writes a line: one logged meanwhile queues behind it.
+  const direct = (logger: pino.Logger, args: unknown[], method: LogMethod, from: KeyedRead | undefined): void => {
+    queue.hold()
+    try {
+      writeNow(logger, args, method, from)
+    } catch (err) {
+      // A line that pino's write refused throws to the caller, as in pino, and is counted.
+      counters.dropped++
+      throw err
+    } finally {
+      queue.release()
+    }
+  }
+
+  const queued = (
+    logger: pino.Logger,
+    args: unknown[],
+    method: LogMethod,
+    level: number,
+    ctx: EnrichContext | undefined,
+    from: KeyedRead | undefined,
+  ): void => {
+    const depth = depthNow()
+    if (depth > MAX_NESTED_WRITES) {
+      // Each write logs again: queued, the loop that writes would never end.
+      counters.dropped++
+      return
+    }
+    const first = args[0]
+    const plain = ctx === undefined ? isPlain(first) : ctx.record === first
+    const state = stateOf(logger)
+    if (ctx === undefined) {
+      const record = plain ? (first as Record<string, unknown>) : EMPTY
+      ctx = { level, time: clock.now(), record, context: e.context.get() }
+    }
+    const item = new Pending(ctx, e.deadlineMs, logger, state, args, method, depth)
+    if (e.closed) counters.afterClose++
+    // Logged from inside an enricher of this pipeline: written as it is, not enriched again.
+    else if (collector.enriching === 0) {
+      // `from`: readCached stopped at a missing value; the read goes on from there.
+      collector.gather(item, state.writeContexts, from, from !== undefined)
+    }
+    // The line is written later: it shows its objects, format arguments,
+    // errors and bindings as they are now, as pino would have. A line
+    // written at once (every value cached) pays nothing for this.
+    if (item.waiting !== undefined || queue.busy) copyAtCallOf(item)
+    queue.push(item)
+    // Queued with its record kept by reference: copyAtCall gave up on it
+    // (reading it threw: a getter or a Proxy trap somewhere inside). Its top
+    // level is still copied, so a key the caller sets after the call does not show.
+    if (plain && !item.done && args[0] === first) copyTopLevel(item, first as object)
+    if (exiting) drainAtExit(queue, logger)
+    // Written during the call, a line that pino's write refused throws to the caller, as in pino.
+    if (item.done && item.failure !== undefined) throw item.failure
+  }
 
   return {
     call(this: void, logger: pino.Logger, args: unknown[], method: LogMethod, level: number): void {
-      const depth = depthNow()
-      if (depth > MAX_NESTED_WRITES) {
-        // Each write logs again: queued, the loop that writes would never end.
-        counters.dropped++
+      // Nothing ahead and nothing to wait for but keyed values: the snapshot's path, after one check.
+      if (queue.busy || exiting || e.closed || collector.enriching !== 0 || registry.fns.length !== 0) {
+        queued(logger, args, method, level, undefined, undefined)
         return
       }
-      const time = clock.now()
-      let record: Record<string, unknown> = EMPTY
+      if (registry.keyed.length === 0) {
+        // One line for all its request fields: a request store asks `user(req)` once, however many read userId.
+        const outer = beginLine()
+        try {
+          direct(logger, args, method, undefined)
+        } finally {
+          endLine(outer)
+        }
+        return
+      }
       const first = args[0]
-      const plain = isPlain(first)
-      if (plain) record = first as Record<string, unknown>
-      const state = stateOf(logger)
+      const record = isPlain(first) ? (first as Record<string, unknown>) : EMPTY
+      const time = clock.now()
       const ctx: EnrichContext = { level, time, record, context: e.context.get() }
-      const item = new Pending(ctx, e.deadlineMs, logger, state, args, method, depth)
-      if (e.closed) counters.afterClose++
-      // Logged from inside an enricher of this pipeline: written as it is, not enriched again.
-      else if (collector.enriching === 0) collector.gather(item, state.writeContexts)
-      // The line is written later: it shows its objects, format arguments,
-      // errors and bindings as they are now, as pino would have. A line
-      // written at once (every value cached) pays nothing for this.
-      if (item.waiting !== undefined || queue.busy) copyAtCallOf(item)
-      queue.push(item)
-      // Queued with its record kept by reference: copyAtCall gave up on it
-      // (reading it threw: a getter or a Proxy trap somewhere inside). Its top
-      // level is still copied, so a key the caller sets after the call does not show.
-      if (plain && !item.done && args[0] === first) copyTopLevel(item, first as object)
-      if (exiting) drainAtExit(queue, logger)
-      // Written during the call, a line that pino's write refused throws to the caller, as in pino.
-      if (item.done && item.failure !== undefined) throw item.failure
+      // One line from the keyed read to the context fields written in the mixin (or gathered, if it waits).
+      const outer = beginLine()
+      try {
+        if (collector.readCached(ctx, time, read, true)) direct(logger, args, method, read)
+        else queued(logger, args, method, level, ctx, read)
+      } finally {
+        endLine(outer)
+      }
     },
   }
 }
@@ -172,11 +246,9 @@ function deferredQueue(
 export function deferredHooks(
   e: Enrichment,
   hooks: LoggerOptions['hooks'],
-  depthNow: () => number,
-  stateOf: (logger: pino.Logger) => LoggerState,
-  write: (item: Pending) => void,
+  io: DeferredWriter,
 ): NonNullable<LoggerOptions['hooks']> {
-  const queue = deferredQueue(e, depthNow, stateOf, write)
+  const queue = deferredQueue(e, io)
   const userHook = hooks?.logMethod
   // One stand-in per pino log method, named and shaped like it, handed to the
   // user's hook: calling it queues the line instead of writing it.

@@ -1,9 +1,10 @@
 import { tracingChannel } from 'node:diagnostics_channel'
 import pino, { type LoggerOptions } from 'pino'
+import type { KeyedRead } from '../core/collect.js'
 import type { Enrichment } from '../core/enrichment.js'
 import type { View } from '../core/globals.js'
 import type { Line } from '../core/line.js'
-import { type Problems, problemsJson } from '../core/problems.js'
+import { mergeProblems, type Problems, problemsJson } from '../core/problems.js'
 import type { EnrichContext, Fields } from '../enricher.js'
 import { assignOwn } from '../util/copy.js'
 import { deferredHooks, type Pending, writeAsCalled } from './deferred.js'
@@ -47,6 +48,11 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
   const timePart = timeFormatter(user.timestamp)
   // The deferred line being written now; pino's write is synchronous, so one slot suffices.
   let current: Pending | undefined
+  // A deferred line written in its call (no Pending): 1 while pino writes it,
+  // for the depth of a line logged meanwhile; with keyed enrichers, the keyed
+  // values its call found at hand.
+  let directDepth = 0
+  let directRead: KeyedRead | undefined
   // The line's call time, and the clock's time when pino took the line.
   let lineTime = 0
   let lineNow = 0
@@ -178,10 +184,43 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
     if (all !== undefined) out[errorKey] = all
     return finish(out, s, mergeObject, level, logger)
   }
+  // A deferred line written in its call, its keyed values read there: as the snapshot's, those values in place of collect().
+  const readMixin = (mergeObject: object, level: number, logger: pino.Logger, read: KeyedRead): object => {
+    directRead = undefined
+    counters.enriched++
+    const s = stateOf(logger)
+    if (s.destination?.failed === true) counters.dropped++
+    const out = globalFields(s, level)
+    const parts = read.parts
+    for (let i = 0; i < parts.length; i++) {
+      const part = parts[i]
+      if (part === undefined) continue
+      Object.assign(out, part)
+      parts[i] = undefined
+    }
+    let problems = read.problems
+    read.problems = undefined
+    if (registry.contexts.length !== 0) {
+      const c = getContext()
+      if (c !== undefined) {
+        const refused = s.writeContexts(c, level, out)
+        if (refused !== undefined) problems = mergeProblems(problems, refused)
+      }
+    }
+    const all = problems === undefined ? globals.problems : globals.problemsFor(problems)
+    if (all !== undefined) out[errorKey] = all
+    return finish(out, s, mergeObject, level, logger)
+  }
   // A deferred line being written: what was gathered for it.
   const deferredMixin = (mergeObject: object, level: number, logger: pino.Logger): object => {
     const line = current
-    if (line === undefined) return snapshotMixin(mergeObject, level, logger)
+    if (line === undefined) {
+      // Written in its call: the snapshot's line, with the keyed values its call read if it read any.
+      const read = directRead
+      return read === undefined
+        ? snapshotMixin(mergeObject, level, logger)
+        : readMixin(mergeObject, level, logger, read)
+    }
     counters.enriched++
     const s = line.logger === logger ? line.state : stateOf(logger)
     if (s.destination?.failed === true) counters.dropped++
@@ -238,12 +277,10 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
     hooks: { ...user.hooks, streamWrite },
   }
   if (deferred) {
-    options.hooks = deferredHooks(
-      e,
-      options.hooks,
-      () => (current === undefined ? 0 : current.depth + 1),
+    options.hooks = deferredHooks(e, options.hooks, {
+      depth: () => (current === undefined ? directDepth : current.depth + 1),
       stateOf,
-      (item) => {
+      write: (item) => {
         current = item
         try {
           if (item.chindings === undefined) item.method.apply(item.logger, item.args)
@@ -255,7 +292,22 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
           current = undefined
         }
       },
-    )
+      writeNow: (logger, args, method, read) => {
+        directDepth = 1
+        directRead = read
+        try {
+          method.apply(logger, args)
+        } finally {
+          directDepth = 0
+          if (read !== undefined && directRead === read) {
+            // pino threw before its mixin took them: the next line must not start from these values.
+            directRead = undefined
+            read.problems = undefined
+            read.parts.length = 0
+          }
+        }
+      },
+    })
   }
   return options
 }

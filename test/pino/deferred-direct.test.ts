@@ -1,0 +1,245 @@
+import pino from 'pino'
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import { createRequestStore } from '../../src/context/request-store.js'
+import { defineContextFields, defineEnricher, type Fields, type Pipeline } from '../../src/index.js'
+import { type Deferred, deferred } from '../helpers/deferred.js'
+import { trackPipelines } from '../helpers/pipelines.js'
+import { sink } from '../helpers/sink.js'
+
+// A deferred line that waits for nothing, with nothing queued, is written in
+// its call as a snapshot line is. These pin what that line shares with the
+// snapshot's and what it keeps of deferred mode.
+
+const { pipeline, closePipelines } = trackPipelines()
+
+beforeEach(() => {
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date', 'performance'] })
+})
+
+afterEach(async () => {
+  await closePipelines()
+  vi.useRealTimers()
+})
+
+const STORE = { requestId: 'r1', userId: 'u1' }
+
+/** Globals, request fields and, with `keyed`, a keyed enricher on the request's user (cache: 1 s fresh, 1 min stale). */
+async function setup(opts: { keyed?: boolean; failing?: boolean } = {}) {
+  const computes: string[] = []
+  const gates = new Map<string, Deferred<Fields>>()
+  const p = pipeline({
+    deadlineMs: 50,
+    enrichers: [defineEnricher({ name: 'service', compute: () => ({ service: 'checkout' }) })],
+  })
+  p.register(defineContextFields({ name: 'request', keys: { requestId: 'requestId', userId: 'userId' } }))
+  if (opts.keyed === true) {
+    p.register(
+      defineEnricher({
+        name: 'tenant',
+        key: (ctx) => (ctx.record.user as string | undefined) ?? (ctx.context?.userId as string | undefined),
+        compute: (id: string) => {
+          computes.push(id)
+          if (opts.failing === true) return Promise.reject(new Error('down'))
+          const d = deferred<Fields>()
+          gates.set(id, d)
+          return d.promise
+        },
+        cache: { ttlMs: 1_000, staleMs: 60_000, jitter: 0 },
+        breaker: false,
+        fallback: { tenant: 'unknown' },
+      }),
+    )
+  }
+  await p.ready()
+  return { p, computes, gates }
+}
+
+/** The same call through a snapshot logger and a deferred logger of one pipeline: their chunks. */
+function both(p: Pipeline, options: pino.LoggerOptions, call: (log: pino.Logger) => void) {
+  const snap = sink()
+  const def = sink()
+  const s = pino(p.pinoOptions({ mode: 'snapshot', ...options }), snap)
+  const d = pino(p.pinoOptions({ mode: 'deferred', ...options }), def)
+  p.context.run(STORE, () => {
+    call(s)
+    call(d)
+  })
+  return { snap: snap.chunks, def: def.chunks }
+}
+
+describe('a deferred line with every value at hand is the snapshot line, written in its call', () => {
+  it('globals and request fields only: the same bytes as snapshot mode, written before the call returns', async () => {
+    const { p } = await setup()
+    const err = new Error('boom')
+    const { snap, def } = both(p, { base: { pid: 1, hostname: 'h' } }, (log) => {
+      log.info({ a: 1 }, 'one')
+      log.child({ phase: 'x' }).warn('two %s', 'arg')
+      log.error(err)
+    })
+    expect(def).toHaveLength(3)
+    expect(def).toEqual(snap)
+    expect(JSON.parse(def[0] as string)).toMatchObject({ service: 'checkout', requestId: 'r1', userId: 'u1', a: 1 })
+  })
+
+  it('a keyed value cached, then stale (with its problem), then in the error tier (fallback and problem): the same bytes', async () => {
+    const { p, gates } = await setup({ keyed: true })
+    const d = pino(p.pinoOptions({ mode: 'deferred' }), sink())
+    d.info({ user: 'u1' }, 'fills the cache')
+    gates.get('u1')?.resolve({ tenant: 't1' })
+    await vi.advanceTimersByTimeAsync(0)
+    const call = (log: pino.Logger): void => log.info({ user: 'u1', a: 1 }, 'cached')
+    const fresh = both(p, {}, call)
+    expect(fresh.def).toEqual(fresh.snap)
+    expect(JSON.parse(fresh.def[0] as string)).toMatchObject({ tenant: 't1', requestId: 'r1', a: 1 })
+    await vi.advanceTimersByTimeAsync(1_500)
+    const stale = both(p, {}, call)
+    expect(stale.def).toEqual(stale.snap)
+    expect(JSON.parse(stale.def[0] as string)).toMatchObject({ tenant: 't1', enrich: { stale: ['tenant'] } })
+    d.info({ user: 'bad' }, 'its compute fails')
+    gates.get('bad')?.reject(new Error('down'))
+    await vi.advanceTimersByTimeAsync(0)
+    const failed = both(p, {}, (log) => log.info({ user: 'bad' }, 'failed'))
+    expect(failed.def).toEqual(failed.snap)
+    expect(JSON.parse(failed.def[0] as string)).toMatchObject({ tenant: 'unknown', enrich: { error: ['tenant'] } })
+  })
+
+  it("with a user mixin, its merge strategy, a serializer and a child's bindings: the same bytes", async () => {
+    const { p, gates } = await setup({ keyed: true })
+    pino(p.pinoOptions({ mode: 'deferred' }), sink()).info({ user: 'u2' }, 'fill')
+    gates.get('u2')?.resolve({ tenant: 't2' })
+    await vi.advanceTimersByTimeAsync(0)
+    const options: pino.LoggerOptions = {
+      mixin: (o) => ({ seen: Object.keys(o).length }),
+      mixinMergeStrategy: (o, m) => Object.assign({}, m, o),
+      serializers: { a: (v: number) => v * 10 },
+    }
+    const { snap, def } = both(p, options, (log) => log.child({ tenant: 'bound' }).info({ user: 'u2', a: 2 }, 'm'))
+    expect(def).toEqual(snap)
+    // The child's binding ranks above the enricher, as in snapshot mode.
+    expect(JSON.parse(def[0] as string)).toMatchObject({ tenant: 'bound', seen: 2, a: 20 })
+  })
+
+  it("a line logged from the write of one written in its call is written after it, with its arguments' values at its call", async () => {
+    const { p } = await setup()
+    const out = sink()
+    const nestedArg = { step: 1 }
+    let log: pino.Logger | undefined
+    let nested = 0
+    log = pino(
+      p.pinoOptions({
+        mode: 'deferred',
+        serializers: {
+          a: (v: unknown) => {
+            if (nested++ === 0) {
+              log?.info({ arg: nestedArg }, 'nested')
+              // Queued behind the line being written: it must show the value at its call.
+              nestedArg.step = 2
+              expect(out.chunks).toHaveLength(0)
+            }
+            return v
+          },
+        },
+      }),
+      out,
+    )
+    log.info({ a: 1 }, 'outer')
+    expect(out.lines().map((l) => [l.msg, l.arg])).toEqual([
+      ['outer', undefined],
+      ['nested', { step: 1 }],
+    ])
+    expect(p.stats().records.dropped).toBe(0)
+  })
+
+  it('two loggers of one pipeline on one destination: a line at hand is written at once, behind nothing of its own logger', async () => {
+    const { p, gates } = await setup({ keyed: true })
+    const out = sink()
+    const a = pino(p.pinoOptions({ mode: 'deferred' }), out)
+    const b = a.child({ from: 'child' })
+    a.info({ user: 'u3' }, 'waits')
+    b.info({ user: 'u3' }, 'behind it')
+    expect(out.chunks).toHaveLength(0)
+    gates.get('u3')?.resolve({ tenant: 't3' })
+    await vi.advanceTimersByTimeAsync(0)
+    b.info({ user: 'u3' }, 'at hand')
+    a.info({ user: 'u3' }, 'at hand too')
+    expect(out.lines().map((l) => [l.msg, l.tenant])).toEqual([
+      ['waits', 't3'],
+      ['behind it', 't3'],
+      ['at hand', 't3'],
+      ['at hand too', 't3'],
+    ])
+  })
+})
+
+describe('a deferred line written in its call reads its request store once', () => {
+  it('two request-fields enrichers reading userId: user(req) is asked once per line while it has no id', async () => {
+    const p = pipeline()
+    p.register(defineContextFields({ name: 'a', keys: { userId: 'userId' } }))
+    p.register(defineContextFields({ name: 'b', keys: { userId: 'uid' } }))
+    let calls = 0
+    const store = createRequestStore('r1', 'GET', '/x', {}, () => {
+      calls++
+      return undefined
+    })
+    const out = sink()
+    const log = pino(p.pinoOptions({ mode: 'deferred' }), out)
+    p.context.run(store, () => {
+      for (let i = 0; i < 10; i++) log.info('line')
+    })
+    expect(out.lines()).toHaveLength(10)
+    expect(calls).toBe(10)
+  })
+})
+
+describe('a deferred line whose keyed value is missing', () => {
+  it('waits for it, its key() read once, and is written with it; a line at hand behind it waits too', async () => {
+    const { p, computes, gates } = await setup({ keyed: true })
+    let keys = 0
+    p.register(
+      defineEnricher({
+        name: 'counted',
+        key: () => {
+          keys++
+          return 'k'
+        },
+        compute: () => ({ counted: true }),
+      }),
+    )
+    const out = sink()
+    const log = pino(p.pinoOptions({ mode: 'deferred' }), out)
+    log.info({ user: 'u4' }, 'waits')
+    expect(keys).toBe(1)
+    expect(computes).toEqual(['u4'])
+    gates.get('u4')?.resolve({ tenant: 't4' })
+    await vi.advanceTimersByTimeAsync(0)
+    expect(out.lines()).toMatchObject([{ msg: 'waits', tenant: 't4', counted: true }])
+    log.info({ user: 'u4' }, 'at hand')
+    expect(keys).toBe(2)
+    expect(out.lines()[1]).toMatchObject({ msg: 'at hand', tenant: 't4', counted: true })
+  })
+})
+
+describe('a deferred line written in its call that pino refuses', () => {
+  it('throws to the caller, is counted as dropped, and leaves nothing of its values to the next line', async () => {
+    const { p, gates } = await setup({ keyed: true })
+    const out = sink()
+    const log = pino(p.pinoOptions({ mode: 'deferred' }), out)
+    log.info({ user: 'u5' }, 'fill')
+    gates.get('u5')?.resolve({ tenant: 't5' })
+    await vi.advanceTimersByTimeAsync(0)
+    // pino reads `method`, `headers` and `socket` of the object before its write, mixin included.
+    const hostile = {
+      user: 'u5',
+      get method(): never {
+        throw new Error('hostile getter')
+      },
+    }
+    expect(() => log.info(hostile, 'refused')).toThrow('hostile getter')
+    expect(p.stats().records.dropped).toBe(1)
+    // No user of its own, none in the request context: the value read for the refused line must not show.
+    log.info('next')
+    const lines = out.lines()
+    expect(lines.map((l) => l.msg)).toEqual(['fill', 'next'])
+    expect(lines[1]?.tenant).toBeUndefined()
+  })
+})
