@@ -1,4 +1,5 @@
 import pino from 'pino'
+import { objectKeys } from './json-keys.js'
 
 const { chindingsSym } = pino.symbols
 const NONE: readonly string[] = Object.freeze([])
@@ -93,13 +94,8 @@ const COMMA = 44
 
 /** `Object.keys` of `{` + the members after the leading comma + `}`, or undefined when that is not JSON. */
 function parseKeys(members: string): readonly string[] | undefined {
-  let parsed: unknown
-  try {
-    parsed = JSON.parse(`{${members.slice(1)}}`)
-  } catch {
-    return undefined
-  }
-  const keys = Object.keys(parsed as object)
+  const keys = objectKeys(`{${members.slice(1)}}`)
+  if (keys === undefined) return undefined
   return keys.length === 0 ? NONE : keys
 }
 
