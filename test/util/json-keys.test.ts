@@ -39,7 +39,21 @@ const ATOMS = [
   '{}',
   '[]',
 ]
-const KEYS = ['a', 'reqId', '__proto__', 'constructor', '', '0', '17', 'a\\u0062', 'x\\"y', 'é', 'a b', '01', '4294967295']
+const KEYS = [
+  'a',
+  'reqId',
+  '__proto__',
+  'constructor',
+  '',
+  '0',
+  '17',
+  'a\\u0062',
+  'x\\"y',
+  'é',
+  'a b',
+  '01',
+  '4294967295',
+]
 
 function value(next: () => number, depth: number): string {
   const r = next()
