@@ -1,5 +1,4 @@
 import pino from 'pino'
-import { objectKeys } from './json-keys.js'
 
 const { chindingsSym } = pino.symbols
 const NONE: readonly string[] = Object.freeze([])
@@ -94,8 +93,13 @@ const COMMA = 44
 
 /** `Object.keys` of `{` + the members after the leading comma + `}`, or undefined when that is not JSON. */
 function parseKeys(members: string): readonly string[] | undefined {
-  const keys = objectKeys(`{${members.slice(1)}}`)
-  if (keys === undefined) return undefined
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(`{${members.slice(1)}}`)
+  } catch {
+    return undefined
+  }
+  const keys = Object.keys(parsed as object)
   return keys.length === 0 ? NONE : keys
 }
 
