@@ -50,7 +50,7 @@ export function readShape(
   let level = -1
   let time = -1
   let i = s
-  if (t.startsWith(LEVEL_START, s)) {
+  if (startsAt(t, LEVEL_START, s, e)) {
     i += LEVEL_START.length
     const levelStart = i
     let n = 0
@@ -58,7 +58,7 @@ export function readShape(
     const c = t.charCodeAt(i)
     if (i !== levelStart && i - levelStart <= 9 && i < e && (c === 44 || c === 125)) {
       level = n
-      if (t.startsWith(TIME_START, i)) {
+      if (startsAt(t, TIME_START, i, e)) {
         let j = i + TIME_START.length
         const timeStart = j
         let m = 0
@@ -74,7 +74,7 @@ export function readShape(
   into.level = level
   into.time = time
   let at = i
-  if (!t.startsWith(CAPTURE_OPEN, i)) {
+  if (!startsAt(t, CAPTURE_OPEN, i, e)) {
     // Searched within this line only: the chunk may hold thousands more.
     const found = t.slice(s, e).indexOf(CAPTURE_OPEN)
     at = found === -1 ? -1 : s + found
@@ -110,9 +110,14 @@ export function readShape(
   return true
 }
 
-/** Whether `t` holds `text` at `i`, ending before `e`. */
+/**
+ * Whether `t` holds `text` at `i`, ending before `e`. A slice compared whole,
+ * not `startsWith` with a position: on Node 20 that took several hundred ns
+ * a call on a line of pino's, 3-4 times a slice and `===`.
+ */
 function startsAt(t: string, text: string, i: number, e: number): boolean {
-  return i + text.length <= e && t.startsWith(text, i)
+  const end = i + text.length
+  return end <= e && t.slice(i, end) === text
 }
 
 /** The index after the JSON object starting at `i` and ending before `e`, or -1. */

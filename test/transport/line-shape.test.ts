@@ -218,6 +218,37 @@ describe('readShape on lines real pino writes in transport mode', () => {
     expect(ending(chunk, chunk.length, chunk.length)).toBe('\n')
   })
 
+  it('reads the same shape whether the chunk and the capture seen before are whole strings or made of pieces', () => {
+    // The worker joins a line carried from the last chunk to the next one, and keeps its own copy of a capture
+    // text: neither is one flat string, and a check that only worked on one would take the general path.
+    const [first, second] = linesOf({}, (l, run) => {
+      run({ requestId: 'r1', userId: 'u1' }, () => {
+        l.info('a')
+        l.info('b')
+      })
+    }) as [string, string]
+    const whole = `${first}\n${second}\n`
+    const cut = first.length >> 1
+    const joined = whole.slice(0, cut) + whole.slice(cut)
+    const known = '{"c":{"requestId":"r1","userId":"u1"}}'
+    const pieces = `${known.slice(0, 7)}${known.slice(7)}`
+    const s2 = first.length + 1
+    for (const [t, k] of [
+      [whole, known],
+      [joined, known],
+      [whole, pieces],
+      [joined, pieces],
+    ] as const) {
+      const a = shapeOf(t, 0, first.length, k)
+      const b = shapeOf(t, s2, s2 + second.length, 'other', k)
+      expect(a).toEqual(shapeOf(whole, 0, first.length))
+      expect(b).toEqual(shapeOf(whole, s2, s2 + second.length))
+      expect(a.shape.capture).toBe(known)
+      expect(a.shape).toMatchObject({ level: 30, time: NOW, insert: first.indexOf(CAPTURE_OPEN) })
+      expectCaptureCut(second, { ...b.shape, at: b.shape.at - s2, end: b.shape.end - s2 })
+    }
+  })
+
   it('takes a capture text seen before as it is, and one that only starts like it by scanning', () => {
     const lines = linesOf({}, (l, run) => {
       run({ requestId: 'r1' }, () => l.info('a'))
