@@ -213,13 +213,8 @@ function deferredQueue(e: Enrichment, io: DeferredWriter) {
         return
       }
       if (registry.keyed.length === 0) {
-        // One line for all its request fields: a request store asks `user(req)` once, however many read userId.
-        const outer = beginLine()
-        try {
-          direct(logger, args, method, undefined)
-        } finally {
-          endLine(outer)
-        }
+        // The snapshot's mixin reads its request fields in one line scope.
+        direct(logger, args, method, undefined)
         return
       }
       const first = args[0]

@@ -1,5 +1,6 @@
 import { tracingChannel } from 'node:diagnostics_channel'
 import pino, { type LoggerOptions } from 'pino'
+import { beginLine, endLine } from '../context/line-scope.js'
 import type { KeyedRead } from '../core/collect.js'
 import type { Enrichment } from '../core/enrichment.js'
 import type { View } from '../core/globals.js'
@@ -208,7 +209,15 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
     } else if (registry.contexts.length !== 0) {
       // Only request-context fields: written straight in, no context object for the line.
       const c = getContext()
-      if (c !== undefined) problems = s.writeContexts(c, level, out)
+      if (c !== undefined) {
+        // One line for all of them: a request store asks `user(req)` once, however many read userId.
+        const outer = beginLine()
+        try {
+          problems = s.writeContexts(c, level, out)
+        } finally {
+          endLine(outer)
+        }
+      }
     }
     const all = problems === undefined ? globals.problems : globals.problemsFor(problems)
     if (all !== undefined) out[errorKey] = all

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest'
 import { requestEnricher } from '../../enrichers/index.js'
 import { beginLine, endLine } from '../../src/context/line-scope.js'
 import { createRequestStore } from '../../src/context/request-store.js'
-import { createPipeline } from '../../src/index.js'
+import { createPipeline, defineContextFields } from '../../src/index.js'
 
 interface Req {
   user?: { id: string }
@@ -105,6 +105,29 @@ describe('createRequestStore', () => {
     expect((JSON.parse(lines[1] as string) as { userId?: string }).userId).toBe('u1')
     await enrich.close()
   })
+
+  it.for(['snapshot', 'deferred'] as const)(
+    'asks user(req) once per line while it has no id, however many request-fields enrichers read userId (%s)',
+    async (mode) => {
+      const enrich = createPipeline()
+      enrich.register(defineContextFields({ name: 'a', keys: { userId: 'userId' } }))
+      enrich.register(defineContextFields({ name: 'b', keys: { userId: 'uid' } }))
+      const lines: string[] = []
+      const logger = pino(enrich.pinoOptions({ mode }), { write: (s: string) => void lines.push(s) })
+      let calls = 0
+      const store = createRequestStore('r1', 'GET', '/x', {}, () => {
+        calls++
+        return undefined
+      })
+      enrich.context.run(store, () => {
+        for (let i = 0; i < 10; i++) logger.info('line')
+      })
+      await enrich.flush()
+      expect(lines).toHaveLength(10)
+      expect(calls).toBe(10)
+      await enrich.close()
+    },
+  )
 
   it.for(['snapshot', 'deferred'] as const)(
     'lets a context made with Object.create(store) read route and userId through it (%s)',
