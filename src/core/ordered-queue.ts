@@ -136,10 +136,15 @@ export class OrderedQueue<T extends QueuedLine> implements ActiveQueue {
     this.drain(false)
   }
 
-  /** Writes every line from the head that is ready or past its deadline; `force` writes all. */
-  drain(force: boolean): void {
+  /**
+   * Writes every line from the head that is ready or past its deadline; `force` writes all.
+   * `exiting`: the process is exiting, possibly from inside the write under way
+   * (a destination that calls process.exit()), which will never return to drain
+   * what was queued meanwhile: it is written now.
+   */
+  drain(force: boolean, exiting = false): void {
     // The write under way drains what was queued meanwhile once it returns.
-    if (this.#writing) return
+    if (this.#writing && !exiting) return
     const now = this.#ticks.now()
     // Re-read on every turn: a line written may queue another.
     while (this.#head < this.#items.length) {

@@ -185,9 +185,10 @@ function deferredQueue(e: Enrichment, io: DeferredWriter) {
       ctx = { level, time: clock.now(), record, context: e.context.get() }
     }
     const item = new Pending(ctx, e.deadlineMs, logger, state, args, method, depth)
-    if (e.closed) counters.afterClose++
     // Logged from inside an enricher of this pipeline: written as it is, not enriched again.
-    else if (collector.enriching === 0) {
+    const fromEnrichment = collector.enriching !== 0
+    if (e.closed) counters.afterClose++
+    else if (!fromEnrichment) {
       // `from`: readCached stopped at a missing value; the read goes on from there.
       collector.gather(item, state.writeContexts, from, from !== undefined)
     }
@@ -201,8 +202,9 @@ function deferredQueue(e: Enrichment, io: DeferredWriter) {
     // level is still copied, so a key the caller sets after the call does not show.
     if (plain && !item.done && args[0] === first) copyTopLevel(item, first as object)
     if (exiting) drainAtExit(queue, logger)
-    // Written during the call, a line that pino's write refused throws to the caller, as in pino.
-    if (item.done && item.failure !== undefined) throw item.failure
+    // Written during the call, a line that pino's write refused throws to the caller, as in pino;
+    // not into an enricher's key() or function that logged it, which would fail the line it enriches.
+    if (item.done && item.failure !== undefined && !fromEnrichment) throw item.failure
   }
 
   return {

@@ -3,7 +3,7 @@ import pino from 'pino'
 /** A deferred queue as the exit drain sees it: lines that know their logger, written at once when forced. */
 export interface DrainedQueue {
   forEach(fn: (line: { readonly logger: pino.Logger }) => void): void
-  drain(force: boolean): void
+  drain(force: boolean, exiting?: boolean): void
 }
 
 /**
@@ -18,11 +18,15 @@ let listening = false
 export let exiting = false
 function drainAllAtExit(): void {
   exiting = true
-  for (const queue of Array.from(waitingQueues)) drainAtExit(queue)
+  // The exit may come from inside a write (a destination that calls process.exit()): it will not return.
+  for (const queue of Array.from(waitingQueues)) drainAtExit(queue, undefined, true)
 }
 
-/** Writes every line of `queue` now, then flushes the streams they went to. */
-export function drainAtExit(queue: DrainedQueue, written?: pino.Logger): void {
+/**
+ * Writes every line of `queue` now, then flushes the streams they went to;
+ * `inWrite`: also while a write of the queue's is under way (see {@link DrainedQueue}).
+ */
+export function drainAtExit(queue: DrainedQueue, written?: pino.Logger, inWrite = false): void {
   const streams = new Set<{ flushSync?: () => void }>()
   const add = (l: pino.Logger): void => {
     const s = (l as unknown as Record<symbol, unknown>)[pino.symbols.streamSym] as
@@ -34,7 +38,7 @@ export function drainAtExit(queue: DrainedQueue, written?: pino.Logger): void {
   queue.forEach((item) => {
     add(item.logger)
   })
-  queue.drain(true)
+  queue.drain(true, inWrite)
   // These lines were written during 'exit': flush them now rather than rely
   // on the order of pino's own exit handler.
   for (const s of streams) {

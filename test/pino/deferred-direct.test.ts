@@ -243,3 +243,47 @@ describe('a deferred line written in its call that pino refuses', () => {
     expect(lines[1]?.tenant).toBeUndefined()
   })
 })
+
+describe('a deferred line logged from inside enrichment that pino refuses', () => {
+  it("does not throw into the key() that logged it: counted as dropped, the outer line keeps its enricher's value", async () => {
+    const { p, gates } = await setup({ keyed: true })
+    let log: pino.Logger | undefined
+    let logging = false
+    let thrown: unknown
+    p.register(
+      defineEnricher({
+        name: 'noisy',
+        key: () => {
+          if (logging) {
+            try {
+              log?.warn('from key')
+            } catch (err) {
+              thrown = err
+            }
+          }
+          return 'n'
+        },
+        compute: () => ({ noisy: true }),
+      }),
+    )
+    const chunks: string[] = []
+    const dest = {
+      write(s: string) {
+        if (s.includes('from key')) throw new Error('refused')
+        chunks.push(s)
+      },
+    }
+    log = pino(p.pinoOptions({ mode: 'deferred' }), dest)
+    log.info({ user: 'u6' }, 'fill')
+    gates.get('u6')?.resolve({ tenant: 't6' })
+    await vi.advanceTimersByTimeAsync(0)
+    logging = true
+    log.info({ user: 'u6' }, 'outer')
+    logging = false
+    expect(thrown).toBeUndefined()
+    const last = JSON.parse(chunks.at(-1) as string) as Record<string, unknown>
+    expect(last).toMatchObject({ msg: 'outer', tenant: 't6', noisy: true })
+    expect(last.enrich).toBeUndefined()
+    expect(p.stats().records.dropped).toBe(1)
+  })
+})

@@ -39,6 +39,20 @@ describe('process exit and signals (real child processes)', { timeout: 2 * CHILD
     })
   }
 
+  it('process.exit() from a destination write() writes the line that write logged, once', async () => {
+    const r = await runChild('deferred-exit-in-write.ts', ['1'], { timeoutMs: CHILD_MS })
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    const lines = r.stdout
+      .split('\n')
+      .filter((l) => l.length > 0)
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+    expect(lines.map((l) => [l.msg, l.host])).toEqual([
+      ['outer', { name: 'box' }],
+      ['logged by the write', { name: 'box' }],
+    ])
+  })
+
   it('handleSignals(): SIGTERM writes every line and exits with 143', async () => {
     const file = join(dir, 'sigterm.ndjson')
     const r = await runChild('sigterm.ts', [file], {
