@@ -11,9 +11,10 @@
 // (pino, lru-cache, the optional peers) stay imports, resolved from the
 // application as before.
 //
-// The code the entries share is one chunk, not one per set of entries using it
-// (the errors and breaker for the Redis entry, the context for Express and
-// Fastify, the metrics for prom-client ...): each file costs the loader about
+// The code the core entry shares with the others is one chunk, not one per set
+// of entries using it (the errors and breaker for the Redis entry, the context
+// for Express and Fastify, the metrics for prom-client ...); what only Express
+// and Fastify share (the request-id helpers) is a second: each file costs the loader about
 // a millisecond, and the core entry loaded five chunks. esbuild makes a chunk
 // per set of entries that reach a module, so each other entry is built as if
 // it also imported the core entry (`besideCore`): each is used beside it (an
