@@ -191,13 +191,16 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
     if (userMixin !== undefined) userValue = userMixin(mergeObject, level, logger)
     return out
   }
+  // pino calls the mixin right after `timestamp`, nothing between: the state it found is this line's.
+  const lineStateOf = (logger: pino.Logger): LoggerState => {
+    const kept = lineState
+    lineState = undefined
+    return kept !== undefined && kept.logger === logger ? kept : stateOf(logger)
+  }
   // A line written in its call: what is ready now.
   const snapshotMixin = (mergeObject: object, level: number, logger: pino.Logger): object => {
     counters.enriched++
-    // pino calls the mixin right after `timestamp`, nothing between: the state it found is this line's.
-    const kept = lineState
-    lineState = undefined
-    const s = kept !== undefined && kept.logger === logger ? kept : stateOf(logger)
+    const s = lineStateOf(logger)
     // The line is still written: to a destination that failed, where it is counted as dropped.
     if (s.destination?.failed === true) counters.dropped++
     // A deferred line is counted when logged: one logged before close() may be written by it.
@@ -227,7 +230,7 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
   const readMixin = (mergeObject: object, level: number, logger: pino.Logger, read: KeyedRead): object => {
     directRead = undefined
     counters.enriched++
-    const s = stateOf(logger)
+    const s = lineStateOf(logger)
     if (s.destination?.failed === true) counters.dropped++
     const out = globalFields(s, level)
     const parts = read.parts
