@@ -135,7 +135,7 @@ export interface DeferredWriter {
  * only once called, so a pipeline with any takes the queued path.
  */
 function deferredQueue(e: Enrichment, io: DeferredWriter) {
-  const { clock, counters, registry } = e
+  const { clock, counters, registry, globals } = e
   const collector = e.collect
   const { depth: depthNow, stateOf, write, writeNow } = io
   const queue: OrderedQueue<Pending> = new OrderedQueue<Pending>(e, write, (active) => {
@@ -221,7 +221,8 @@ function deferredQueue(e: Enrichment, io: DeferredWriter) {
         queued(logger, args, method, level, undefined, undefined)
         return
       }
-      if (registry.keyed.length === 0) {
+      // A failing global takes the keyed path, which has nothing to read: its problems go out with the time part.
+      if (registry.keyed.length === 0 && globals.problems === undefined) {
         // The snapshot's mixin reads its request fields in one line scope.
         direct(logger, args, method, level, undefined)
         return

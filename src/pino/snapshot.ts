@@ -115,6 +115,18 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
     if (metas.length >= 64) metas.shift()
     metas.push({ stream, time, full })
   }
+  // The problems part of the time part. A failing enricher's lines share one
+  // frozen problem set: its text is kept for the next line, not looked up again.
+  let keptProblems: Problems | undefined
+  let keptTail = ''
+  const tailOf = (problems: Problems | undefined): string => {
+    if (problems === undefined) return ''
+    if (problems !== keptProblems) {
+      keptTail = `,${errorKeyJson}:${problemsJson(problems)}`
+      keptProblems = Object.isFrozen(problems) ? problems : undefined
+    }
+    return keptTail
+  }
   const deferredTime = (logger: pino.Logger, line: Pending): string => {
     // A deferred line's problems are known before pino writes it: serialize
     // them here, once per shared problem set, instead of per line in the mixin.
@@ -122,8 +134,7 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
     lineTime = now
     if (line.now >= globals.nextCheck) globals.prepare()
     lineProblems = globals.problemsFor(line.problems)
-    const tail = lineProblems === undefined ? '' : `,${errorKeyJson}:${problemsJson(lineProblems)}`
-    return timeOf(line.logger === logger ? line.state : stateOf(logger), now, tail)
+    return timeOf(line.logger === logger ? line.state : stateOf(logger), now, tailOf(lineProblems))
   }
   const timestamp = function (this: pino.Logger | undefined): string {
     if (this === undefined) {
@@ -144,7 +155,7 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
   // A deferred line written in its call whose problems were known in it: as a queued line's.
   const earlyTail = (): string => {
     lineProblems = globals.problemsFor((directRead as KeyedRead).problems)
-    return lineProblems === undefined ? '' : `,${errorKeyJson}:${problemsJson(lineProblems)}`
+    return tailOf(lineProblems)
   }
 
   // pino has just set lastTime from this line's time string: the latest entry

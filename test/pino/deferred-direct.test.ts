@@ -391,6 +391,36 @@ describe('a deferred line written in its call with problems known before the wri
     expect(JSON.parse(direct)).toMatchObject({ tenant: 't-u1', enrich: { error: ['cloud'] } })
   })
 
+  it('a failing global enricher and no keyed one: the bytes of the same line queued', async () => {
+    const { p } = await setup({ globalFailing: true })
+    const out = sink()
+    let log: pino.Logger | undefined
+    let nested = 0
+    const call = (): void => log?.warn({ b: 1 }, 'cloud down')
+    log = pino(
+      p.pinoOptions({
+        mode: 'deferred',
+        serializers: {
+          a: (v: unknown) => {
+            // Logged from the write of a line written in its call: queued behind it.
+            if (nested++ === 0) call()
+            return v
+          },
+        },
+      }),
+      out,
+    )
+    p.context.run(STORE, () => {
+      log?.info({ a: 1 }, 'outer')
+      call()
+    })
+    expect(out.chunks).toHaveLength(3)
+    const [, queued, direct] = out.chunks as [string, string, string]
+    expect(direct).toBe(queued)
+    expect(count(direct, '"enrich":')).toBe(1)
+    expect(JSON.parse(direct)).toMatchObject({ b: 1, requestId: 'r1', enrich: { error: ['cloud'] } })
+  })
+
   it('a pino_asJson subscriber sees the globals and the problems on the object; the line carries them once', async () => {
     const { p, gates } = await setup({ keyed: true, failing: true })
     await fill(p, 'bad', gates)
