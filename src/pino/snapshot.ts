@@ -322,6 +322,9 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
     if (refused !== undefined) read.problems = mergeProblems(read.problems, refused)
     directContexts = fields
   }
+  // Read inside the line's write: a getter that throws refuses the line, as pino's own reads of it do.
+  const hasErrorKey = (first: unknown): boolean =>
+    typeof first === 'object' && first !== null && (first as Fields)[errorKey] !== undefined
   const userMerged = (mergeObject: object): object => {
     const value = userValue as object
     userValue = undefined
@@ -385,7 +388,12 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
         directDepth = 1
         directRead = read
         try {
-          if (read !== undefined && (read.problems !== undefined || globals.problems !== undefined)) {
+          // A call that logs the errorKey itself keeps it, as in snapshot mode: its mixin writes the line's problems, which the call's value replaces.
+          if (
+            read !== undefined &&
+            (read.problems !== undefined || globals.problems !== undefined) &&
+            !hasErrorKey(args[0])
+          ) {
             earlyProblems(logger, level, read)
           }
           method.apply(logger, args)

@@ -421,6 +421,15 @@ describe('a deferred line written in its call with problems known before the wri
     expect(JSON.parse(direct)).toMatchObject({ b: 1, requestId: 'r1', enrich: { error: ['cloud'] } })
   })
 
+  it('a call that logs the errorKey itself: its own value, once, as snapshot writes it', async () => {
+    const { p, gates } = await setup({ keyed: true, failing: true })
+    await fill(p, 'bad', gates)
+    const { snap, def } = both(p, {}, (log) => log.info({ user: 'bad', enrich: 'mine' }, 'own'))
+    expect(def).toEqual(snap)
+    expect(count(def[0] as string, '"enrich":')).toBe(1)
+    expect(JSON.parse(def[0] as string)).toMatchObject({ enrich: 'mine', tenant: 'unknown' })
+  })
+
   it('a pino_asJson subscriber sees the globals and the problems on the object; the line carries them once', async () => {
     const { p, gates } = await setup({ keyed: true, failing: true })
     await fill(p, 'bad', gates)
