@@ -118,8 +118,9 @@ export interface DeferredWriter {
    * Writes a line in its call, as a snapshot line is written, when it waits
    * for nothing and nothing is ahead of it: with `read`, the keyed values
    * found at hand for it (the writer empties it); without, there are none.
+   * `level`: the line's, which pino's `timestamp` is not told.
    */
-  writeNow(logger: pino.Logger, args: unknown[], method: LogMethod, read: KeyedRead | undefined): void
+  writeNow(logger: pino.Logger, args: unknown[], method: LogMethod, level: number, read: KeyedRead | undefined): void
 }
 
 /**
@@ -134,7 +135,7 @@ export interface DeferredWriter {
  * only once called, so a pipeline with any takes the queued path.
  */
 function deferredQueue(e: Enrichment, io: DeferredWriter) {
-  const { clock, counters, registry } = e
+  const { clock, counters, registry, globals } = e
   const collector = e.collect
   const { depth: depthNow, stateOf, write, writeNow } = io
   const queue: OrderedQueue<Pending> = new OrderedQueue<Pending>(e, write, (active) => {
@@ -150,10 +151,16 @@ function deferredQueue(e: Enrichment, io: DeferredWriter) {
   const read = new KeyedRead()
 
   // Written in the call, as the queue writes a line: one logged meanwhile queues behind it.
-  const direct = (logger: pino.Logger, args: unknown[], method: LogMethod, from: KeyedRead | undefined): void => {
+  const direct = (
+    logger: pino.Logger,
+    args: unknown[],
+    method: LogMethod,
+    level: number,
+    from: KeyedRead | undefined,
+  ): void => {
     queue.hold()
     try {
-      writeNow(logger, args, method, from)
+      writeNow(logger, args, method, level, from)
     } catch (err) {
       // A line that pino's write refused throws to the caller, as in pino, and is counted.
       counters.dropped++
@@ -214,9 +221,10 @@ function deferredQueue(e: Enrichment, io: DeferredWriter) {
         queued(logger, args, method, level, undefined, undefined)
         return
       }
-      if (registry.keyed.length === 0) {
+      // A failing global takes the keyed path, which has nothing to read: its problems go out with the time part.
+      if (registry.keyed.length === 0 && globals.problems === undefined) {
         // The snapshot's mixin reads its request fields in one line scope.
-        direct(logger, args, method, undefined)
+        direct(logger, args, method, level, undefined)
         return
       }
       const first = args[0]
@@ -226,7 +234,7 @@ function deferredQueue(e: Enrichment, io: DeferredWriter) {
       // One line from the keyed read to the context fields written in the mixin (or gathered, if it waits).
       const outer = beginLine()
       try {
-        if (collector.readCached(ctx, time, read, true)) direct(logger, args, method, read)
+        if (collector.readCached(ctx, time, read, true)) direct(logger, args, method, level, read)
         else queued(logger, args, method, level, ctx, read)
       } finally {
         endLine(outer)

@@ -54,6 +54,10 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
   // values its call found at hand.
   let directDepth = 0
   let directRead: KeyedRead | undefined
+  // Set when that line's problems were known before pino's write (see earlyProblems): they go
+  // out with its time part, and its request fields, read in its call, are these.
+  let directEarly = false
+  let directContexts: Fields | undefined
   // The state `timestamp` found for the line pino is writing, for its mixin, which pino calls next.
   let lineState: LoggerState | undefined
   // The line's call time, and the clock's time when pino took the line.
@@ -111,6 +115,18 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
     if (metas.length >= 64) metas.shift()
     metas.push({ stream, time, full })
   }
+  // The problems part of the time part. A failing enricher's lines share one
+  // frozen problem set: its text is kept for the next line, not looked up again.
+  let keptProblems: Problems | undefined
+  let keptTail = ''
+  const tailOf = (problems: Problems | undefined): string => {
+    if (problems === undefined) return ''
+    if (problems !== keptProblems) {
+      keptTail = `,${errorKeyJson}:${problemsJson(problems)}`
+      keptProblems = Object.isFrozen(problems) ? problems : undefined
+    }
+    return keptTail
+  }
   const deferredTime = (logger: pino.Logger, line: Pending): string => {
     // A deferred line's problems are known before pino writes it: serialize
     // them here, once per shared problem set, instead of per line in the mixin.
@@ -118,8 +134,7 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
     lineTime = now
     if (line.now >= globals.nextCheck) globals.prepare()
     lineProblems = globals.problemsFor(line.problems)
-    const tail = lineProblems === undefined ? '' : `,${errorKeyJson}:${problemsJson(lineProblems)}`
-    return timeOf(line.logger === logger ? line.state : stateOf(logger), now, tail)
+    return timeOf(line.logger === logger ? line.state : stateOf(logger), now, tailOf(lineProblems))
   }
   const timestamp = function (this: pino.Logger | undefined): string {
     if (this === undefined) {
@@ -135,7 +150,12 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
     if (now >= globals.nextCheck) globals.prepare()
     const s = stateOf(this)
     lineState = s
-    return timeOf(s, now, '')
+    return timeOf(s, now, directEarly ? earlyTail() : '')
+  }
+  // A deferred line written in its call whose problems were known in it: as a queued line's.
+  const earlyTail = (): string => {
+    lineProblems = globals.problemsFor((directRead as KeyedRead).problems)
+    return tailOf(lineProblems)
   }
 
   // pino has just set lastTime from this line's time string: the latest entry
@@ -242,6 +262,17 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
     }
     let problems = read.problems
     read.problems = undefined
+    if (directEarly) {
+      directEarly = false
+      const fields = directContexts
+      if (fields !== undefined) {
+        directContexts = undefined
+        Object.assign(out, fields)
+      }
+      // Its problems went out with the time part, unless that is not written.
+      if (inMixin && lineProblems !== undefined) out[errorKey] = lineProblems
+      return finish(out, s, mergeObject, level, logger)
+    }
     if (registry.contexts.length !== 0) {
       const c = getContext()
       if (c !== undefined) {
@@ -275,6 +306,25 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
   // pino calls this with the mixin's result: the user's mixin and merge
   // strategy apply exactly as pino applies them, and the enriched fields go
   // beneath their result. A line with nothing added is pino's own object.
+  // A line written in its call with problems already (a keyed value failed, a global one is
+  // failing): they are written with its time part, once per shared problem set as a queued
+  // line's are, instead of pino serializing them in the mixin's object on every line. A
+  // refused request field is a problem too: its fields are read here, where the level is
+  // known, before pino asks for the time. A line with none yet reads them in its mixin, and
+  // a refused one is written there: one key, whichever way.
+  const earlyProblems = (logger: pino.Logger, level: number, read: KeyedRead): void => {
+    directEarly = true
+    if (registry.contexts.length === 0) return
+    const c = getContext()
+    if (c === undefined) return
+    const fields: Fields = {}
+    const refused = stateOf(logger).writeContexts(c, level, fields)
+    if (refused !== undefined) read.problems = mergeProblems(read.problems, refused)
+    directContexts = fields
+  }
+  // Read inside the line's write: a getter that throws refuses the line, as pino's own reads of it do.
+  const hasErrorKey = (first: unknown): boolean =>
+    typeof first === 'object' && first !== null && (first as Fields)[errorKey] !== undefined
   const userMerged = (mergeObject: object): object => {
     const value = userValue as object
     userValue = undefined
@@ -334,13 +384,23 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
           current = undefined
         }
       },
-      writeNow: (logger, args, method, read) => {
+      writeNow: (logger, args, method, level, read) => {
         directDepth = 1
         directRead = read
         try {
+          // A call that logs the errorKey itself keeps it, as in snapshot mode: its mixin writes the line's problems, which the call's value replaces.
+          if (
+            read !== undefined &&
+            (read.problems !== undefined || globals.problems !== undefined) &&
+            !hasErrorKey(args[0])
+          ) {
+            earlyProblems(logger, level, read)
+          }
           method.apply(logger, args)
         } finally {
           directDepth = 0
+          directEarly = false
+          directContexts = undefined
           if (read !== undefined && directRead === read) {
             // pino threw before its mixin took them: the next line must not start from these values.
             directRead = undefined

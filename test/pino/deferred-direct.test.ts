@@ -1,3 +1,4 @@
+import { tracingChannel } from 'node:diagnostics_channel'
 import pino from 'pino'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { createRequestStore } from '../../src/context/request-store.js'
@@ -24,13 +25,14 @@ afterEach(async () => {
 const STORE = { requestId: 'r1', userId: 'u1' }
 
 /** Globals, request fields and, with `keyed`, a keyed enricher on the request's user (cache: 1 s fresh, 1 min stale). */
-async function setup(opts: { keyed?: boolean; failing?: boolean } = {}) {
+async function setup(opts: { keyed?: boolean; failing?: boolean; errorKey?: string; globalFailing?: boolean } = {}) {
   const computes: string[] = []
   const gates = new Map<string, Deferred<Fields>>()
-  const p = pipeline({
-    deadlineMs: 50,
-    enrichers: [defineEnricher({ name: 'service', compute: () => ({ service: 'checkout' }) })],
-  })
+  const enrichers = [defineEnricher({ name: 'service', compute: () => ({ service: 'checkout' }) })]
+  if (opts.globalFailing === true) {
+    enrichers.push(defineEnricher({ name: 'cloud', compute: () => Promise.reject(new Error('metadata down')) }))
+  }
+  const p = pipeline({ deadlineMs: 50, enrichers, ...(opts.errorKey === undefined ? {} : { errorKey: opts.errorKey }) })
   p.register(defineContextFields({ name: 'request', keys: { requestId: 'requestId', userId: 'userId' } }))
   if (opts.keyed === true) {
     p.register(
@@ -81,7 +83,7 @@ describe('a deferred line with every value at hand is the snapshot line, written
     expect(JSON.parse(def[0] as string)).toMatchObject({ service: 'checkout', requestId: 'r1', userId: 'u1', a: 1 })
   })
 
-  it('a keyed value cached, then stale (with its problem), then in the error tier (fallback and problem): the same bytes', async () => {
+  it('a keyed value cached: the same bytes; then stale (with its problem), then in the error tier (fallback and problem): the same values, the problems after the time part', async () => {
     const { p, gates } = await setup({ keyed: true })
     const d = pino(p.pinoOptions({ mode: 'deferred' }), sink())
     d.info({ user: 'u1' }, 'fills the cache')
@@ -92,14 +94,17 @@ describe('a deferred line with every value at hand is the snapshot line, written
     expect(fresh.def).toEqual(fresh.snap)
     expect(JSON.parse(fresh.def[0] as string)).toMatchObject({ tenant: 't1', requestId: 'r1', a: 1 })
     await vi.advanceTimersByTimeAsync(1_500)
+    // A deferred line's problems are written after its time and globals, as a queued line's (see README).
     const stale = both(p, {}, call)
-    expect(stale.def).toEqual(stale.snap)
+    expect(JSON.parse(stale.def[0] as string)).toEqual(JSON.parse(stale.snap[0] as string))
+    expect(stale.def[0]).toMatch(/^\{"level":30,"time":\d+,"service":"checkout","enrich":\{"stale":\["tenant"\]\},/)
     expect(JSON.parse(stale.def[0] as string)).toMatchObject({ tenant: 't1', enrich: { stale: ['tenant'] } })
     d.info({ user: 'bad' }, 'its compute fails')
     gates.get('bad')?.reject(new Error('down'))
     await vi.advanceTimersByTimeAsync(0)
     const failed = both(p, {}, (log) => log.info({ user: 'bad' }, 'failed'))
-    expect(failed.def).toEqual(failed.snap)
+    expect(JSON.parse(failed.def[0] as string)).toEqual(JSON.parse(failed.snap[0] as string))
+    expect(count(failed.def[0] as string, '"enrich":')).toBe(1)
     expect(JSON.parse(failed.def[0] as string)).toMatchObject({ tenant: 'unknown', enrich: { error: ['tenant'] } })
   })
 
@@ -285,5 +290,219 @@ describe('a deferred line logged from inside enrichment that pino refuses', () =
     expect(last).toMatchObject({ msg: 'outer', tenant: 't6', noisy: true })
     expect(last.enrich).toBeUndefined()
     expect(p.stats().records.dropped).toBe(1)
+  })
+})
+
+/** How many times `what` occurs in `s`. */
+const count = (s: string, what: string): number => s.split(what).length - 1
+
+/** A keyed value for `user` computed (or failed) and settled, through a deferred logger of its own. */
+async function fill(p: Pipeline, user: string, gates: Map<string, Deferred<Fields>>): Promise<void> {
+  pino(p.pinoOptions({ mode: 'deferred' }), sink()).info({ user }, 'fill')
+  gates.get(user)?.resolve({ tenant: `t-${user}` })
+  await vi.advanceTimersByTimeAsync(0)
+}
+
+let waiting = 0
+
+/**
+ * One call through a deferred logger twice: first queued behind a line that
+ * waits for its keyed value, then, with nothing queued, written in its call.
+ */
+async function queuedThenDirect(
+  p: Pipeline,
+  gates: Map<string, Deferred<Fields>>,
+  options: pino.LoggerOptions,
+  call: (log: pino.Logger) => void,
+  store: Record<string, unknown> = STORE,
+): Promise<{ queued: string; direct: string }> {
+  const out = sink()
+  const log = pino(p.pinoOptions({ mode: 'deferred', ...options }), out)
+  const user = `waits-${waiting++}`
+  p.context.run(store, () => {
+    log.info({ user }, 'waits')
+    call(log)
+  })
+  expect(out.chunks).toHaveLength(0)
+  gates.get(user)?.resolve({ tenant: 'late' })
+  await vi.advanceTimersByTimeAsync(0)
+  expect(out.chunks).toHaveLength(2)
+  p.context.run(store, () => call(log))
+  // Written before the call returned.
+  expect(out.chunks).toHaveLength(3)
+  return { queued: out.chunks[1] as string, direct: out.chunks[2] as string }
+}
+
+describe('a deferred line written in its call with problems known before the write', () => {
+  it('a failing keyed enricher: its problems once, the bytes of the same line queued, the values of snapshot', async () => {
+    const { p, gates } = await setup({ keyed: true, failing: true })
+    await fill(p, 'bad', gates)
+    const call = (log: pino.Logger): void => log.info({ user: 'bad', a: 1 }, 'failed')
+    const { queued, direct } = await queuedThenDirect(p, gates, { base: { pid: 1, hostname: 'h' } }, call)
+    expect(direct).toBe(queued)
+    expect(count(direct, '"enrich":')).toBe(1)
+    expect(JSON.parse(direct)).toMatchObject({
+      tenant: 'unknown',
+      enrich: { error: ['tenant'] },
+      requestId: 'r1',
+      a: 1,
+    })
+    const { snap, def } = both(p, { base: { pid: 1, hostname: 'h' } }, call)
+    expect(JSON.parse(def[0] as string)).toEqual(JSON.parse(snap[0] as string))
+  })
+
+  it('a failing keyed enricher and a refused request field: one enrich key with both problems', async () => {
+    const { p, gates } = await setup({ keyed: true, failing: true })
+    await fill(p, 'bad', gates)
+    const store = { requestId: 'r'.repeat(2_000), userId: 'u1' }
+    const call = (log: pino.Logger): void => log.info({ user: 'bad' }, 'both')
+    const { queued, direct } = await queuedThenDirect(p, gates, {}, call, store)
+    expect(direct).toBe(queued)
+    expect(count(direct, '"enrich":')).toBe(1)
+    const line = JSON.parse(direct) as Record<string, unknown>
+    expect(line.enrich).toEqual({ error: ['tenant'], invalid: ['request'] })
+    expect(line.requestId).toBeUndefined()
+    expect(line.userId).toBe('u1')
+  })
+
+  it('a refused request field alone: written as snapshot writes it, once', async () => {
+    const { p } = await setup()
+    const store = { requestId: 'r'.repeat(2_000), userId: 'u1' }
+    const snap = sink()
+    const def = sink()
+    const s = pino(p.pinoOptions({ mode: 'snapshot' }), snap)
+    const d = pino(p.pinoOptions({ mode: 'deferred' }), def)
+    p.context.run(store, () => {
+      s.info('x')
+      d.info('x')
+    })
+    expect(def.chunks).toEqual(snap.chunks)
+    expect(count(def.chunks[0] as string, '"enrich":')).toBe(1)
+    expect(JSON.parse(def.chunks[0] as string)).toMatchObject({ enrich: { invalid: ['request'] }, userId: 'u1' })
+  })
+
+  it('a failing global enricher and a keyed value cached: the bytes of the same line queued', async () => {
+    const { p, gates } = await setup({ keyed: true, globalFailing: true })
+    await fill(p, 'u1', gates)
+    const call = (log: pino.Logger): void => log.warn({ user: 'u1' }, 'cloud down')
+    const { queued, direct } = await queuedThenDirect(p, gates, {}, call)
+    expect(direct).toBe(queued)
+    expect(count(direct, '"enrich":')).toBe(1)
+    expect(JSON.parse(direct)).toMatchObject({ tenant: 't-u1', enrich: { error: ['cloud'] } })
+  })
+
+  it('a failing global enricher and no keyed one: the bytes of the same line queued', async () => {
+    const { p } = await setup({ globalFailing: true })
+    const out = sink()
+    let log: pino.Logger | undefined
+    let nested = 0
+    const call = (): void => log?.warn({ b: 1 }, 'cloud down')
+    log = pino(
+      p.pinoOptions({
+        mode: 'deferred',
+        serializers: {
+          a: (v: unknown) => {
+            // Logged from the write of a line written in its call: queued behind it.
+            if (nested++ === 0) call()
+            return v
+          },
+        },
+      }),
+      out,
+    )
+    p.context.run(STORE, () => {
+      log?.info({ a: 1 }, 'outer')
+      call()
+    })
+    expect(out.chunks).toHaveLength(3)
+    const [, queued, direct] = out.chunks as [string, string, string]
+    expect(direct).toBe(queued)
+    expect(count(direct, '"enrich":')).toBe(1)
+    expect(JSON.parse(direct)).toMatchObject({ b: 1, requestId: 'r1', enrich: { error: ['cloud'] } })
+  })
+
+  it('a call that logs the errorKey itself: its own value, once, as snapshot writes it', async () => {
+    const { p, gates } = await setup({ keyed: true, failing: true })
+    await fill(p, 'bad', gates)
+    const { snap, def } = both(p, {}, (log) => log.info({ user: 'bad', enrich: 'mine' }, 'own'))
+    expect(def).toEqual(snap)
+    expect(count(def[0] as string, '"enrich":')).toBe(1)
+    expect(JSON.parse(def[0] as string)).toMatchObject({ enrich: 'mine', tenant: 'unknown' })
+  })
+
+  it('a pino_asJson subscriber sees the globals and the problems on the object; the line carries them once', async () => {
+    const { p, gates } = await setup({ keyed: true, failing: true })
+    await fill(p, 'bad', gates)
+    const seen: Array<{ obj: Record<string, unknown>; time: string }> = []
+    const channel = tracingChannel('pino_asJson')
+    const handlers = {
+      start: (m: unknown) => {
+        const a = (m as { arguments: unknown[] }).arguments
+        seen.push({ obj: { ...(a[0] as Record<string, unknown>) }, time: a[3] as string })
+      },
+      end: () => {},
+      asyncStart: () => {},
+      asyncEnd: () => {},
+      error: () => {},
+    }
+    channel.subscribe(handlers)
+    try {
+      const call = (log: pino.Logger): void => log.info({ user: 'bad' }, 'traced')
+      const { queued, direct } = await queuedThenDirect(p, gates, {}, call)
+      expect(direct).toBe(queued)
+      expect(count(direct, '"enrich":')).toBe(1)
+      const last = seen.at(-1)
+      expect(last?.obj).toMatchObject({ service: 'checkout', tenant: 'unknown', enrich: { error: ['tenant'] } })
+      expect(last?.time).toMatch(/^,"time":\d+$/)
+    } finally {
+      channel.unsubscribe(handlers)
+    }
+  })
+
+  it('a custom timestamp function: the problems after its time part, once', async () => {
+    const { p, gates } = await setup({ keyed: true, failing: true })
+    await fill(p, 'bad', gates)
+    const timestamp = (): string => ',"time":"tx"'
+    const call = (log: pino.Logger): void => log.info({ user: 'bad' }, 'custom time')
+    const { queued, direct } = await queuedThenDirect(p, gates, { timestamp }, call)
+    expect(direct).toBe(queued)
+    expect(direct).toMatch(/^\{"level":30,"time":"tx","service":"checkout","enrich":\{"error":\["tenant"\]\}/)
+    expect(count(direct, '"enrich":')).toBe(1)
+  })
+
+  it('errorKey: the problems under it, once', async () => {
+    const { p, gates } = await setup({ keyed: true, failing: true, errorKey: 'problems' })
+    await fill(p, 'bad', gates)
+    const call = (log: pino.Logger): void => log.info({ user: 'bad' }, 'own key')
+    const { queued, direct } = await queuedThenDirect(p, gates, {}, call)
+    expect(direct).toBe(queued)
+    expect(count(direct, '"problems":')).toBe(1)
+    expect(direct).not.toContain('"enrich"')
+    expect(JSON.parse(direct)).toMatchObject({ problems: { error: ['tenant'] } })
+  })
+
+  it('a line pino refuses after its request fields were read in its call leaves nothing of them to the next line', async () => {
+    const { p, gates } = await setup({ keyed: true, failing: true })
+    await fill(p, 'bad', gates)
+    const out = sink()
+    const log = pino(p.pinoOptions({ mode: 'deferred' }), out)
+    const hostile = {
+      user: 'bad',
+      get method(): never {
+        throw new Error('hostile getter')
+      },
+    }
+    p.context.run(STORE, () => {
+      expect(() => log.info(hostile, 'refused')).toThrow('hostile getter')
+    })
+    // Outside the request, with no user: neither the request's fields nor the problem may show.
+    log.info('next')
+    log.child({ c: 1 }).info('child')
+    const lines = out.lines()
+    expect(lines.map((l) => l.msg)).toEqual(['next', 'child'])
+    for (const l of lines) {
+      expect(l.requestId).toBeUndefined()
+      expect(l.enrich).toBeUndefined()
+    }
   })
 })
