@@ -67,6 +67,8 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
   // the mixin as objects: pino hands its time string to asJson's tracing subscribers.
   let inMixin = false
   let lineProblems: Problems | undefined
+  // The queued line being written logs the errorKey itself: its problems go in the mixin's object.
+  let lineOwnsErrorKey = false
   // Metadata streams (pino.multistream) whose `lastTime` pino sets from the
   // time string: set back to the time alone before the line reaches the stream.
   // One entry per line under way: a line logged from a serializer or a mixin
@@ -134,7 +136,10 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
     lineTime = now
     if (line.now >= globals.nextCheck) globals.prepare()
     lineProblems = globals.problemsFor(line.problems)
-    return timeOf(line.logger === logger ? line.state : stateOf(logger), now, tailOf(lineProblems))
+    // A call that logs the errorKey itself: its value replaces the problems, in the mixin's object, as snapshot writes it.
+    lineOwnsErrorKey = lineProblems !== undefined && hasErrorKey(line.args[0])
+    const tail = lineOwnsErrorKey ? '' : tailOf(lineProblems)
+    return timeOf(line.logger === logger ? line.state : stateOf(logger), now, tail)
   }
   const timestamp = function (this: pino.Logger | undefined): string {
     if (this === undefined) {
@@ -300,7 +305,8 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
     const out = globalFields(s, level)
     line.mergeInto(out)
     // Its problems went out with the timestamp fragment, unless that is not written.
-    if (inMixin && lineProblems !== undefined) out[errorKey] = lineProblems
+    if ((inMixin || lineOwnsErrorKey) && lineProblems !== undefined) out[errorKey] = lineProblems
+    lineOwnsErrorKey = false
     return finish(out, s, mergeObject, level, logger)
   }
   // pino calls this with the mixin's result: the user's mixin and merge

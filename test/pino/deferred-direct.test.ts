@@ -430,6 +430,16 @@ describe('a deferred line written in its call with problems known before the wri
     expect(JSON.parse(def[0] as string)).toMatchObject({ enrich: 'mine', tenant: 'unknown' })
   })
 
+  it('a queued line that logs the errorKey itself: its own value, once, as when written in its call', async () => {
+    const { p, gates } = await setup({ keyed: true, failing: true })
+    await fill(p, 'bad', gates)
+    const call = (log: pino.Logger): void => log.info({ user: 'bad', enrich: 'mine' }, 'own')
+    const { queued, direct } = await queuedThenDirect(p, gates, {}, call)
+    expect(count(queued, '"enrich":')).toBe(1)
+    expect(queued).toBe(direct)
+    expect(JSON.parse(queued)).toMatchObject({ enrich: 'mine', tenant: 'unknown' })
+  })
+
   it('a pino_asJson subscriber sees the globals and the problems on the object; the line carries them once', async () => {
     const { p, gates } = await setup({ keyed: true, failing: true })
     await fill(p, 'bad', gates)
