@@ -116,10 +116,11 @@ export class Pipeline {
 
   /**
    * The working part, made on first use rather than here: `defaultPipeline` is
-   * constructed when the package is imported, and making its registry, caches'
-   * bookkeeping and collector then was about half of the core entry's top-level
-   * run (docs/architecture.md, "Import time"). Options are checked above, at
-   * construction, as before.
+   * constructed when the package is imported, and making its registry, global
+   * values and collector then was about half of the core entry's top-level run
+   * (docs/architecture.md, "Import time"). Options are checked above, at
+   * construction, as before; the cost moves to the first `register()`,
+   * `pinoOptions()` or other call, never to a log line.
    */
   get #e(): Enrichment {
     if (this.#made === undefined) this.#made = new Enrichment(this, this.#settings)
