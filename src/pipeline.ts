@@ -1,7 +1,7 @@
 import type { LoggerOptions } from 'pino'
 import { type Clock, monotonicClock, systemClock } from './clock.js'
-import type { ContextHelpers, ContextSource, RequestContext } from './context/als.js'
-import { Enrichment } from './core/enrichment.js'
+import { type ContextHelpers, type ContextSource, createContext, type RequestContext } from './context/als.js'
+import { deferEnrichment, Enrichment, type EnrichmentSettings } from './core/enrichment.js'
 import type { ReadyResult } from './core/globals.js'
 import { formatMetrics, type PipelineStats, statsOf } from './core/metrics.js'
 import type { PipelineEvent } from './core/registry.js'
@@ -77,7 +77,8 @@ export class Pipeline {
   readonly maxPending: number
   /** The request context that `ctx.context` holds: the pipeline's own AsyncLocalStorage, or the `context` option's. */
   readonly context: ContextHelpers<RequestContext>
-  readonly #e: Enrichment
+  readonly #settings: EnrichmentSettings
+  #made: Enrichment | undefined
 
   /** @throws RangeError or TypeError for bad options, quoting the value. */
   constructor(options: PipelineOptions = {}) {
@@ -96,7 +97,8 @@ export class Pipeline {
     this.errorKey = o.errorKey
     this.closeTimeoutMs = o.closeTimeoutMs
     this.maxPending = o.maxPending
-    this.#e = new Enrichment(this, {
+    this.context = createContext<RequestContext>(options.context)
+    this.#settings = {
       deadlineMs: o.deadlineMs,
       errorKey: o.errorKey,
       closeTimeoutMs: o.closeTimeoutMs,
@@ -106,9 +108,23 @@ export class Pipeline {
       maxKeyLength: o.maxKeyLength,
       clock: options.clock,
       context: options.context,
-    })
-    this.context = this.#e.context
+      helpers: this.context,
+    }
+    deferEnrichment(this, () => this.#e)
     for (const e of options.enrichers ?? []) this.register(e)
+  }
+
+  /**
+   * The working part, made on first use rather than here: `defaultPipeline` is
+   * constructed when the package is imported, and making its registry, global
+   * values and collector then was about half of the core entry's top-level run
+   * (docs/architecture.md, "Import time"). Options are checked above, at
+   * construction, as before; the cost moves to the first `register()`,
+   * `pinoOptions()` or other call, never to a log line.
+   */
+  get #e(): Enrichment {
+    if (this.#made === undefined) this.#made = new Enrichment(this, this.#settings)
+    return this.#made
   }
 
   /**

@@ -23,10 +23,12 @@ export interface EnrichmentSettings {
   /** The injected clock, if any: then used for deadlines too. */
   readonly clock: Clock | undefined
   readonly context: ContextSource | undefined
+  /** The helpers already made from `context` by the owner, which checked it at its own construction. */
+  readonly helpers?: ContextHelpers<RequestContext>
 }
 
 /** Each pipeline's enrichment, by the pipeline: reachable by the layers that hold the pipeline, not through it. */
-const byOwner = new WeakMap<object, Enrichment>()
+const byOwner = new WeakMap<object, Enrichment | (() => Enrichment)>()
 
 /**
  * The working part of a pipeline, as the pino layer and the transport worker
@@ -81,7 +83,7 @@ export class Enrichment implements QueueHost<Line> {
     this.globals = new Globals(this.registry, this.clock)
     this.registry.onChange = () => this.globals.prepare()
     this.collect = new Collector(this.registry, this.counters)
-    this.context = createContext<RequestContext>(settings.context)
+    this.context = settings.helpers ?? createContext<RequestContext>(settings.context)
     byOwner.set(owner, this)
   }
 
@@ -204,5 +206,13 @@ export class Enrichment implements QueueHost<Line> {
 export function enrichmentOf(owner: object): Enrichment {
   const e = byOwner.get(owner)
   if (e === undefined) throw new TypeError('not a pipeline made by createPipeline()')
-  return e
+  return typeof e === 'function' ? e() : e
+}
+
+/**
+ * Makes `owner` known to {@link enrichmentOf} before its enrichment exists:
+ * `make` builds it on the first call (and registers it in its place).
+ */
+export function deferEnrichment(owner: object, make: () => Enrichment): void {
+  byOwner.set(owner, make)
 }

@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest'
 const root = fileURLToPath(new URL('../..', import.meta.url))
 const dist = pathToFileURL(`${root}dist/`).href
 const fixture = fileURLToPath(new URL('../fixtures/package/loaded-files.mjs', import.meta.url))
+const callsFixture = fileURLToPath(new URL('../fixtures/package/calls-at-import.mjs', import.meta.url))
 
 function node(args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -52,6 +53,18 @@ describe('the built entry points', () => {
     ])
     const expected = new Set([...lru, ...empty])
     expect(core.filter((m) => !expected.has(m))).toEqual([])
+  })
+
+  it('make the default pipeline at import but not its working part, which its first use makes', async () => {
+    type Counts = Record<string, number>
+    const names = ['Pipeline', 'Enrichment', 'Registry', 'Globals', 'Collector']
+    const { atImport, afterUse } = JSON.parse(await node([callsFixture, ...names])) as {
+      atImport: Counts
+      afterUse: Counts
+    }
+    // Importing the core entry runs what every application pays for; the rest waits for a pipeline's first use.
+    expect(atImport).toEqual({ Pipeline: 1, Enrichment: 0, Registry: 0, Globals: 0, Collector: 0 })
+    expect(afterUse).toEqual({ Pipeline: 0, Enrichment: 1, Registry: 1, Globals: 1, Collector: 1 })
   })
 
   it('share one copy of the code two entries use: the Express entry refuses a context the core entry made', async () => {
