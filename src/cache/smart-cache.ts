@@ -185,6 +185,23 @@ interface Flight<V> {
   readonly probe: boolean
 }
 
+/** What {@link freshValue} returns for a key with no fresh value. */
+export const NOT_FRESH: unique symbol = Symbol('not fresh')
+
+// Set by SmartCache's static block: the log path's read of a fresh value, kept off the class's public surface.
+let readFresh: <V>(cache: SmartCache<V>, key: string, now: number) => V | typeof NOT_FRESH
+
+/**
+ * The fresh value of `key` at `now`, or {@link NOT_FRESH}: a
+ * {@link SmartCache.lookup} that answers a fresh hit without building a
+ * result, for the log path, where nearly every lookup is one. A fresh hit is
+ * counted and marks the key recently used, as `lookup` does; anything else is
+ * neither counted nor touched, and the caller asks `lookup`.
+ */
+export function freshValue<V>(cache: SmartCache<V>, key: string, now: number): V | typeof NOT_FRESH {
+  return readFresh(cache, key, now)
+}
+
 /** Defaults of {@link SmartCacheOptions}, merged once per cache. */
 export const CACHE_DEFAULTS = {
   name: 'cache',
@@ -246,6 +263,18 @@ export class SmartCache<V> {
   #evictions = 0
   #breakerRejections = 0
   #inflightRejections = 0
+  /**
+   * The key last read through {@link #get}, the most recently used one, and
+   * its entry: read again before anything else is read or written, it is
+   * answered from here, being the most recent already. Forgotten on every
+   * write, delete and clear of the storage.
+   */
+  #lastKey: string | undefined = undefined
+  #lastEntry: Entry<V> | undefined = undefined
+
+  static {
+    readFresh = (cache, key, now) => cache.#fresh(key, now)
+  }
 
   /** @throws RangeError for a negative, fractional or non-numeric bound. */
   constructor(options: SmartCacheOptions = {}) {
@@ -313,6 +342,26 @@ export class SmartCache<V> {
     }
   }
 
+  /** The entry of stored key `k`, marked most recently used. */
+  #get(k: string): Entry<V> | undefined {
+    if (k === this.#lastKey) return this.#lastEntry
+    const entry = this.#lru.get(k)
+    // A miss changes no recency: the last key found is still the most recent.
+    if (entry !== undefined) {
+      this.#lastKey = k
+      this.#lastEntry = entry
+    }
+    return entry
+  }
+
+  #fresh(key: string, now: number): V | typeof NOT_FRESH {
+    const entry = this.#get(storedKey(key, this.#maxKeyLength))
+    // classify()'s Fresh, without the states the caller leaves to lookup().
+    if (entry === undefined || !entry.has || now >= entry.freshUntil) return NOT_FRESH
+    this.#hits++
+    return entry.value as V
+  }
+
   /** The breaker guarding this cache's computes, if any. */
   get breaker(): CircuitBreaker | undefined {
     return this.#breaker
@@ -331,7 +380,7 @@ export class SmartCache<V> {
   async getOrCompute(key: string, compute: Compute<V>, options?: ComputeOptions): Promise<V> {
     if (options !== undefined) checkCallOptions(options)
     const k = storedKey(key, this.#maxKeyLength)
-    const entry = this.#lru.get(k)
+    const entry = this.#get(k)
     const now = this.#clock.now()
     const state = classify(entry, now)
     if (state === EntryState.Fresh) {
@@ -485,7 +534,7 @@ export class SmartCache<V> {
    */
   lookup(key: string, now?: number): PeekResult<V> {
     const k = storedKey(key, this.#maxKeyLength)
-    const entry = this.#lru.get(k)
+    const entry = this.#get(k)
     if (entry === undefined) {
       this.#misses++
       return { state: EntryState.Miss }
@@ -715,6 +764,8 @@ export class SmartCache<V> {
   #put(k: string, value: V, freshUntil: number, staleUntil: number, tags: readonly string[] | undefined): Entry<V> {
     const kept = tags ?? this.#lru.peek(k)?.tags
     const entry = valueEntry(value, freshUntil, staleUntil, kept)
+    this.#lastKey = undefined
+    this.#lastEntry = undefined
     this.#lru.set(k, entry)
     if (kept !== undefined) this.#tags.add(k, kept)
     return entry
@@ -722,6 +773,8 @@ export class SmartCache<V> {
 
   #fail(k: string, error: unknown): void {
     const entry = failedEntry(this.#lru.peek(k), error, this.#clock.now(), this.#retryMs, this.#maxRetryMs)
+    this.#lastKey = undefined
+    this.#lastEntry = undefined
     this.#lru.set(k, entry)
     if (entry.tags !== undefined) this.#tags.add(k, entry.tags)
   }
@@ -752,6 +805,8 @@ export class SmartCache<V> {
   /** Forgets a stored key, already hashed: hashing it again would miss it when `maxKeyLength` < its length. */
   #forget(k: string): boolean {
     const inflight = this.#inflight.delete(k)
+    this.#lastKey = undefined
+    this.#lastEntry = undefined
     return this.#lru.delete(k) || inflight
   }
 
@@ -801,6 +856,8 @@ export class SmartCache<V> {
    */
   clear(): void {
     this.#inflight.clear()
+    this.#lastKey = undefined
+    this.#lastEntry = undefined
     this.#lru.clear()
     this.#tags.clear()
   }

@@ -1,4 +1,4 @@
-import { EntryState, type SmartCache } from '../cache/smart-cache.js'
+import { EntryState, freshValue, NOT_FRESH, type SmartCache } from '../cache/smart-cache.js'
 import { beginLine, endLine } from '../context/line-scope.js'
 import type { ContextWriter } from '../context/writer.js'
 import type { EnrichContext, Enricher, EnricherFn, Fields } from '../enricher.js'
@@ -229,6 +229,15 @@ export class Collector {
         continue
       }
       const cache = slot.cache as SmartCache<Prepared | undefined>
+      // Nearly every line finds its value fresh: read without the result object lookup() builds.
+      const hit = freshValue(cache, k, now)
+      if (hit !== NOT_FRESH) {
+        const fields = hit === undefined || hit.gen === registry.coreGen ? hit?.fields : registry.fieldsOf(hit)
+        if (parts !== undefined) parts[i] = fields
+        else if (fields !== undefined) Object.assign(out as Fields, fields)
+        if (hit?.invalid) problems = addProblem(problems, ProblemKind.Invalid, slot.name)
+        continue
+      }
       const p = cache.lookup(k, now)
       if (p.state === EntryState.Fresh || p.state === EntryState.Stale) {
         const v = p.value

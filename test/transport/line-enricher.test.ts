@@ -5,7 +5,7 @@ import pino from 'pino'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { MAX_CONTEXT_VALUE_LENGTH } from '../../src/context/writer.js'
 import { enrichmentOf } from '../../src/core/enrichment.js'
-import { defineContextFields, defineEnricher } from '../../src/index.js'
+import { defineContextFields, defineEnricher, type EnrichContext } from '../../src/index.js'
 import enrichTransport, { EnrichToDestination } from '../../src/transport/index.js'
 import { LineEnricher, type Serializers } from '../../src/transport/line-enricher.js'
 import { runChild } from '../helpers/child.js'
@@ -1073,6 +1073,84 @@ describe('LineEnricher: a line whose keyed values are all cached goes out in pla
       ['gathered', { id: 'u1' }],
       ['in place', { id: 'u1' }],
       ['no user', undefined],
+    ])
+  })
+
+  it("gives key() a context of the line's own: one a key() keeps still reads its own line after later lines went out", async () => {
+    const p = await contextOnly()
+    const kept: Array<{ time: number; userId: unknown; msg: unknown }> = []
+    const seen: EnrichContext[] = []
+    p.register(
+      defineEnricher({
+        name: 'user',
+        key: (c) => {
+          seen.push(c)
+          return c.context?.userId as string | undefined
+        },
+        compute: (id: string) => ({ user: { id } }),
+      }),
+    )
+    const { lines, text } = collect(p)
+    lines.write(line(1, ctx({ userId: 'u1' }), ',"msg":"first"}'))
+    await lines.settled()
+    // u1 is cached: these go out in place, in one chunk.
+    lines.write(
+      line(2, ctx({ userId: 'u1' }), ',"msg":"second"}') +
+        line(3, ctx({ userId: 'u1', requestId: 'r3' }), ',"msg":"third"}') +
+        line(4, '', ',"msg":"fourth"}'),
+    )
+    await lines.settled()
+    expect(text().trim().split('\n')).toHaveLength(4)
+    for (const c of seen) kept.push({ time: c.time, userId: c.context?.userId, msg: c.record.msg })
+    expect(kept).toEqual([
+      { time: 1, userId: 'u1', msg: 'first' },
+      { time: 2, userId: 'u1', msg: 'second' },
+      { time: 3, userId: 'u1', msg: 'third' },
+      { time: 4, userId: undefined, msg: 'fourth' },
+    ])
+    expect(new Set(seen).size).toBe(4)
+  })
+
+  it('reads a cached value that expired on the clock between two lines as gone: the next line waits for its compute', async () => {
+    let t = 1_000_000
+    const p = pipeline({ clock: { now: () => t }, deadlineMs: 60_000 })
+    let n = 0
+    p.register(
+      defineEnricher({
+        name: 'user',
+        key: (c) => c.context?.userId as string | undefined,
+        compute: (id: string) => ({ user: { id, n: ++n } }),
+        cache: { ttlMs: 1_000, staleMs: 1_000, jitter: 0 },
+      }),
+    )
+    await p.ready()
+    const e = enrichmentOf(p)
+    const gather = vi.spyOn(e.collect, 'gather')
+    const out: string[] = []
+    const lines = new LineEnricher(e, (text) => out.push(text))
+    const next = (i: number): string => line(i, ctx({ userId: 'u1' }), `,"msg":"m${i}"}`)
+    lines.write(next(1))
+    await lines.settled()
+    lines.write(next(2) + next(3))
+    await lines.settled()
+    expect(gather).toHaveBeenCalledTimes(1)
+    // Past ttlMs and staleMs: nothing to serve, the line waits for a new compute.
+    t += 2_000
+    lines.write(next(4) + next(5))
+    expect(out.join('').trim().split('\n')).toHaveLength(3)
+    await lines.settled()
+    expect(gather).toHaveBeenCalledTimes(3)
+    const written = out
+      .join('')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { msg: string; user?: { n: number }; enrich?: unknown })
+    expect(written.map((l) => [l.msg, l.user?.n, l.enrich])).toEqual([
+      ['m1', 1, undefined],
+      ['m2', 1, undefined],
+      ['m3', 1, undefined],
+      ['m4', 2, undefined],
+      ['m5', 2, undefined],
     ])
   })
 
