@@ -78,7 +78,7 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
   // What the user's mixin returned for this line, for the merge strategy pino calls next.
   let userValue: object | undefined
 
-  const stateOf = loggerStates(registry, counters, rootView, baseKeys)
+  const stateOf = loggerStates(registry, counters, rootView, baseKeys, e.errorKey)
 
   const errorKeyJson = JSON.stringify(errorKey)
   // Lines logged in the same millisecond (hundreds of them in a burst) share
@@ -137,9 +137,11 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
     if (line.now >= globals.nextCheck) globals.prepare()
     lineProblems = globals.problemsFor(line.problems)
     // A call that logs the errorKey itself: its value replaces the problems, in the mixin's object, as snapshot writes it.
-    lineOwnsErrorKey = lineProblems !== undefined && hasErrorKey(line.args[0])
+    // So does a logger whose bindings carry it: they are written after the time part, before the mixin's object.
+    const s = line.logger === logger ? line.state : stateOf(logger)
+    lineOwnsErrorKey = lineProblems !== undefined && (s.bindsErrorKey || hasErrorKey(line.args[0]))
     const tail = lineOwnsErrorKey ? '' : tailOf(lineProblems)
-    return timeOf(line.logger === logger ? line.state : stateOf(logger), now, tail)
+    return timeOf(s, now, tail)
   }
   const timestamp = function (this: pino.Logger | undefined): string {
     if (this === undefined) {
@@ -398,6 +400,7 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
           if (
             read !== undefined &&
             (read.problems !== undefined || globals.problems !== undefined) &&
+            !stateOf(logger).bindsErrorKey &&
             !hasErrorKey(args[0])
           ) {
             earlyProblems(logger, level, read)
