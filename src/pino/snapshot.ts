@@ -330,9 +330,18 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
     if (refused !== undefined) read.problems = mergeProblems(read.problems, refused)
     directContexts = fields
   }
-  // Read inside the line's write: a getter that throws refuses the line, as pino's own reads of it do.
+  // pino writes an Error logged alone under its own errorKey: when that is ours, the call sets it.
+  const errorUnderKey = (user.errorKey ?? 'err') === errorKey
+  // With pino's nestedKey the mixin's object is nested with the call's fields: the problems go there, as snapshot writes them.
+  const nested = typeof user.nestedKey === 'string'
+  // Whether the call sets the errorKey itself (or pino nests the line's object): its problems then go
+  // in the mixin's object, never with the time part. Read inside the line's write: a getter that
+  // throws refuses the line, as pino's own reads of it do.
   const hasErrorKey = (first: unknown): boolean =>
-    typeof first === 'object' && first !== null && (first as Fields)[errorKey] !== undefined
+    nested ||
+    (first instanceof Error
+      ? errorUnderKey
+      : typeof first === 'object' && first !== null && (first as Fields)[errorKey] !== undefined)
   const userMerged = (mergeObject: object): object => {
     const value = userValue as object
     userValue = undefined
