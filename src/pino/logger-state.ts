@@ -48,6 +48,12 @@ export interface LoggerState {
   readonly writeContexts: ContextWriter<Problems>
   /** Enricher keys the logger's bindings set: left out of the mixin's object. */
   readonly bound: readonly string[]
+  /**
+   * Whether its bindings (base included) set the errorKey: pino writes them
+   * before the mixin's object, so a line's problems go in that object, after
+   * them, as snapshot writes them, and not with the time part, before them.
+   */
+  readonly bindsErrorKey: boolean
 }
 const STATE = Symbol('pino-enrich.state')
 type Logged = { [STATE]?: LoggerState } & Record<symbol, unknown>
@@ -64,6 +70,7 @@ export function loggerStates(
   counters: Enrichment['counters'],
   rootView: View,
   baseKeys: ReadonlySet<string>,
+  errorKey: string,
 ): (logger: pino.Logger) => LoggerState {
   const newState = (logger: pino.Logger, inherited: LoggerState | undefined): LoggerState => {
     const l = logger as unknown as Logged & Views
@@ -88,6 +95,7 @@ export function loggerStates(
       metadata: stream !== undefined && stream[NEEDS_METADATA] === true ? (stream as { lastTime?: string }) : undefined,
       writeContexts: writers.for(logger),
       bound: ownBindingKeys(bound, baseKeys, registry.coreKeys),
+      bindsErrorKey: bound.includes(errorKey),
     }
     if (Object.isExtensible(logger)) l[STATE] = s
     else fixedStates.set(logger, s)

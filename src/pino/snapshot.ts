@@ -78,7 +78,7 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
   // What the user's mixin returned for this line, for the merge strategy pino calls next.
   let userValue: object | undefined
 
-  const stateOf = loggerStates(registry, counters, rootView, baseKeys)
+  const stateOf = loggerStates(registry, counters, rootView, baseKeys, e.errorKey)
 
   const errorKeyJson = JSON.stringify(errorKey)
   // Lines logged in the same millisecond (hundreds of them in a burst) share
@@ -137,9 +137,11 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
     if (line.now >= globals.nextCheck) globals.prepare()
     lineProblems = globals.problemsFor(line.problems)
     // A call that logs the errorKey itself: its value replaces the problems, in the mixin's object, as snapshot writes it.
-    lineOwnsErrorKey = lineProblems !== undefined && hasErrorKey(line.args[0])
+    // So does a logger whose bindings carry it: they are written after the time part, before the mixin's object.
+    const s = line.logger === logger ? line.state : stateOf(logger)
+    lineOwnsErrorKey = lineProblems !== undefined && (s.bindsErrorKey || hasErrorKey(line.args[0]))
     const tail = lineOwnsErrorKey ? '' : tailOf(lineProblems)
-    return timeOf(line.logger === logger ? line.state : stateOf(logger), now, tail)
+    return timeOf(s, now, tail)
   }
   const timestamp = function (this: pino.Logger | undefined): string {
     if (this === undefined) {
@@ -328,9 +330,18 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
     if (refused !== undefined) read.problems = mergeProblems(read.problems, refused)
     directContexts = fields
   }
-  // Read inside the line's write: a getter that throws refuses the line, as pino's own reads of it do.
+  // pino writes an Error logged alone under its own errorKey: when that is ours, the call sets it.
+  const errorUnderKey = (user.errorKey ?? 'err') === errorKey
+  // With pino's nestedKey the mixin's object is nested with the call's fields: the problems go there, as snapshot writes them.
+  const nested = typeof user.nestedKey === 'string'
+  // Whether the call sets the errorKey itself (or pino nests the line's object): its problems then go
+  // in the mixin's object, never with the time part. Read inside the line's write: a getter that
+  // throws refuses the line, as pino's own reads of it do.
   const hasErrorKey = (first: unknown): boolean =>
-    typeof first === 'object' && first !== null && (first as Fields)[errorKey] !== undefined
+    nested ||
+    (first instanceof Error
+      ? errorUnderKey
+      : typeof first === 'object' && first !== null && (first as Fields)[errorKey] !== undefined)
   const userMerged = (mergeObject: object): object => {
     const value = userValue as object
     userValue = undefined
@@ -398,6 +409,7 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
           if (
             read !== undefined &&
             (read.problems !== undefined || globals.problems !== undefined) &&
+            !stateOf(logger).bindsErrorKey &&
             !hasErrorKey(args[0])
           ) {
             earlyProblems(logger, level, read)

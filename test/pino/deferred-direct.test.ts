@@ -430,6 +430,52 @@ describe('a deferred line written in its call with problems known before the wri
     expect(JSON.parse(def[0] as string)).toMatchObject({ enrich: 'mine', tenant: 'unknown' })
   })
 
+  it('a logger whose bindings carry the errorKey: its line parses as the snapshot line, queued or written in its call', async () => {
+    const { p, gates } = await setup({ keyed: true, failing: true })
+    await fill(p, 'bad', gates)
+    const call = (log: pino.Logger): void => {
+      log.child({ enrich: 'bound' }).info({ user: 'bad' }, 'child')
+      log.child({ enrich: 'bound' }).child({ c: 1 }).info({ user: 'bad' }, 'grandchild')
+    }
+    const { snap, def } = both(p, {}, call)
+    expect(def.map((l) => JSON.parse(l))).toEqual(snap.map((l) => JSON.parse(l)))
+    expect(JSON.parse(def[0] as string)).toMatchObject({ enrich: { error: ['tenant'] }, tenant: 'unknown' })
+    const root = (log: pino.Logger): void => log.info({ user: 'bad' }, 'base')
+    const withBase = both(p, { base: { enrich: 'base' } }, root)
+    expect(withBase.def.map((l) => JSON.parse(l))).toEqual(withBase.snap.map((l) => JSON.parse(l)))
+    const { queued, direct } = await queuedThenDirect(p, gates, {}, (log) =>
+      log.child({ enrich: 'bound' }).info({ user: 'bad' }, 'child'),
+    )
+    expect(queued).toBe(direct)
+    expect(JSON.parse(queued)).toMatchObject({ enrich: { error: ['tenant'] }, tenant: 'unknown' })
+  })
+
+  it("pino's own errorKey the same as the pipeline's: an Error logged is under it once, as snapshot writes it", async () => {
+    const { p, gates } = await setup({ keyed: true, failing: true })
+    // The request's user, as the key of an Error's line (an Error is no record).
+    await fill(p, STORE.userId, gates)
+    const err = new Error('boom')
+    err.stack = 'stack'
+    const call = (log: pino.Logger): void => log.error(err)
+    const { snap, def } = both(p, { errorKey: 'enrich' }, call)
+    expect(count(def[0] as string, '"enrich":')).toBe(1)
+    expect(def.map((l) => JSON.parse(l))).toEqual(snap.map((l) => JSON.parse(l)))
+    expect(JSON.parse(def[0] as string)).toMatchObject({ enrich: { message: 'boom' }, tenant: 'unknown' })
+    const { queued, direct } = await queuedThenDirect(p, gates, { errorKey: 'enrich' }, call)
+    expect(queued).toBe(direct)
+  })
+
+  it("pino's nestedKey: the problems are nested with the call's fields, as snapshot writes them", async () => {
+    const { p, gates } = await setup({ keyed: true, failing: true })
+    await fill(p, 'bad', gates)
+    const call = (log: pino.Logger): void => log.info({ user: 'bad' }, 'nested')
+    const { snap, def } = both(p, { nestedKey: 'payload' }, call)
+    expect(def.map((l) => JSON.parse(l))).toEqual(snap.map((l) => JSON.parse(l)))
+    expect(JSON.parse(def[0] as string).payload).toMatchObject({ enrich: { error: ['tenant'] }, user: 'bad' })
+    const { queued, direct } = await queuedThenDirect(p, gates, { nestedKey: 'payload' }, call)
+    expect(queued).toBe(direct)
+  })
+
   it('a queued line that logs the errorKey itself: its own value, once, as when written in its call', async () => {
     const { p, gates } = await setup({ keyed: true, failing: true })
     await fill(p, 'bad', gates)
