@@ -311,9 +311,6 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
     lineOwnsErrorKey = false
     return finish(out, s, mergeObject, level, logger)
   }
-  // pino calls this with the mixin's result: the user's mixin and merge
-  // strategy apply exactly as pino applies them, and the enriched fields go
-  // beneath their result. A line with nothing added is pino's own object.
   // A line written in its call with problems already (a keyed value failed, a global one is
   // failing): they are written with its time part, once per shared problem set as a queued
   // line's are, instead of pino serializing them in the mixin's object on every line. A
@@ -342,6 +339,9 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
     (first instanceof Error
       ? errorUnderKey
       : typeof first === 'object' && first !== null && (first as Fields)[errorKey] !== undefined)
+  // pino calls this with the mixin's result: the user's mixin and merge
+  // strategy apply exactly as pino applies them, and the enriched fields go
+  // beneath their result. A line with nothing added is pino's own object.
   const userMerged = (mergeObject: object): object => {
     const value = userValue as object
     userValue = undefined
