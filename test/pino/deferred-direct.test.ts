@@ -1,8 +1,8 @@
-import { tracingChannel } from 'node:diagnostics_channel'
 import pino from 'pino'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { createRequestStore } from '../../src/context/request-store.js'
 import { defineContextFields, defineEnricher, type Fields, type Pipeline } from '../../src/index.js'
+import { onAsJson } from '../helpers/as-json.js'
 import { type Deferred, deferred } from '../helpers/deferred.js'
 import { trackPipelines } from '../helpers/pipelines.js'
 import { sink } from '../helpers/sink.js'
@@ -490,18 +490,7 @@ describe('a deferred line written in its call with problems known before the wri
     const { p, gates } = await setup({ keyed: true, failing: true })
     await fill(p, 'bad', gates)
     const seen: Array<{ obj: Record<string, unknown>; time: string }> = []
-    const channel = tracingChannel('pino_asJson')
-    const handlers = {
-      start: (m: unknown) => {
-        const a = (m as { arguments: unknown[] }).arguments
-        seen.push({ obj: { ...(a[0] as Record<string, unknown>) }, time: a[3] as string })
-      },
-      end: () => {},
-      asyncStart: () => {},
-      asyncEnd: () => {},
-      error: () => {},
-    }
-    channel.subscribe(handlers)
+    const stop = onAsJson((a) => seen.push({ obj: { ...(a[0] as Record<string, unknown>) }, time: a[3] as string }))
     try {
       const call = (log: pino.Logger): void => log.info({ user: 'bad' }, 'traced')
       const { queued, direct } = await queuedThenDirect(p, gates, {}, call)
@@ -511,7 +500,7 @@ describe('a deferred line written in its call with problems known before the wri
       expect(last?.obj).toMatchObject({ service: 'checkout', tenant: 'unknown', enrich: { error: ['tenant'] } })
       expect(last?.time).toMatch(/^,"time":\d+$/)
     } finally {
-      channel.unsubscribe(handlers)
+      stop()
     }
   })
 

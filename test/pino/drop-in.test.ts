@@ -1,7 +1,7 @@
-import { tracingChannel } from 'node:diagnostics_channel'
 import pino, { type DestinationStream, type LoggerOptions } from 'pino'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { defineEnricher, type Pipeline } from '../../src/index.js'
+import { onAsJson } from '../helpers/as-json.js'
 import { trackPipelines } from '../helpers/pipelines.js'
 
 // `pino(pinoOptions(opts), stream)` must behave as `pino(opts, stream)` plus the
@@ -121,23 +121,13 @@ const MATRIX: Case[] = [
     name: 'tracingChannel pino_asJson: the time argument is the time alone',
     run: (make) => {
       const times: unknown[] = []
-      const channel = tracingChannel('pino_asJson')
-      const handlers = {
-        start: (m: unknown) => {
-          times.push((m as { arguments: unknown[] }).arguments[3])
-        },
-        end: () => {},
-        asyncStart: () => {},
-        asyncEnd: () => {},
-        error: () => {},
-      }
-      channel.subscribe(handlers)
+      const stop = onAsJson((a) => times.push(a[3]))
       try {
         const out = lines()
         make({ base: { app: 'shop' } }, out).info('x')
         return { times, lines: out.parsed() }
       } finally {
-        channel.unsubscribe(handlers)
+        stop()
       }
     },
   },
