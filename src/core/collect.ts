@@ -63,7 +63,8 @@ export class Collector {
   /**
    * Adds what keyed and function enrichers have ready now to `out`, starting
    * background refreshes for what is missing or stale. Never waits. Returns the
-   * problems met, or undefined.
+   * problems met, or undefined. `inLine`: the caller has begun the line (see
+   * {@link readCached}).
    */
   collectNow(
     ctx: EnrichContext,
@@ -71,14 +72,15 @@ export class Collector {
     into: Problems | undefined,
     now: number,
     writeContexts: ContextWriter<Problems> = this.#registry.writeContexts,
+    inLine = false,
   ): Problems | undefined {
-    const outer = beginLine()
+    const outer = inLine ? -1 : beginLine()
     this.enriching++
     try {
       return this.#read(ctx, now, into, out, undefined, writeContexts)
     } finally {
       this.enriching--
-      endLine(outer)
+      if (outer !== -1) endLine(outer)
     }
   }
 
@@ -323,6 +325,7 @@ export class Collector {
         const refused = writeContexts(c, level, fields)
         if (refused !== undefined) problems = mergeProblems(problems, refused)
         line.parts[keyed.length + fns.length] = fields
+        line.contexts = fields
       }
     }
     return problems

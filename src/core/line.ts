@@ -39,6 +39,8 @@ export class Line {
   waiting: Waiter[] | undefined = undefined
   /** Set once the line is written (or taken as it is): an answer after that changes nothing. */
   done = false
+  /** The request-context fields gathered for it (also in `parts`), when it has any. */
+  contexts: Fields | undefined = undefined
   /** Called once nothing is awaited any more. */
   onReady: (() => void) | undefined = undefined
   /** Time after which the line is written with what is ready (a queue sets it again on its own clock). */
@@ -53,12 +55,12 @@ export class Line {
     this.start = now
   }
 
-  /** Merges the parts into `out` in registration order. */
-  mergeInto(out: Fields): void {
+  /** Merges the parts into `out` in registration order; `skip`, a part written otherwise, left out. */
+  mergeInto(out: Fields, skip?: Fields): void {
     const parts = this.parts
     for (let i = 0; i < parts.length; i++) {
       const part = parts[i]
-      if (part !== undefined) Object.assign(out, part)
+      if (part !== undefined && part !== skip) Object.assign(out, part)
     }
   }
 }

@@ -1,5 +1,5 @@
 import pino from 'pino'
-import type { ContextWriter, ContextWriters } from '../context/writer.js'
+import type { ContextFragment, ContextWriter, ContextWriters } from '../context/writer.js'
 import type { Enrichment } from '../core/enrichment.js'
 import type { View } from '../core/globals.js'
 import type { Problems } from '../core/problems.js'
@@ -46,6 +46,12 @@ export interface LoggerState {
   readonly metadata: { lastTime?: string } | undefined
   /** Writes the request-context fields, leaving out keys the logger's bindings carry. */
   readonly writeContexts: ContextWriter<Problems>
+  /**
+   * The same fields as text for the line's time part, or undefined when they
+   * must go through pino's object path (a serializer or redact path on one of
+   * their keys, `formatters.log`, a stream reading pino's line metadata).
+   */
+  readonly fragment: ContextFragment | undefined
   /** Enricher keys the logger's bindings set: left out of the mixin's object. */
   readonly bound: readonly string[]
   /**
@@ -63,7 +69,8 @@ const fixedStates = new WeakMap<object, LoggerState>()
 /**
  * The {@link LoggerState} of a logger, for the options of one `pinoOptions()`
  * call: kept on the logger, made again only when its bindings or the
- * pipeline's context writers have changed.
+ * pipeline's context writers have changed. `fragments`: whether the
+ * options let a line carry its request fields in its time part.
  */
 export function loggerStates(
   registry: Enrichment['registry'],
@@ -71,6 +78,7 @@ export function loggerStates(
   rootView: View,
   baseKeys: ReadonlySet<string>,
   errorKey: string,
+  fragments: boolean,
 ): (logger: pino.Logger) => LoggerState {
   const newState = (logger: pino.Logger, inherited: LoggerState | undefined): LoggerState => {
     const l = logger as unknown as Logged & Views
@@ -85,15 +93,21 @@ export function loggerStates(
     // request then costs no lookups of the stream.
     const same = inherited !== undefined && inherited.stream === stream
     const bound = bindingKeys(logger)
+    const view = l[VIEW] ?? rootView
+    const metadata =
+      stream !== undefined && stream[NEEDS_METADATA] === true ? (stream as { lastTime?: string }) : undefined
     const s: LoggerState = {
       logger,
       chindings,
       writers,
-      view: l[VIEW] ?? rootView,
+      view,
       stream,
       destination: same ? inherited.destination : watchDestination(logger, counters),
-      metadata: stream !== undefined && stream[NEEDS_METADATA] === true ? (stream as { lastTime?: string }) : undefined,
+      metadata,
       writeContexts: writers.for(logger),
+      // pino's errorKey and messageKey (core keys) are never written from the context as text.
+      fragment:
+        metadata !== undefined || !fragments ? undefined : writers.fragmentFor(logger, view.routed, registry.coreKeys),
       bound: ownBindingKeys(bound, baseKeys, registry.coreKeys),
       bindsErrorKey: bound.includes(errorKey),
     }

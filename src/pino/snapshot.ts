@@ -1,6 +1,7 @@
 import { tracingChannel } from 'node:diagnostics_channel'
 import pino, { type LoggerOptions } from 'pino'
-import { beginLine, endLine } from '../context/line-scope.js'
+import { beginLine, endLine, lineNow as lineInScope } from '../context/line-scope.js'
+import { fieldsText } from '../context/writer.js'
 import type { KeyedRead } from '../core/collect.js'
 import type { Enrichment } from '../core/enrichment.js'
 import type { View } from '../core/globals.js'
@@ -8,7 +9,7 @@ import type { Line } from '../core/line.js'
 import { mergeProblems, type Problems, problemsJson } from '../core/problems.js'
 import type { EnrichContext, Fields } from '../enricher.js'
 import { assignOwn } from '../util/copy.js'
-import { deferredHooks, type Pending, writeAsCalled } from './deferred.js'
+import { deferredHooks, type LogMethod, type Pending, writeAsCalled } from './deferred.js'
 import { type LoggerState, loggerStates, VIEW, type Views } from './logger-state.js'
 import { baseKeysOf, childRouted, routedKeys, timeFormatter, withBindingKeys } from './user-options.js'
 
@@ -69,6 +70,8 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
   let lineProblems: Problems | undefined
   // The queued line being written logs the errorKey itself: its problems go in the mixin's object.
   let lineOwnsErrorKey = false
+  // The request fields of the queued line being written, when they went out with its time part.
+  let lineContextsText: Fields | undefined
   // Metadata streams (pino.multistream) whose `lastTime` pino sets from the
   // time string: set back to the time alone before the line reaches the stream.
   // One entry per line under way: a line logged from a serializer or a mixin
@@ -77,8 +80,24 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
   let sliceIndex = 0
   // What the user's mixin returned for this line, for the merge strategy pino calls next.
   let userValue: object | undefined
+  // A line's request fields can go in its time part, as text (see ContextFragment), when
+  // nothing of the user's reads or changes the object pino writes after it is made: no
+  // mixin of theirs, no nestedKey, and in snapshot mode no logMethod hook of theirs (the
+  // call's object is read before pino's write, in a hook of ours).
+  const nested = typeof user.nestedKey === 'string'
+  const fragments = userMixin === undefined && !nested && (deferred || user.hooks?.logMethod === undefined)
+  // Set for a call whose object sets none of the request fields' keys (the call's own
+  // value must win, once), for its `timestamp`, which pino calls first in its write.
+  let callFrag = false
+  // The line scope that call began: its request fields, read in `timestamp`, and its keyed
+  // enrichers' keys, read in the mixin, ask a request store's `user(req)` once.
+  let callLine = 0
+  // One bit per line between its `timestamp` and its mixin, the latest lowest: whether its
+  // request fields went out as text. A line logged from a getter pino reads between the two
+  // pushes and pops its own above it.
+  let fragBits = 0
 
-  const stateOf = loggerStates(registry, counters, rootView, baseKeys, e.errorKey)
+  const stateOf = loggerStates(registry, counters, rootView, baseKeys, e.errorKey, fragments)
 
   const errorKeyJson = JSON.stringify(errorKey)
   // Lines logged in the same millisecond (hundreds of them in a burst) share
@@ -141,7 +160,15 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
     const s = line.logger === logger ? line.state : stateOf(logger)
     lineOwnsErrorKey = lineProblems !== undefined && (s.bindsErrorKey || hasErrorKey(line.args[0]))
     const tail = lineOwnsErrorKey ? '' : tailOf(lineProblems)
-    return timeOf(s, now, tail)
+    const full = timeOf(s, now, tail)
+    // Its request fields, read at the call, as text, as a line written in its call has them.
+    const fields = line.contexts
+    if (fields !== undefined && s.fragment !== undefined && fragments && !inMixin && mayUseText(line.args)) {
+      lineContextsText = fields
+      const text = fieldsText(fields)
+      return text === '' ? full : withContext(full, text)
+    }
+    return full
   }
   const timestamp = function (this: pino.Logger | undefined): string {
     if (this === undefined) {
@@ -151,13 +178,63 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
       return t
     }
     if (current !== undefined) return deferredTime(this, current)
+    const allow = callFrag
+    callFrag = false
     const now = clock.now()
     lineTime = now
     lineNow = now
     if (now >= globals.nextCheck) globals.prepare()
     const s = stateOf(this)
     lineState = s
-    return timeOf(s, now, directEarly ? earlyTail() : '')
+    const full = timeOf(s, now, directEarly ? earlyTail() : '')
+    const fragment = s.fragment
+    if (allow && fragment !== undefined && !inMixin) {
+      // A deferred line whose problems were known in its call has had its fields read there.
+      let text: string | undefined
+      if (directEarly) text = directContexts === undefined ? '' : fieldsText(directContexts)
+      else {
+        const c = getContext()
+        text = c === undefined ? '' : fragment.text(c)
+      }
+      if (text !== undefined) {
+        fragBits = (fragBits << 1) | 1
+        return text === '' ? full : withContext(full, text)
+      }
+    }
+    fragBits <<= 1
+    return full
+  }
+  // The time part and the request fields' text: lines of one request and millisecond share it.
+  let keptBase = ''
+  let keptText = ''
+  let keptWith = ''
+  const withContext = (full: string, text: string): string => {
+    if (full !== keptBase || text !== keptText) {
+      keptBase = full
+      keptText = text
+      keptWith = full + text
+    }
+    return keptWith
+  }
+  // Whether `args` (a log call's) may have its line's request fields written as text:
+  // its object sets none of their keys. Read before pino's write, as pino's LOG reads it.
+  const mayUseText = (args: unknown[]): boolean => {
+    const first = args[0]
+    return typeof first !== 'object' || first === null || !registry.contextWriters.sets(first)
+  }
+  // Writes a call's line in one line scope, its request fields as text where `args` allows.
+  const callWithText = (logger: pino.Logger, args: unknown[], method: LogMethod): void => {
+    const outerCall = callLine
+    const outer = beginLine()
+    callLine = lineInScope()
+    callFrag = mayUseText(args)
+    try {
+      method.apply(logger, args)
+    } finally {
+      callFrag = false
+      endLine(outer)
+      callLine = outerCall
+    }
   }
   // A deferred line written in its call whose problems were known in it: as a queued line's.
   const earlyTail = (): string => {
@@ -203,15 +280,26 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
     return out
   }
   // Keyed and function enrichers: what they have ready now.
-  const collect = (mergeObject: object, level: number, out: Fields, s: LoggerState): Problems | undefined => {
+  // `fromText`: its request fields went out with the time part, in the scope of its call.
+  const collect = (
+    mergeObject: object,
+    level: number,
+    out: Fields,
+    s: LoggerState,
+    fromText: boolean,
+  ): Problems | undefined => {
     const ctx: EnrichContext = {
       level,
       time: lineTime,
       record: mergeObject as Record<string, unknown>,
       context: getContext(),
     }
-    return collector.collectNow(ctx, out, undefined, lineNow, s.writeContexts)
+    return fromText
+      ? collector.collectNow(ctx, out, undefined, lineNow, writeNoContexts, inCallLine())
+      : collector.collectNow(ctx, out, undefined, lineNow, s.writeContexts)
   }
+  // Whether the line scope now is the one its log call began (callWithText).
+  const inCallLine = (): boolean => callLine !== 0 && lineInScope() === callLine
   // The call's own fields last: a child's bindings beat every enricher, then the user's mixin runs.
   const finish = (out: Fields, s: LoggerState, mergeObject: object, level: number, logger: pino.Logger): Fields => {
     if (s.bound.length !== 0) dropKeys(out, s.bound)
@@ -226,6 +314,8 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
   }
   // A line written in its call: what is ready now.
   const snapshotMixin = (mergeObject: object, level: number, logger: pino.Logger): object => {
+    const fromText = (fragBits & 1) === 1
+    fragBits >>>= 1
     counters.enriched++
     const s = lineStateOf(logger)
     // The line is still written: to a destination that failed, where it is counted as dropped.
@@ -235,17 +325,17 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
     const out = globalFields(s, level)
     let problems: Line['problems']
     if ((registry.keyed.length !== 0 || registry.fns.length !== 0) && collector.enriching === 0) {
-      problems = collect(mergeObject, level, out, s)
-    } else if (registry.contexts.length !== 0) {
+      problems = collect(mergeObject, level, out, s, fromText)
+    } else if (!fromText && registry.contexts.length !== 0) {
       // Only request-context fields: written straight in, no context object for the line.
       const c = getContext()
       if (c !== undefined) {
         // One line for all of them: a request store asks `user(req)` once, however many read userId.
-        const outer = beginLine()
+        const outer = inCallLine() ? -1 : beginLine()
         try {
           problems = s.writeContexts(c, level, out)
         } finally {
-          endLine(outer)
+          if (outer !== -1) endLine(outer)
         }
       }
     }
@@ -255,6 +345,8 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
   }
   // A deferred line written in its call, its keyed values read there: as the snapshot's, those values in place of collect().
   const readMixin = (mergeObject: object, level: number, logger: pino.Logger, read: KeyedRead): object => {
+    const fromText = (fragBits & 1) === 1
+    fragBits >>>= 1
     directRead = undefined
     counters.enriched++
     const s = lineStateOf(logger)
@@ -274,13 +366,13 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
       const fields = directContexts
       if (fields !== undefined) {
         directContexts = undefined
-        Object.assign(out, fields)
+        if (!fromText) Object.assign(out, fields)
       }
       // Its problems went out with the time part, unless that is not written.
       if (inMixin && lineProblems !== undefined) out[errorKey] = lineProblems
       return finish(out, s, mergeObject, level, logger)
     }
-    if (registry.contexts.length !== 0) {
+    if (!fromText && registry.contexts.length !== 0) {
       const c = getContext()
       if (c !== undefined) {
         const refused = s.writeContexts(c, level, out)
@@ -305,7 +397,8 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
     const s = line.logger === logger ? line.state : stateOf(logger)
     if (s.destination?.failed === true) counters.dropped++
     const out = globalFields(s, level)
-    line.mergeInto(out)
+    line.mergeInto(out, lineContextsText)
+    lineContextsText = undefined
     // Its problems went out with the timestamp fragment, unless that is not written.
     if ((inMixin || lineOwnsErrorKey) && lineProblems !== undefined) out[errorKey] = lineProblems
     lineOwnsErrorKey = false
@@ -330,7 +423,6 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
   // pino writes an Error logged alone under its own errorKey: when that is ours, the call sets it.
   const errorUnderKey = (user.errorKey ?? 'err') === errorKey
   // With pino's nestedKey the mixin's object is nested with the call's fields: the problems go there, as snapshot writes them.
-  const nested = typeof user.nestedKey === 'string'
   // Whether the call sets the errorKey itself (or pino nests the line's object): its problems then go
   // in the mixin's object, never with the time part. Read inside the line's write: a getter that
   // throws refuses the line, as pino's own reads of it do.
@@ -385,6 +477,17 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
     onChild,
     hooks: { ...user.hooks, streamWrite },
   }
+  if (!deferred && fragments) {
+    // The call's object, read before pino's write: whether its request fields may go out as text.
+    ;(options.hooks as NonNullable<LoggerOptions['hooks']>).logMethod = function (
+      this: pino.Logger,
+      args: unknown[],
+      method: LogMethod,
+    ) {
+      if (registry.contexts.length === 0) method.apply(this, args)
+      else callWithText(this, args, method)
+    } as NonNullable<NonNullable<LoggerOptions['hooks']>['logMethod']>
+  }
   if (deferred) {
     options.hooks = deferredHooks(e, options.hooks, {
       depth: () => (current === undefined ? directDepth : current.depth + 1),
@@ -414,8 +517,16 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
           ) {
             earlyProblems(logger, level, read)
           }
-          method.apply(logger, args)
+          // The snapshot's line: its request fields as text where it can. With keyed values
+          // read, in the line scope the call began for them (or read already, by earlyProblems).
+          if (!fragments || registry.contexts.length === 0) method.apply(logger, args)
+          else if (read === undefined) callWithText(logger, args, method)
+          else {
+            callFrag = mayUseText(args)
+            method.apply(logger, args)
+          }
         } finally {
+          callFrag = false
           directDepth = 0
           directEarly = false
           directContexts = undefined
@@ -431,6 +542,9 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
   }
   return options
 }
+
+/** The context writer of a line whose request fields went out as text. */
+const writeNoContexts = (): undefined => undefined
 
 /** Whether `t` is a time function of the application's own, which pino calls for every line. */
 function isCustomTime(t: LoggerOptions['timestamp']): boolean {
