@@ -1,0 +1,265 @@
+// A line's request fields go out as text with its time part. What a user
+// sees must not change for it: each field once, the call's own value winning,
+// each line its own request's values, whatever logs from inside a line.
+import pino from 'pino'
+import { afterEach, describe, expect, it } from 'vitest'
+import { createRequestStore } from '../../src/context/request-store.js'
+import { defineContextFields, defineEnricher, type Pipeline } from '../../src/index.js'
+import { duplicateKeys } from '../helpers/duplicate-keys.js'
+import { trackPipelines } from '../helpers/pipelines.js'
+import { type Sink, sink } from '../helpers/sink.js'
+
+const { pipeline, closePipelines } = trackPipelines()
+afterEach(closePipelines)
+
+const MODES = ['snapshot', 'deferred'] as const
+
+function setup(mode: (typeof MODES)[number], options: pino.LoggerOptions = {}) {
+  const enrich = pipeline({ enrichers: [defineEnricher({ name: 'svc', compute: () => ({ service: 'checkout' }) })] })
+  enrich.register(defineContextFields({ name: 'request', keys: { requestId: 'requestId', userId: 'userId' } }))
+  const out = sink()
+  const log = pino(enrich.pinoOptions({ mode, base: { pid: 1, hostname: 'h' }, ...options }), out)
+  return { enrich, out, log }
+}
+
+/** Every line: no key twice in its raw text, then parsed. */
+async function lines(enrich: Pipeline, out: Sink): Promise<Array<Record<string, unknown>>> {
+  await enrich.flush()
+  for (const chunk of out.chunks)
+    for (const l of chunk.split('\n').filter(Boolean)) expect(duplicateKeys(l)).toEqual([])
+  return out.lines()
+}
+
+describe.each(MODES)('request fields as text (%s)', (mode) => {
+  it('writes each field once, after the globals and before the bindings', async () => {
+    const { enrich, out, log } = setup(mode)
+    await enrich.ready()
+    enrich.context.run({ requestId: 'r1', userId: 'u1' }, () => log.info({ a: 1 }, 'in'))
+    await enrich.flush()
+    expect(out.chunks[0]).toMatch(
+      /^\{"level":30,"time":\d+,"service":"checkout","requestId":"r1","userId":"u1","pid":1,"hostname":"h","a":1,"msg":"in"\}\n$/,
+    )
+  })
+
+  it("writes the call's own value of a request key once, the call's, and the other fields", async () => {
+    const { enrich, out, log } = setup(mode)
+    await enrich.ready()
+    const inherited = Object.create({ userId: 'from-proto' }) as Record<string, unknown>
+    const err = Object.assign(new Error('boom'), { requestId: 'on-error' })
+    enrich.context.run({ requestId: 'r1', userId: 'u1' }, () => {
+      log.info({ requestId: 'mine' }, 'own')
+      log.info({ userId: undefined }, 'undefined is no value')
+      log.info(inherited, 'inherited')
+      log.error(err)
+      log.info('after')
+    })
+    const got = await lines(enrich, out)
+    expect(got.map((l) => [l.msg, l.requestId, l.userId])).toEqual([
+      ['own', 'mine', 'u1'],
+      ['undefined is no value', 'r1', 'u1'],
+      // pino writes own keys only: the context's value, once.
+      ['inherited', 'r1', 'u1'],
+      ['boom', 'r1', 'u1'],
+      ['after', 'r1', 'u1'],
+    ])
+  })
+
+  it('gives each line its own request, requests interleaved and values changed between lines', async () => {
+    const { enrich, out, log } = setup(mode)
+    await enrich.ready()
+    const a: Record<string, unknown> = { requestId: 'a', userId: 'ua' }
+    const b: Record<string, unknown> = { requestId: 'b' }
+    enrich.context.run(a, () => log.info('a1'))
+    enrich.context.run(b, () => log.info('b1'))
+    b.userId = 'ub'
+    enrich.context.run(b, () => log.info('b2'))
+    enrich.context.run(a, () => log.info('a2'))
+    a.requestId = 7
+    enrich.context.run(a, () => log.info('a3'))
+    log.info('none')
+    const got = await lines(enrich, out)
+    expect(got.map((l) => [l.msg, l.requestId, l.userId])).toEqual([
+      ['a1', 'a', 'ua'],
+      ['b1', 'b', undefined],
+      ['b2', 'b', 'ub'],
+      ['a2', 'a', 'ua'],
+      ['a3', 7, 'ua'],
+      ['none', undefined, undefined],
+    ])
+  })
+
+  it('keeps each line its fields when another line is logged from a getter pino reads, or from a serializer', async () => {
+    const { enrich, out, log } = setup(mode, {
+      serializers: {
+        thing: (v: unknown) => {
+          enrich.context.run({ requestId: 'inner-s', userId: 'us' }, () => log.info('from serializer'))
+          return v
+        },
+      },
+    })
+    await enrich.ready()
+    const call = {
+      get msg() {
+        // pino reads the message key of an object logged without a message, between its timestamp and its mixin.
+        enrich.context.run({ requestId: 'inner-g', userId: 'ug' }, () => log.info('from getter'))
+        return undefined
+      },
+      thing: 1,
+    }
+    enrich.context.run({ requestId: 'outer', userId: 'uo' }, () => log.info(call))
+    const got = await lines(enrich, out)
+    const by = Object.fromEntries(got.map((l) => [String(l.msg ?? 'outer'), [l.requestId, l.userId]]))
+    expect(by).toEqual({
+      'from getter': ['inner-g', 'ug'],
+      'from serializer': ['inner-s', 'us'],
+      outer: ['outer', 'uo'],
+    })
+  })
+
+  it('writes every line after lines whose serializer threw, each field once', async () => {
+    const { enrich, out, log } = setup(mode, {
+      serializers: {
+        bad: () => {
+          throw new Error('serializer')
+        },
+      },
+    })
+    await enrich.ready()
+    enrich.context.run({ requestId: 'r1', userId: 'u1' }, () => {
+      for (let i = 0; i < 100; i++) expect(() => log.info({ bad: 1 }, 'refused')).toThrow('serializer')
+      for (let i = 0; i < 3; i++) log.info({ requestId: i === 1 ? 'mine' : undefined }, `ok${i}`)
+    })
+    const got = await lines(enrich, out)
+    expect(got.map((l) => [l.msg, l.requestId, l.userId])).toEqual([
+      ['ok0', 'r1', 'u1'],
+      ['ok1', 'mine', 'u1'],
+      ['ok2', 'r1', 'u1'],
+    ])
+  })
+
+  it('leaves a key a child binds to the binding, and a serializer or redact path on a field applies', async () => {
+    const { enrich, out, log } = setup(mode, {
+      serializers: { userId: (v: unknown) => `s:${String(v)}` },
+      redact: ['requestId'],
+    })
+    await enrich.ready()
+    const plain = setup(mode).log
+    enrich.context.run({ requestId: 'r1', userId: 'u1' }, () => {
+      log.info('serialized')
+      log.child({ userId: 'bound' }).info('child')
+      plain.child({ requestId: 'bound' }).info('plain child')
+    })
+    const got = await lines(enrich, out)
+    expect(got.map((l) => [l.msg, l.requestId, l.userId])).toEqual([
+      ['serialized', '[Redacted]', 's:u1'],
+      ['child', '[Redacted]', 's:bound'],
+    ])
+  })
+
+  it("lets the user's mixin set a field and formatters.log see them, as before", async () => {
+    const mixed = setup(mode, { mixin: () => ({ userId: 'from-mixin' }) })
+    const formatted = setup(mode, { formatters: { log: (o) => ({ ...o, seen: o.requestId }) } })
+    await Promise.all([mixed.enrich.ready(), formatted.enrich.ready()])
+    const store = { requestId: 'r1', userId: 'u1' }
+    mixed.enrich.context.run(store, () => mixed.log.info('mixin'))
+    formatted.enrich.context.run(store, () => formatted.log.info('log'))
+    // The user's mixin is merged over the enriched fields, as pino merges the call's over it.
+    expect((await lines(mixed.enrich, mixed.out)).map((l) => [l.requestId, l.userId])).toEqual([['r1', 'from-mixin']])
+    expect((await lines(formatted.enrich, formatted.out)).map((l) => [l.seen, l.userId])).toEqual([['r1', 'u1']])
+  })
+})
+
+describe('request fields as text in a deferred line that waits', () => {
+  it('shows the values at the call, once, as a line written in its call does', async () => {
+    let release = (): void => {}
+    const gate = new Promise<void>((r) => {
+      release = r
+    })
+    const enrich = pipeline({ deadlineMs: 60_000 })
+    enrich.register(defineContextFields({ name: 'request', keys: { requestId: 'requestId', userId: 'userId' } }))
+    enrich.register(
+      defineEnricher({
+        name: 'tenant',
+        key: (ctx) => ctx.context?.userId as string | undefined,
+        compute: async (u) => {
+          await gate
+          return { tenant: `t-${u}` }
+        },
+      }),
+    )
+    const out = sink()
+    const log = pino(enrich.pinoOptions({ mode: 'deferred', base: undefined, timestamp: false }), out)
+    const store: Record<string, unknown> = { requestId: 'r1', userId: 'u1' }
+    enrich.context.run(store, () => {
+      log.info('waits')
+      log.info({ requestId: 'mine' }, 'own')
+    })
+    store.requestId = 'changed'
+    release()
+    await enrich.flush()
+    enrich.context.run(store, () => log.info('cached'))
+    await enrich.flush()
+    expect(out.chunks).toEqual([
+      '{"level":30,"requestId":"r1","userId":"u1","tenant":"t-u1","msg":"waits"}\n',
+      '{"level":30,"tenant":"t-u1","requestId":"mine","userId":"u1","msg":"own"}\n',
+      '{"level":30,"requestId":"changed","userId":"u1","tenant":"t-u1","msg":"cached"}\n',
+    ])
+  })
+})
+
+describe('request fields as text with a keyed enricher reading the request store', () => {
+  it.for(MODES)('writes the keyed value read with the answer user(req) gave once (%s)', async (mode) => {
+    const enrich = pipeline()
+    enrich.register(defineContextFields({ name: 'request', keys: { requestId: 'requestId', userId: 'userId' } }))
+    enrich.register(
+      defineEnricher({
+        name: 'profile',
+        key: (ctx) => ctx.context?.userId as string | undefined,
+        compute: (u) => ({ plan: `p-${u}` }),
+      }),
+    )
+    const out = sink()
+    const log = pino(enrich.pinoOptions({ mode }), out)
+    let calls = 0
+    const store = createRequestStore('r1', 'GET', '/x', {}, () => {
+      calls++
+      return 'u1'
+    })
+    enrich.context.run(store, () => log.info('first'))
+    await enrich.flush()
+    // The first line's lookup settles.
+    await new Promise((resolve) => setImmediate(resolve))
+    expect(calls).toBe(1)
+    enrich.context.run(store, () => {
+      for (let i = 0; i < 10; i++) log.info('line')
+    })
+    const got = await lines(enrich, out)
+    expect(calls).toBe(1)
+    expect(got.slice(1).map((l) => [l.userId, l.plan])).toEqual(Array(10).fill(['u1', 'p-u1']))
+  })
+
+  it.for(MODES)('asks user(req) once per line while it has no answer (%s)', async (mode) => {
+    const enrich = pipeline()
+    enrich.register(defineContextFields({ name: 'request', keys: { requestId: 'requestId', userId: 'userId' } }))
+    enrich.register(
+      defineEnricher({
+        name: 'profile',
+        key: (ctx) => ctx.context?.userId as string | undefined,
+        compute: (u) => ({ plan: `p-${u}` }),
+      }),
+    )
+    const out = sink()
+    const log = pino(enrich.pinoOptions({ mode }), out)
+    let calls = 0
+    const store = createRequestStore('r1', 'GET', '/x', {}, () => {
+      calls++
+      return undefined
+    })
+    enrich.context.run(store, () => {
+      for (let i = 0; i < 10; i++) log.info('line')
+    })
+    const got = await lines(enrich, out)
+    expect(got).toHaveLength(10)
+    expect(calls).toBe(10)
+  })
+})
