@@ -267,6 +267,8 @@ export class ContextWriters<P> {
    * go through the writer and pino's merge, not as text.
    */
   readonly sets: (o: object) => boolean
+  /** Each output key with the text a fragment writes before its value (`,"key":`). */
+  readonly keyTexts: ReadonlyArray<readonly [string, string]>
 
   constructor(slots: readonly ContextSlot[], refused: RefusedValue<P>) {
     this.#slots = slots
@@ -276,6 +278,7 @@ export class ContextWriters<P> {
     for (const slot of slots) for (const k of slot.to ?? []) keys.add(k)
     this.#outKeys = [...keys]
     this.sets = compileSets(this.#outKeys)
+    this.keyTexts = this.#outKeys.map((k) => [k, `,${pinoString(k)}:`] as const)
   }
 
   /** The writer for lines of `logger`; `undefined` or a non-pino object gets {@link all}. */

@@ -92,10 +92,10 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
   // The line scope that call began: its request fields, read in `timestamp`, and its keyed
   // enrichers' keys, read in the mixin, ask a request store's `user(req)` once.
   let callLine = 0
-  // One bit per line between its `timestamp` and its mixin, the latest lowest: whether its
-  // request fields went out as text. A line logged from a getter pino reads between the two
-  // pushes and pops its own above it.
-  let fragBits = 0
+  // One entry per line between its `timestamp` and its mixin, the latest last: the text of
+  // its request fields when they went out with its time part, else undefined. A line logged
+  // from a getter pino reads between the two pushes and pops its own above it.
+  const lineTexts: Array<string | undefined> = []
 
   const stateOf = loggerStates(registry, counters, rootView, baseKeys, e.errorKey, fragments)
 
@@ -197,12 +197,26 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
         text = c === undefined ? '' : fragment.text(c)
       }
       if (text !== undefined) {
-        fragBits = (fragBits << 1) | 1
+        pushText(text)
         return text === '' ? full : withContext(full, text)
       }
     }
-    fragBits <<= 1
+    pushText(undefined)
     return full
+  }
+  const pushText = (text: string | undefined): void => {
+    // A line whose write threw between its timestamp and its mixin left its entry: bounded all the same.
+    if (lineTexts.length >= 64) lineTexts.splice(0, 32)
+    lineTexts.push(text)
+  }
+  // An enricher's value (keyed, function, a global through the mixin) for a key the line's
+  // request fields wrote as text: the request field ranks above it, and the key is written once.
+  const dropWritten = (out: Fields, text: string): void => {
+    const keys = registry.contextWriters.keyTexts
+    for (let i = 0; i < keys.length; i++) {
+      const [key, keyText] = keys[i] as readonly [string, string]
+      if (key in out && text.includes(keyText)) delete out[key]
+    }
   }
   // The time part and the request fields' text: lines of one request and millisecond share it.
   let keptBase = ''
@@ -314,8 +328,8 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
   }
   // A line written in its call: what is ready now.
   const snapshotMixin = (mergeObject: object, level: number, logger: pino.Logger): object => {
-    const fromText = (fragBits & 1) === 1
-    fragBits >>>= 1
+    const text = lineTexts.pop()
+    const fromText = text !== undefined
     counters.enriched++
     const s = lineStateOf(logger)
     // The line is still written: to a destination that failed, where it is counted as dropped.
@@ -339,14 +353,20 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
         }
       }
     }
+    if (
+      fromText &&
+      text !== '' &&
+      (s.view.mixinGlobals.length !== 0 || registry.keyed.length !== 0 || registry.fns.length !== 0)
+    )
+      dropWritten(out, text)
     const all = problems === undefined ? globals.problems : globals.problemsFor(problems)
     if (all !== undefined) out[errorKey] = all
     return finish(out, s, mergeObject, level, logger)
   }
   // A deferred line written in its call, its keyed values read there: as the snapshot's, those values in place of collect().
   const readMixin = (mergeObject: object, level: number, logger: pino.Logger, read: KeyedRead): object => {
-    const fromText = (fragBits & 1) === 1
-    fragBits >>>= 1
+    const text = lineTexts.pop()
+    const fromText = text !== undefined
     directRead = undefined
     counters.enriched++
     const s = lineStateOf(logger)
@@ -361,6 +381,7 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
     }
     let problems = read.problems
     read.problems = undefined
+    if (fromText && text !== '') dropWritten(out, text)
     if (directEarly) {
       directEarly = false
       const fields = directContexts
@@ -397,8 +418,13 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
     const s = line.logger === logger ? line.state : stateOf(logger)
     if (s.destination?.failed === true) counters.dropped++
     const out = globalFields(s, level)
-    line.mergeInto(out, lineContextsText)
-    lineContextsText = undefined
+    const fields = lineContextsText
+    line.mergeInto(out, fields)
+    if (fields !== undefined) {
+      lineContextsText = undefined
+      // Its request fields went out with the time part: they rank above the enrichers' values.
+      for (const key in fields) if (key in out) delete out[key]
+    }
     // Its problems went out with the timestamp fragment, unless that is not written.
     if ((inMixin || lineOwnsErrorKey) && lineProblems !== undefined) out[errorKey] = lineProblems
     lineOwnsErrorKey = false

@@ -25,7 +25,7 @@ const refused = (_slot: ContextSlot, so: number | undefined): number => (so ?? 0
 /** What pino writes of `fields` as a line's object: the text between the level and the end. */
 function pinoText(fields: Record<string, unknown>): string {
   const out = sink()
-  pino({ base: undefined, timestamp: false }, out).info(fields)
+  pino({ base: null, timestamp: false }, out).info(fields)
   const line = out.chunks[0] as string
   return line.slice('{"level":30'.length, -'}\n'.length)
 }

@@ -156,6 +156,33 @@ describe.each(MODES)('request fields as text (%s)', (mode) => {
     ])
   })
 
+  it('ranks a request field above a keyed, a function and a level-bound global enricher writing its key, once', async () => {
+    const enrich = pipeline({
+      enrichers: [defineEnricher({ name: 'warnOnly', minLevel: 'warn', compute: () => ({ requestId: 'global' }) })],
+    })
+    enrich.register(defineContextFields({ name: 'request', keys: { requestId: 'requestId', userId: 'userId' } }))
+    enrich.register(
+      defineEnricher({ name: 'keyed', key: () => 'k', compute: () => ({ userId: 'keyed', plan: 'pro' }) }),
+    )
+    enrich.register(Object.assign(() => ({ requestId: 'fn', fn: true }), { enricherName: 'fn' }))
+    const out = sink()
+    const log = pino(enrich.pinoOptions({ mode }), out)
+    await enrich.ready()
+    await enrich.enrich({})
+    enrich.context.run({ requestId: 'r1', userId: 'u1' }, () => {
+      log.info('info')
+      log.warn('warn')
+    })
+    // Without a value in the context, the enrichers' values are written.
+    enrich.context.run({ other: 1 }, () => log.warn('no request fields'))
+    const got = await lines(enrich, out)
+    expect(got.map((l) => [l.msg, l.requestId, l.userId, l.plan, l.fn])).toEqual([
+      ['info', 'r1', 'u1', 'pro', true],
+      ['warn', 'r1', 'u1', 'pro', true],
+      ['no request fields', 'fn', 'keyed', 'pro', true],
+    ])
+  })
+
   it("lets the user's mixin set a field and formatters.log see them, as before", async () => {
     const mixed = setup(mode, { mixin: () => ({ userId: 'from-mixin' }) })
     const formatted = setup(mode, { formatters: { log: (o) => ({ ...o, seen: o.requestId }) } })
@@ -188,7 +215,7 @@ describe('request fields as text in a deferred line that waits', () => {
       }),
     )
     const out = sink()
-    const log = pino(enrich.pinoOptions({ mode: 'deferred', base: undefined, timestamp: false }), out)
+    const log = pino(enrich.pinoOptions({ mode: 'deferred', base: null, timestamp: false }), out)
     const store: Record<string, unknown> = { requestId: 'r1', userId: 'u1' }
     enrich.context.run(store, () => {
       log.info('waits')
