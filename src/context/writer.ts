@@ -165,13 +165,13 @@ export function fieldsText(fields: Record<string, unknown>): string {
 /** {@link ContextWriters.sets} for `keys`: a check per key, as literals where code generation is allowed. */
 function compileSets(keys: readonly string[]): (o: object) => boolean {
   if (keys.length === 0) return () => false
-  const test = keys.map((k) => `o[${JSON.stringify(k)}] !== undefined`).join(' || ')
+  const test = keys.map((k) => `${JSON.stringify(k)} in o`).join(' || ')
   let sets: (o: object) => boolean
   try {
     sets = new Function(`'use strict'\nreturn function sets(o) {\nreturn ${test}\n}`)() as (o: object) => boolean
   } catch (e) {
     if (!(e instanceof EvalError)) throw e
-    sets = (o) => keys.some((k) => (o as Record<string, unknown>)[k] !== undefined)
+    sets = (o) => keys.some((k) => k in o)
   }
   return (o) => {
     try {
@@ -262,9 +262,10 @@ export class ContextWriters<P> {
   readonly #fragments = new Map<string, ContextFragment | undefined>()
 
   /**
-   * Whether a call's object sets one of the output keys (or reading one
-   * throws): the call's value is written, once, so its line's request fields
-   * go through the writer and pino's merge, not as text.
+   * Whether a call's object has one of the output keys, own or inherited,
+   * whatever its value (`in`: no getter is called), or asking throws (a Proxy
+   * trap): pino's merge of the call's value, even `undefined`, decides that
+   * line's field, so its request fields go through the writer, not as text.
    */
   readonly sets: (o: object) => boolean
   /** Each output key with the text a fragment writes before its value (`,"key":`). */
@@ -279,6 +280,11 @@ export class ContextWriters<P> {
     this.#outKeys = [...keys]
     this.sets = compileSets(this.#outKeys)
     this.keyTexts = this.#outKeys.map((k) => [k, `,${pinoString(k)}:`] as const)
+  }
+
+  /** Whether one of the enrichers writes the output key `key`. */
+  writes(key: string): boolean {
+    return this.#outKeys.includes(key)
   }
 
   /** The writer for lines of `logger`; `undefined` or a non-pino object gets {@link all}. */

@@ -85,6 +85,7 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
   // mixin of theirs, no nestedKey, and in snapshot mode no logMethod hook of theirs (the
   // call's object is read before pino's write, in a hook of ours).
   const nested = typeof user.nestedKey === 'string'
+  const pinoErrorKey = user.errorKey ?? 'err'
   const fragments = userMixin === undefined && !nested && (deferred || user.hooks?.logMethod === undefined)
   // Set for a call whose object sets none of the request fields' keys (the call's own
   // value must win, once), for its `timestamp`, which pino calls first in its write.
@@ -230,11 +231,22 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
     }
     return keptWith
   }
-  // Whether `args` (a log call's) may have its line's request fields written as text:
-  // its object sets none of their keys. Read before pino's write, as pino's LOG reads it.
+  // Whether `args` (a log call's) may have its line's request fields written as text: the
+  // object pino makes of them has none of their keys. pino logs a request under `req`, a
+  // response under `res` and an Error under its errorKey; any other object as it is.
   const mayUseText = (args: unknown[]): boolean => {
     const first = args[0]
-    return typeof first !== 'object' || first === null || !registry.contextWriters.sets(first)
+    if (typeof first !== 'object' || first === null) return true
+    const writers = registry.contextWriters
+    try {
+      const o = first as { method?: unknown; headers?: unknown; socket?: unknown; setHeader?: unknown }
+      if (o.method && o.headers && o.socket) return !writers.writes('req')
+      if (typeof o.setHeader === 'function') return !writers.writes('res')
+      if (first instanceof Error) return !writers.writes(pinoErrorKey)
+    } catch {
+      return false
+    }
+    return !writers.sets(first)
   }
   // Writes a call's line in one line scope, its request fields as text where `args` allows.
   const callWithText = (logger: pino.Logger, args: unknown[], method: LogMethod): void => {
@@ -447,7 +459,7 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
     directContexts = fields
   }
   // pino writes an Error logged alone under its own errorKey: when that is ours, the call sets it.
-  const errorUnderKey = (user.errorKey ?? 'err') === errorKey
+  const errorUnderKey = pinoErrorKey === errorKey
   // With pino's nestedKey the mixin's object is nested with the call's fields: the problems go there, as snapshot writes them.
   // Whether the call sets the errorKey itself (or pino nests the line's object): its problems then go
   // in the mixin's object, never with the time part. Read inside the line's write: a getter that

@@ -124,17 +124,20 @@ describe('compileContextFragment', () => {
 })
 
 describe('ContextWriters', () => {
-  it('tells a call object that sets an output key, own, inherited or by getter, and one whose read throws', () => {
+  it('tells a call object that has an output key, own, inherited, undefined or a getter (not called), and one whose check throws', () => {
     const w = new ContextWriters([slot({ requestId: 'requestId', user: 'userId' })], refused)
     expect(w.sets({ a: 1 })).toBe(false)
-    expect(w.sets({ requestId: undefined })).toBe(false)
+    expect(w.sets({ requestId: undefined })).toBe(true)
     expect(w.sets({ userId: 'mine' })).toBe(true)
     expect(w.sets(Object.create({ requestId: 'inherited' }))).toBe(true)
-    expect(w.sets(Object.defineProperty({}, 'userId', { get: () => 'g' }))).toBe(true)
+    let reads = 0
+    const getter = Object.defineProperty({}, 'userId', { get: () => String(++reads) })
+    expect(w.sets(getter)).toBe(true)
+    expect(reads).toBe(0)
     const trap = new Proxy(
       {},
       {
-        get() {
+        has() {
           throw new Error('trap')
         },
       },
