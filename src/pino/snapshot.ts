@@ -93,10 +93,11 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
   // The line scope that call began: its request fields, read in `timestamp`, and its keyed
   // enrichers' keys, read in the mixin, ask a request store's `user(req)` once.
   let callLine = 0
-  // One entry per line between its `timestamp` and its mixin, the latest last: the text of
-  // its request fields when they went out with its time part, else undefined. A line logged
-  // from a getter pino reads between the two pushes and pops its own above it.
-  const lineTexts: Array<string | undefined> = []
+  // The text of the request fields of the line being written, from its `timestamp` to its
+  // mixin, when they went out with its time part. Each call that may write them as text keeps
+  // the outer call's and gives it back when it returns or throws: a line logged from a getter
+  // pino reads between the two has its own.
+  let lineText: string | undefined
 
   const stateOf = loggerStates(registry, counters, rootView, baseKeys, e.errorKey, fragments)
 
@@ -198,17 +199,12 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
         text = c === undefined ? '' : fragment.text(c)
       }
       if (text !== undefined) {
-        pushText(text)
+        lineText = text
         return text === '' ? full : withContext(full, text)
       }
     }
-    pushText(undefined)
+    lineText = undefined
     return full
-  }
-  const pushText = (text: string | undefined): void => {
-    // A line whose write threw between its timestamp and its mixin left its entry: bounded all the same.
-    if (lineTexts.length >= 64) lineTexts.splice(0, 32)
-    lineTexts.push(text)
   }
   // An enricher's value (keyed, function, a global through the mixin) for a key the line's
   // request fields wrote as text: the request field ranks above it, and the key is written once.
@@ -251,13 +247,16 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
   // Writes a call's line in one line scope, its request fields as text where `args` allows.
   const callWithText = (logger: pino.Logger, args: unknown[], method: LogMethod): void => {
     const outerCall = callLine
+    const outerText = lineText
     const outer = beginLine()
     callLine = lineInScope()
     callFrag = mayUseText(args)
+    lineText = undefined
     try {
       method.apply(logger, args)
     } finally {
       callFrag = false
+      lineText = outerText
       endLine(outer)
       callLine = outerCall
     }
@@ -340,7 +339,8 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
   }
   // A line written in its call: what is ready now.
   const snapshotMixin = (mergeObject: object, level: number, logger: pino.Logger): object => {
-    const text = lineTexts.pop()
+    const text = lineText
+    lineText = undefined
     const fromText = text !== undefined
     counters.enriched++
     const s = lineStateOf(logger)
@@ -377,7 +377,8 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
   }
   // A deferred line written in its call, its keyed values read there: as the snapshot's, those values in place of collect().
   const readMixin = (mergeObject: object, level: number, logger: pino.Logger, read: KeyedRead): object => {
-    const text = lineTexts.pop()
+    const text = lineText
+    lineText = undefined
     const fromText = text !== undefined
     directRead = undefined
     counters.enriched++
@@ -560,11 +561,13 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
           if (!fragments || registry.contexts.length === 0) method.apply(logger, args)
           else if (read === undefined) callWithText(logger, args, method)
           else {
+            // Nothing is written between this line's timestamp and its mixin (lines logged meanwhile queue).
             callFrag = mayUseText(args)
             method.apply(logger, args)
           }
         } finally {
           callFrag = false
+          lineText = undefined
           directDepth = 0
           directEarly = false
           directContexts = undefined

@@ -164,6 +164,64 @@ describe.each(MODES)('request fields as text (%s)', (mode) => {
     ])
   })
 
+  it('writes every line after lines that threw between their timestamp and mixin, one of them inside another line', async () => {
+    const { enrich, out, log } = setup(mode)
+    await enrich.ready()
+    const bad = {
+      get msg(): string {
+        throw new Error('getter')
+      },
+    }
+    const outer = {
+      // Its own requestId: this line's request fields take pino's object, the inner line's were text.
+      requestId: 'mine-outer',
+      // A line logged from inside this line whose own write throws (in snapshot mode here; a
+      // deferred one queues behind this line and is dropped when written).
+      get msg(): string {
+        enrich.context.run({ requestId: 'inner', userId: 'ui' }, () => {
+          try {
+            log.info(bad)
+          } catch {}
+        })
+        return 'outer'
+      },
+    }
+    enrich.context.run({ requestId: 'r1', userId: 'u1' }, () => {
+      for (let i = 0; i < 3_000; i++) expect(() => log.info(bad)).toThrow('getter')
+      log.info('ok')
+      log.info({ requestId: 'mine' }, 'own')
+    })
+    enrich.context.run({ requestId: 'r2', userId: 'u2' }, () => log.info(outer))
+    log.info('outside')
+    const got = await lines(enrich, out)
+    expect(got.map((l) => [l.msg, l.requestId, l.userId])).toEqual([
+      ['ok', 'r1', 'u1'],
+      ['own', 'mine', 'u1'],
+      ['outer', 'mine-outer', 'u2'],
+      ['outside', undefined, undefined],
+    ])
+  })
+
+  it('writes correct lines for more binding variants than the fragment cache keeps', async () => {
+    const keys = ['k0', 'k1', 'k2', 'k3', 'k4', 'k5', 'k6']
+    const enrich = pipeline()
+    enrich.register(defineContextFields({ name: 'many', keys: Object.fromEntries(keys.map((k) => [k, k])) }))
+    const out = sink()
+    const log = pino(enrich.pinoOptions({ mode, base: null }), out)
+    const context = Object.fromEntries(keys.map((k) => [k, `ctx-${k}`]))
+    enrich.context.run(context, () => {
+      for (let m = 0; m < 128; m++) {
+        log.child(Object.fromEntries(keys.filter((_, i) => (m >> i) & 1).map((k) => [k, `b-${k}`]))).info({ m })
+      }
+    })
+    const got = await lines(enrich, out)
+    expect(got).toHaveLength(128)
+    for (const l of got) {
+      const m = l.m as number
+      for (const [i, k] of keys.entries()) expect(l[k]).toBe((m >> i) & 1 ? `b-${k}` : `ctx-${k}`)
+    }
+  })
+
   it('leaves a key a child binds to the binding, and a serializer or redact path on a field applies', async () => {
     const { enrich, out, log } = setup(mode, {
       serializers: { userId: (v: unknown) => `s:${String(v)}` },
