@@ -83,7 +83,8 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
   // A line's request fields can go in its time part, as text (see ContextFragment), when
   // nothing of the user's reads or changes the object pino writes after it is made: no
   // mixin of theirs, no nestedKey, and in snapshot mode no logMethod hook of theirs (the
-  // call's object is read before pino's write, in a hook of ours).
+  // call's object is read before pino's write, in a hook of ours). With pino's nestedKey the
+  // mixin's object is nested with the call's fields: a line's problems go there too.
   const nested = typeof user.nestedKey === 'string'
   const pinoErrorKey = user.errorKey ?? 'err'
   const fragments = userMixin === undefined && !nested && (deferred || user.hooks?.logMethod === undefined)
@@ -155,6 +156,8 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
     // them here, once per shared problem set, instead of per line in the mixin.
     const now = line.ctx.time
     lineTime = now
+    // Set again for this line only: one whose write threw before its mixin leaves nothing to the next.
+    lineContextsText = undefined
     if (line.now >= globals.nextCheck) globals.prepare()
     lineProblems = globals.problemsFor(line.problems)
     // A call that logs the errorKey itself: its value replaces the problems, in the mixin's object, as snapshot writes it.
@@ -461,7 +464,6 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
   }
   // pino writes an Error logged alone under its own errorKey: when that is ours, the call sets it.
   const errorUnderKey = pinoErrorKey === errorKey
-  // With pino's nestedKey the mixin's object is nested with the call's fields: the problems go there, as snapshot writes them.
   // Whether the call sets the errorKey itself (or pino nests the line's object): its problems then go
   // in the mixin's object, never with the time part. Read inside the line's write: a getter that
   // throws refuses the line, as pino's own reads of it do.

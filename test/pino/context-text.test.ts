@@ -319,6 +319,43 @@ describe('request fields as text in a deferred line that waits', () => {
   })
 })
 
+describe('request fields of deferred lines that wait, one of them refused by pino', () => {
+  it('writes the next line whole after a line whose write threw between its timestamp and its mixin', async () => {
+    let release = (): void => {}
+    const gate = new Promise<void>((r) => {
+      release = r
+    })
+    const enrich = pipeline({ deadlineMs: 60_000 })
+    enrich.register(defineContextFields({ name: 'request', keys: { requestId: 'requestId', userId: 'userId' } }))
+    enrich.register(
+      defineEnricher({
+        name: 'tenant',
+        key: (ctx) => ctx.context?.userId as string | undefined,
+        compute: async (u) => {
+          await gate
+          return { tenant: `t-${u}` }
+        },
+      }),
+    )
+    const out = sink()
+    const log = pino(enrich.pinoOptions({ mode: 'deferred', base: null, timestamp: false }), out)
+    const bad = {
+      get msg(): string {
+        throw new Error('getter')
+      },
+    }
+    enrich.context.run({ requestId: 'r1', userId: 'u1' }, () => {
+      log.info(bad)
+      // Its own requestId: its request fields take pino's object.
+      log.info({ requestId: 'mine' }, 'second')
+    })
+    release()
+    await enrich.flush()
+    expect(out.chunks).toEqual(['{"level":30,"tenant":"t-u1","requestId":"mine","userId":"u1","msg":"second"}\n'])
+    expect(enrich.stats().records.dropped).toBe(1)
+  })
+})
+
 describe('request fields as text with a keyed enricher reading the request store', () => {
   it.for(MODES)('writes the keyed value read with the answer user(req) gave once (%s)', async (mode) => {
     const enrich = pipeline()
