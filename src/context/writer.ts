@@ -323,8 +323,10 @@ export class ContextWriters<P> {
     if (this.#outKeys.some((k) => (objectKeys.has(k) || coreKeys.has(k)) && !skip.includes(k))) return undefined
     const signature = skip.join('\u0000')
     if (this.#fragments.has(signature)) return this.#fragments.get(signature)
+    // Past as many variants as writers are kept for, the writer writes them: no code made per logger.
+    if (this.#fragments.size >= MAX_VARIANTS) return undefined
     const fragment = compileContextFragment(this.#slots, new Set(skip))
-    if (this.#fragments.size < MAX_VARIANTS) this.#fragments.set(signature, fragment)
+    this.#fragments.set(signature, fragment)
     return fragment
   }
 
