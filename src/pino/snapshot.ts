@@ -232,15 +232,16 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
   }
   // Whether `args` (a log call's) may have its line's request fields written as text: the
   // object pino makes of them has none of their keys. pino logs a request under `req`, a
-  // response under `res` and an Error under its errorKey; any other object as it is.
+  // response under `res` and an Error under its errorKey; any other object as it is. Asked
+  // with `in` and instanceof, so that no getter of the call's object runs more than pino runs it.
   const mayUseText = (args: unknown[]): boolean => {
     const first = args[0]
     if (typeof first !== 'object' || first === null) return true
     const writers = registry.contextWriters
     try {
-      const o = first as { method?: unknown; headers?: unknown; socket?: unknown; setHeader?: unknown }
-      if (o.method && o.headers && o.socket) return !writers.writes('req')
-      if (typeof o.setHeader === 'function') return !writers.writes('res')
+      // Where a request field is named `req` or `res`, an object that may be one takes pino's object.
+      if (writers.writes('req') && 'method' in first && 'headers' in first && 'socket' in first) return false
+      if (writers.writes('res') && 'setHeader' in first) return false
       if (first instanceof Error) return !writers.writes(pinoErrorKey)
     } catch {
       return false

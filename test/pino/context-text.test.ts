@@ -91,6 +91,24 @@ describe.each(MODES)('request fields as text (%s)', (mode) => {
     ])
   })
 
+  it("runs the getters of the call's object as often as plain pino does", async () => {
+    const reads: string[] = []
+    const object = (): object => {
+      const o: Record<string, unknown> = { a: 1 }
+      for (const k of ['method', 'headers', 'socket', 'setHeader', 'requestId', 'msg']) {
+        Object.defineProperty(o, k, { enumerable: k !== 'requestId', get: () => void reads.push(k) })
+      }
+      return o
+    }
+    pino({ base: null }, sink()).info(object())
+    const plain = reads.splice(0)
+    const { enrich, out, log } = setup(mode)
+    await enrich.ready()
+    enrich.context.run({ requestId: 'r1', userId: 'u1' }, () => log.info(object()))
+    await lines(enrich, out)
+    expect(reads).toEqual(plain)
+  })
+
   it('gives each line its own request, requests interleaved and values changed between lines', async () => {
     const { enrich, out, log } = setup(mode)
     await enrich.ready()
