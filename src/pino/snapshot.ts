@@ -59,6 +59,8 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
   // out with its time part, and its request fields, read in its call, are these.
   let directEarly = false
   let directContexts: Fields | undefined
+  // Or, when they may go out as text, that text.
+  let directText: string | undefined
   // The state `timestamp` found for the line pino is writing, for its mixin, which pino calls next.
   let lineState: LoggerState | undefined
   // The line's call time, and the clock's time when pino took the line.
@@ -196,8 +198,10 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
     if (allow && fragment !== undefined && !inMixin) {
       // A deferred line whose problems were known in its call has had its fields read there.
       let text: string | undefined
-      if (directEarly) text = directContexts === undefined ? '' : fieldsText(directContexts)
-      else {
+      if (directEarly) {
+        text = directText !== undefined ? directText : directContexts === undefined ? '' : fieldsText(directContexts)
+        directText = undefined
+      } else {
         const c = getContext()
         text = c === undefined ? '' : fragment.text(c)
       }
@@ -405,6 +409,11 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
       if (fields !== undefined) {
         directContexts = undefined
         if (!fromText) Object.assign(out, fields)
+      } else if (directText !== undefined) {
+        // Read as text that its time part did not take: its fields, which refused no value, go here.
+        directText = undefined
+        const c = getContext()
+        if (c !== undefined) s.writeContexts(c, level, out)
       }
       // Its problems went out with the time part, unless that is not written.
       if (inMixin && lineProblems !== undefined) out[errorKey] = lineProblems
@@ -453,13 +462,23 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
   // refused request field is a problem too: its fields are read here, where the level is
   // known, before pino asks for the time. A line with none yet reads them in its mixin, and
   // a refused one is written there: one key, whichever way.
-  const earlyProblems = (logger: pino.Logger, level: number, read: KeyedRead): void => {
+  // `textOk`: its request fields may go out as text (mayUseText), read here as the text its
+  // logger's fragment keeps while the values do not change.
+  const earlyProblems = (logger: pino.Logger, level: number, read: KeyedRead, textOk: boolean): void => {
     directEarly = true
     if (registry.contexts.length === 0) return
     const c = getContext()
     if (c === undefined) return
+    const s = stateOf(logger)
+    if (textOk && s.fragment !== undefined && asJsonChannel.hasSubscribers === false) {
+      const text = s.fragment.text(c)
+      if (text !== undefined) {
+        directText = text
+        return
+      }
+    }
     const fields: Fields = {}
-    const refused = stateOf(logger).writeContexts(c, level, fields)
+    const refused = s.writeContexts(c, level, fields)
     if (refused !== undefined) read.problems = mergeProblems(read.problems, refused)
     directContexts = fields
   }
@@ -550,6 +569,7 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
         directDepth = 1
         directRead = read
         try {
+          const textOk = read !== undefined && fragments && registry.contexts.length !== 0 && mayUseText(args)
           // A call that logs the errorKey itself keeps it, as in snapshot mode: its mixin writes the line's problems, which the call's value replaces.
           if (
             read !== undefined &&
@@ -557,7 +577,7 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
             !stateOf(logger).bindsErrorKey &&
             !hasErrorKey(args[0])
           ) {
-            earlyProblems(logger, level, read)
+            earlyProblems(logger, level, read, textOk)
           }
           // The snapshot's line: its request fields as text where it can. With keyed values
           // read, in the line scope the call began for them (or read already, by earlyProblems).
@@ -565,7 +585,7 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
           else if (read === undefined) callWithText(logger, args, method)
           else {
             // Nothing is written between this line's timestamp and its mixin (lines logged meanwhile queue).
-            callFrag = mayUseText(args)
+            callFrag = textOk
             method.apply(logger, args)
           }
         } finally {
@@ -574,6 +594,7 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
           directDepth = 0
           directEarly = false
           directContexts = undefined
+          directText = undefined
           if (read !== undefined && directRead === read) {
             // pino threw before its mixin took them: the next line must not start from these values.
             directRead = undefined

@@ -5,6 +5,7 @@ import pino from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
 import { createRequestStore } from '../../src/context/request-store.js'
 import { defineContextFields, defineEnricher, type Pipeline } from '../../src/index.js'
+import { onAsJson } from '../helpers/as-json.js'
 import { duplicateKeys } from '../helpers/duplicate-keys.js'
 import { trackPipelines } from '../helpers/pipelines.js'
 import { type Sink, sink } from '../helpers/sink.js'
@@ -371,6 +372,45 @@ describe('request fields of deferred lines that wait, one of them refused by pin
     await enrich.flush()
     expect(out.chunks).toEqual(['{"level":30,"tenant":"t-u1","requestId":"mine","userId":"u1","msg":"second"}\n'])
     expect(enrich.stats().records.dropped).toBe(1)
+  })
+})
+
+describe('request fields of a deferred line written in its call with its problems known', () => {
+  it('writes them once, as text or, with an asJson subscriber, in the object', async () => {
+    const enrich = pipeline()
+    enrich.register(defineContextFields({ name: 'request', keys: { requestId: 'requestId', userId: 'userId' } }))
+    enrich.register(
+      defineEnricher({
+        name: 'tenant',
+        key: (ctx) => ctx.context?.userId as string | undefined,
+        compute: () => Promise.reject(new Error('down')),
+        breaker: { failureThreshold: 1, halfOpenAfterMs: 3_600_000 },
+      }),
+    )
+    await enrich.enrich({ context: { userId: 'u1' } })
+    expect(enrich.stats().enrichers.find((x) => x.name === 'tenant')?.breaker).toBe('open')
+    const out = sink()
+    const log = pino(enrich.pinoOptions({ mode: 'deferred', base: null, timestamp: false }), out)
+    const store = { requestId: 'r1', userId: 'u1' }
+    enrich.context.run(store, () => log.info('text'))
+    const seen: unknown[] = []
+    const unsubscribe = onAsJson((args) => seen.push(args[0]))
+    try {
+      enrich.context.run(store, () => log.info('subscribed'))
+    } finally {
+      unsubscribe()
+    }
+    enrich.context.run(store, () => log.info({ requestId: 'mine' }, 'own'))
+    const got = await lines(enrich, out)
+    expect(got.map((l) => [l.msg, l.requestId, l.userId, l.enrich])).toEqual([
+      ['text', 'r1', 'u1', { error: ['tenant'] }],
+      ['subscribed', 'r1', 'u1', { error: ['tenant'] }],
+      ['own', 'mine', 'u1', { error: ['tenant'] }],
+    ])
+    expect(out.chunks[0]).toBe(
+      '{"level":30,"enrich":{"error":["tenant"]},"requestId":"r1","userId":"u1","msg":"text"}\n',
+    )
+    expect(seen[0]).toMatchObject({ requestId: 'r1', userId: 'u1' })
   })
 })
 
