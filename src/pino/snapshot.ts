@@ -90,7 +90,7 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
   const nested = typeof user.nestedKey === 'string'
   const pinoErrorKey = user.errorKey ?? 'err'
   const fragments = userMixin === undefined && !nested && (deferred || user.hooks?.logMethod === undefined)
-  // Set for a call whose object sets none of the request fields' keys (the call's own
+  // Set for a call whose object has none of the request fields' keys (the call's own
   // value must win, once), for its `timestamp`, which pino calls first in its write.
   let callFrag = false
   // The line scope that call began: its request fields, read in `timestamp`, and its keyed

@@ -300,26 +300,32 @@ describe.each(MODES)('request fields as text (%s)', (mode) => {
   })
 })
 
+/** A deferred logger whose keyed `tenant` lookup waits until `release()`. */
+function waiting() {
+  let release = (): void => {}
+  const gate = new Promise<void>((r) => {
+    release = r
+  })
+  const enrich = pipeline({ deadlineMs: 60_000 })
+  enrich.register(defineContextFields({ name: 'request', keys: { requestId: 'requestId', userId: 'userId' } }))
+  enrich.register(
+    defineEnricher({
+      name: 'tenant',
+      key: (ctx) => ctx.context?.userId as string | undefined,
+      compute: async (u) => {
+        await gate
+        return { tenant: `t-${u}` }
+      },
+    }),
+  )
+  const out = sink()
+  const log = pino(enrich.pinoOptions({ mode: 'deferred', base: null, timestamp: false }), out)
+  return { enrich, out, log, release }
+}
+
 describe('request fields as text in a deferred line that waits', () => {
   it('shows the values at the call, once, as a line written in its call does', async () => {
-    let release = (): void => {}
-    const gate = new Promise<void>((r) => {
-      release = r
-    })
-    const enrich = pipeline({ deadlineMs: 60_000 })
-    enrich.register(defineContextFields({ name: 'request', keys: { requestId: 'requestId', userId: 'userId' } }))
-    enrich.register(
-      defineEnricher({
-        name: 'tenant',
-        key: (ctx) => ctx.context?.userId as string | undefined,
-        compute: async (u) => {
-          await gate
-          return { tenant: `t-${u}` }
-        },
-      }),
-    )
-    const out = sink()
-    const log = pino(enrich.pinoOptions({ mode: 'deferred', base: null, timestamp: false }), out)
+    const { enrich, out, log, release } = waiting()
     const store: Record<string, unknown> = { requestId: 'r1', userId: 'u1' }
     enrich.context.run(store, () => {
       log.info('waits')
@@ -336,28 +342,9 @@ describe('request fields as text in a deferred line that waits', () => {
       '{"level":30,"requestId":"changed","userId":"u1","tenant":"t-u1","msg":"cached"}\n',
     ])
   })
-})
 
-describe('request fields of deferred lines that wait, one of them refused by pino', () => {
-  it('writes the next line whole after a line whose write threw between its timestamp and its mixin', async () => {
-    let release = (): void => {}
-    const gate = new Promise<void>((r) => {
-      release = r
-    })
-    const enrich = pipeline({ deadlineMs: 60_000 })
-    enrich.register(defineContextFields({ name: 'request', keys: { requestId: 'requestId', userId: 'userId' } }))
-    enrich.register(
-      defineEnricher({
-        name: 'tenant',
-        key: (ctx) => ctx.context?.userId as string | undefined,
-        compute: async (u) => {
-          await gate
-          return { tenant: `t-${u}` }
-        },
-      }),
-    )
-    const out = sink()
-    const log = pino(enrich.pinoOptions({ mode: 'deferred', base: null, timestamp: false }), out)
+  it('writes the next line whole after a line whose write pino refused between its timestamp and its mixin', async () => {
+    const { enrich, out, log, release } = waiting()
     const bad = {
       get msg(): string {
         throw new Error('getter')
