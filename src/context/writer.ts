@@ -270,6 +270,9 @@ export class ContextWriters<P> {
   readonly sets: (o: object) => boolean
   /** Each output key with the text a fragment writes before its value (`,"key":`). */
   readonly keyTexts: ReadonlyArray<readonly [string, string]>
+  /** Whether an output key is `req` or `res`, the keys pino logs a request or a response under. */
+  readonly writesReq: boolean
+  readonly writesRes: boolean
 
   constructor(slots: readonly ContextSlot[], refused: RefusedValue<P>) {
     this.#slots = slots
@@ -280,6 +283,8 @@ export class ContextWriters<P> {
     this.#outKeys = [...keys]
     this.sets = compileSets(this.#outKeys)
     this.keyTexts = this.#outKeys.map((k) => [k, `,${pinoString(k)}:`] as const)
+    this.writesReq = keys.has('req')
+    this.writesRes = keys.has('res')
   }
 
   /** Whether one of the enrichers writes the output key `key`. */

@@ -244,8 +244,8 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
     const writers = registry.contextWriters
     try {
       // Where a request field is named `req` or `res`, an object that may be one takes pino's object.
-      if (writers.writes('req') && 'method' in first && 'headers' in first && 'socket' in first) return false
-      if (writers.writes('res') && 'setHeader' in first) return false
+      if (writers.writesReq && 'method' in first && 'headers' in first && 'socket' in first) return false
+      if (writers.writesRes && 'setHeader' in first) return false
       if (first instanceof Error) return !writers.writes(pinoErrorKey)
     } catch {
       return false

@@ -401,59 +401,50 @@ describe('request fields of a deferred line written in its call with its problem
   })
 })
 
+/** A logger of `mode` with a keyed `profile` enricher on the request store's userId, which `user(req)` answers. */
+function withProfile(mode: (typeof MODES)[number], answer: string | undefined) {
+  const enrich = pipeline()
+  enrich.register(defineContextFields({ name: 'request', keys: { requestId: 'requestId', userId: 'userId' } }))
+  enrich.register(
+    defineEnricher({
+      name: 'profile',
+      key: (ctx) => ctx.context?.userId as string | undefined,
+      compute: (u) => ({ plan: `p-${u}` }),
+    }),
+  )
+  const out = sink()
+  const log = pino(enrich.pinoOptions({ mode }), out)
+  const asked = { calls: 0 }
+  const store = createRequestStore('r1', 'GET', '/x', {}, () => {
+    asked.calls++
+    return answer
+  })
+  return { enrich, out, log, store, asked }
+}
+
 describe('request fields as text with a keyed enricher reading the request store', () => {
   it.for(MODES)('writes the keyed value read with the answer user(req) gave once (%s)', async (mode) => {
-    const enrich = pipeline()
-    enrich.register(defineContextFields({ name: 'request', keys: { requestId: 'requestId', userId: 'userId' } }))
-    enrich.register(
-      defineEnricher({
-        name: 'profile',
-        key: (ctx) => ctx.context?.userId as string | undefined,
-        compute: (u) => ({ plan: `p-${u}` }),
-      }),
-    )
-    const out = sink()
-    const log = pino(enrich.pinoOptions({ mode }), out)
-    let calls = 0
-    const store = createRequestStore('r1', 'GET', '/x', {}, () => {
-      calls++
-      return 'u1'
-    })
+    const { enrich, out, log, store, asked } = withProfile(mode, 'u1')
     enrich.context.run(store, () => log.info('first'))
     await enrich.flush()
     // The first line's lookup settles.
     await new Promise((resolve) => setImmediate(resolve))
-    expect(calls).toBe(1)
+    expect(asked.calls).toBe(1)
     enrich.context.run(store, () => {
       for (let i = 0; i < 10; i++) log.info('line')
     })
     const got = await lines(enrich, out)
-    expect(calls).toBe(1)
+    expect(asked.calls).toBe(1)
     expect(got.slice(1).map((l) => [l.userId, l.plan])).toEqual(Array(10).fill(['u1', 'p-u1']))
   })
 
   it.for(MODES)('asks user(req) once per line while it has no answer (%s)', async (mode) => {
-    const enrich = pipeline()
-    enrich.register(defineContextFields({ name: 'request', keys: { requestId: 'requestId', userId: 'userId' } }))
-    enrich.register(
-      defineEnricher({
-        name: 'profile',
-        key: (ctx) => ctx.context?.userId as string | undefined,
-        compute: (u) => ({ plan: `p-${u}` }),
-      }),
-    )
-    const out = sink()
-    const log = pino(enrich.pinoOptions({ mode }), out)
-    let calls = 0
-    const store = createRequestStore('r1', 'GET', '/x', {}, () => {
-      calls++
-      return undefined
-    })
+    const { enrich, out, log, store, asked } = withProfile(mode, undefined)
     enrich.context.run(store, () => {
       for (let i = 0; i < 10; i++) log.info('line')
     })
     const got = await lines(enrich, out)
     expect(got).toHaveLength(10)
-    expect(calls).toBe(10)
+    expect(asked.calls).toBe(10)
   })
 })
