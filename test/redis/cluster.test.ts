@@ -110,9 +110,10 @@ beforeEach(() => {
 })
 
 afterAll(async () => {
-  // After a master died, ioredis' sharded subscribers retry on a timer of up to 2.5 s
-  // that disconnect() leaves armed: the process exits by itself once it fires. Under the
-  // suite's load on 2 cores, that and the shutdown took more than the helper's 5 s.
+  // After a master died, ioredis holds the process up to 2.5 s past disconnect(): its
+  // disconnectTimeout (2 s) for connections not yet closed, and a sharded subscriber's
+  // retry timer (up to 2.5 s). Under the suite's load on 2 cores, that and the shutdown
+  // took more than the helper's 5 s.
   const codes = await Promise.all([a?.stop(15_000), b?.stop(15_000)])
   await users?.close()
   await cluster?.stop()
