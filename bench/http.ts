@@ -4,7 +4,13 @@
 // in its own process (bench/http-server.ts); autocannon runs here. Rounds
 // alternate the variants, the order rotated each round; the figures are the
 // medians of the per-round ratios against the hand-written equivalent.
-import { type ChildProcess, fork } from 'node:child_process'
+//
+// Every round starts its servers afresh. A server process has a speed of its
+// own that lasts as long as it does (its heap layout, its JIT's choices):
+// with one process per variant for the whole run, two runs of the same code
+// put snapshot at 1.00x and 1.10x of hand-written, each run's rounds agreeing
+// with themselves. A process per round spreads that over the rounds' median.
+import { type ChildProcess, execFileSync, fork } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { createRequire } from 'node:module'
@@ -14,8 +20,10 @@ import { fileURLToPath } from 'node:url'
 import { median } from './measure.js'
 import type { Row } from './table.js'
 
-const ROUNDS = Number(process.env.BENCH_HTTP_ROUNDS ?? 5)
-const SECONDS = Number(process.env.BENCH_HTTP_SECONDS ?? 5)
+const ROUNDS = Number(process.env.BENCH_HTTP_ROUNDS ?? 6)
+const SECONDS = Number(process.env.BENCH_HTTP_SECONDS ?? 4)
+/** Load before each measurement, on the server just started: JIT, and every user's value cached. */
+const WARMUP_SECONDS = Number(process.env.BENCH_HTTP_WARMUP_SECONDS ?? 2)
 const CONNECTIONS = 20
 const USERS = 300
 const FRAMEWORKS = ['express', 'fastify'] as const
@@ -75,9 +83,34 @@ interface Sample {
   rps: number
   /** 99th percentile of the response times, in ms, from every response (autocannon's own rounds to whole ms). */
   p99: number
+  /** The server process's CPU time (user and system) per request, in µs; NaN where /proc cannot tell. */
+  cpuUs: number
 }
 
-async function load(port: number, seconds: number): Promise<Sample> {
+/** Clock ticks per second of /proc's CPU times. */
+const TICKS = ((): number => {
+  try {
+    const n = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim())
+    return Number.isFinite(n) && n > 0 ? n : 100
+  } catch {
+    return 100
+  }
+})()
+
+/** A process's CPU time so far, in s, from /proc (Linux); NaN elsewhere. */
+function cpuSeconds(pid: number | undefined): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    // After the command name, which may hold spaces: utime and stime are the 12th and 13th fields.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(fields[11]) + Number(fields[12])) / TICKS
+  } catch {
+    return Number.NaN
+  }
+}
+
+async function load(server: Server, seconds: number): Promise<Sample> {
+  const { port } = server
   const times: number[] = []
   const instance = autocannon({
     url: `http://127.0.0.1:${port}`,
@@ -88,12 +121,18 @@ async function load(port: number, seconds: number): Promise<Sample> {
   instance.on('response', (_client, _status, _bytes, ms) => {
     times.push(ms)
   })
+  const cpuBefore = cpuSeconds(server.child.pid)
   const result = await instance
+  const cpu = cpuSeconds(server.child.pid) - cpuBefore
   if (result.errors > 0 || result.timeouts > 0 || result.non2xx > 0) {
     throw new Error(`port ${port}: ${result.errors} errors, ${result.timeouts} timeouts, ${result.non2xx} non-2xx`)
   }
   times.sort((a, b) => a - b)
-  return { rps: result.requests.total / seconds, p99: times[Math.floor(times.length * 0.99)] ?? Number.NaN }
+  return {
+    rps: result.requests.total / seconds,
+    p99: times[Math.floor(times.length * 0.99)] ?? Number.NaN,
+    cpuUs: (cpu / result.requests.total) * 1e6,
+  }
 }
 
 /** Key paths of a line, nested objects included (`user.plan`), without pino-http's req and res. */
@@ -161,23 +200,26 @@ async function checkSameKeys(framework: Framework): Promise<string> {
 async function runFramework(framework: Framework): Promise<Row[]> {
   const keys = await checkSameKeys(framework)
   console.log(`${framework}: hand-written, snapshot and deferred lines carry the same keys:\n  ${keys}`)
-  const servers = new Map<Variant, Server>()
-  for (const v of VARIANTS) servers.set(v, await start(framework, v, '/dev/null'))
   const samples = new Map<Variant, Sample[]>(VARIANTS.map((v) => [v, []]))
-  try {
-    // Warm-up: JIT, and every user's value cached.
-    for (const v of VARIANTS) await load((servers.get(v) as Server).port, SECONDS)
-    for (let r = 0; r < ROUNDS; r++) {
-      const order = VARIANTS.map((_, i) => VARIANTS[(i + r) % VARIANTS.length] as Variant)
-      for (const v of order) samples.get(v)?.push(await load((servers.get(v) as Server).port, SECONDS))
-      const line = VARIANTS.map((v) => {
-        const s = samples.get(v)?.[r] as Sample
-        return `${v} ${Math.round(s.rps)} req/s p99 ${s.p99.toFixed(1)} ms`
-      })
-      console.log(`${framework} round ${r + 1}/${ROUNDS}: ${line.join(', ')}`)
+  for (let r = 0; r < ROUNDS; r++) {
+    const order = VARIANTS.map((_, i) => VARIANTS[(i + r) % VARIANTS.length] as Variant)
+    // Started together, before any is measured: an idle server costs the one being measured nothing.
+    const servers = new Map<Variant, Server>()
+    try {
+      for (const v of VARIANTS) servers.set(v, await start(framework, v, '/dev/null'))
+      for (const v of order) {
+        const server = servers.get(v) as Server
+        await load(server, WARMUP_SECONDS)
+        samples.get(v)?.push(await load(server, SECONDS))
+      }
+    } finally {
+      for (const s of servers.values()) await stop(s)
     }
-  } finally {
-    for (const s of servers.values()) await stop(s)
+    const line = VARIANTS.map((v) => {
+      const s = samples.get(v)?.[r] as Sample
+      return `${v} ${Math.round(s.rps)} req/s p99 ${s.p99.toFixed(1)} ms CPU ${Math.round(s.cpuUs)} µs/req`
+    })
+    console.log(`${framework} round ${r + 1}/${ROUNDS}: ${line.join(', ')}`)
   }
   const of = (v: Variant): Sample[] => samples.get(v) ?? []
   const rows: Row[] = []
@@ -202,6 +244,15 @@ async function runFramework(framework: Framework): Promise<Row[]> {
       target: p99Max === undefined ? '' : `<= ${p99Max.toFixed(2)}x`,
       verdict: p99Max === undefined ? '' : p99 <= p99Max ? 'ok' : 'MISSED',
     })
+    // For reference: what a request costs the server, which the load generator's share of the 2 cores does not move.
+    const cpu = median(as.map((s, i) => s.cpuUs / (bs[i] as Sample).cpuUs))
+    rows.push({
+      bench: `http ${framework}: ${label}, server CPU time per request${label.endsWith('(for reference)') ? '' : ' (for reference)'}`,
+      value: `${median(as.map((s) => s.cpuUs)).toFixed(0)} vs ${median(bs.map((s) => s.cpuUs)).toFixed(0)} µs`,
+      ratio: Number.isFinite(cpu) ? `${cpu.toFixed(2)}x` : 'n/a',
+      target: '',
+      verdict: '',
+    })
   }
   const plainName = framework === 'express' ? 'plain pino-http' : 'plain Fastify logger'
   compare('snapshot', 'hand', 'pino-enrich snapshot vs hand-written', 1.02, 1.05)
@@ -210,7 +261,7 @@ async function runFramework(framework: Framework): Promise<Row[]> {
   return rows
 }
 
-/** Express and Fastify, 4 variants each: (1 warm-up + BENCH_HTTP_ROUNDS) x 4 x BENCH_HTTP_SECONDS per framework. */
+/** Express and Fastify, 4 variants each: BENCH_HTTP_ROUNDS x 4 x (BENCH_HTTP_WARMUP_SECONDS + BENCH_HTTP_SECONDS) per framework, and the servers' starts. */
 export async function runHttpBench(): Promise<Row[]> {
   const rows: Row[] = []
   for (const framework of FRAMEWORKS) rows.push(...(await runFramework(framework)))
