@@ -113,11 +113,17 @@ const OPEN_OBJECT = 123
 const CLOSE_OBJECT = 125
 const OPEN_ARRAY = 91
 const CLOSE_ARRAY = 93
-/** What the scan leaves to JSON.parse: a backslash (an escape) or a control character (whitespace included). */
+/** What the scan leaves to JSON.parse: a backslash (an escape) or a control character (tab, line feed...). */
 // biome-ignore lint/suspicious/noControlCharactersInRegex: JSON strings may not hold them raw, and whitespace is one.
 const UNUSUAL = /[\u0000-\u001f\\]/g
 /** Most top-level keys the scan lists (its check for a repeated key walks the list); past it, JSON.parse decides. */
 const MAX_SCANNED_KEYS = 32
+/**
+ * Longest text the scan reads. Past it JSON.parse reads it alone: on long
+ * runs of numbers or literals the scan is slower than JSON.parse (2.5x on
+ * 500,000 booleans), and text it gave up on late would be read twice.
+ */
+const MAX_SCANNED_LENGTH = 8_192
 
 /**
  * The top-level keys of `{` + `text` after `start` and the character there
@@ -128,11 +134,12 @@ const MAX_SCANNED_KEYS = 32
  * Undefined whenever the scan is not certain, and JSON.parse then decides:
  * it reads only text as pino's stringify writes it (no whitespace, no escape,
  * no control character, no array-index key, at most
- * {@link MAX_SCANNED_KEYS} keys). What it lists is exactly what JSON.parse
+ * {@link MAX_SCANNED_KEYS} keys and {@link MAX_SCANNED_LENGTH} characters). What it lists is exactly what JSON.parse
  * would: each value is checked against JSON's grammar in full, so text that
  * is not JSON is never given keys.
  */
 export function scanKeys(text: string, start: number): string[] | undefined {
+  if (text.length - start > MAX_SCANNED_LENGTH) return undefined
   UNUSUAL.lastIndex = start
   if (UNUSUAL.test(text)) return undefined
   const end = text.length
