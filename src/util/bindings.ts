@@ -15,16 +15,17 @@ const fixed = new WeakMap<object, Parsed>()
 /**
  * The top-level keys of a pino logger's bindings (its serialized chindings,
  * `,"pid":1,"reqId":"r1"`), exactly as `Object.keys(logger.bindings())`
- * lists them: `JSON.parse` decides, so a key nested in a bound object or
- * quoted inside a value does not count, a key bound twice counts once, and
- * bindings that are not JSON (a key with a quote in it, which pino writes
- * unescaped) have none. Empty for anything that is not a logger.
+ * lists them: JSON.parse's answer ({@link scanKeys} reads the text pino
+ * writes for it), so a key nested in a bound object or quoted inside a value
+ * does not count, a key bound twice counts once, and bindings that are not
+ * JSON (text set by hand, or a key an older pino wrote unescaped) have none.
+ * Empty for anything that is not a logger.
  *
  * The answer is kept on the logger and worked out again only after
  * `setBindings()`. A child's chindings begin with its parent's (pino appends
- * to them), so only the part the child added is parsed, and the parent's keys
+ * to them), so only the part the child added is read, and the parent's keys
  * are reused: a request logger (Fastify's `request.log`, pino-http's
- * `req.log`, made for every request) costs the parse of its own bindings
+ * `req.log`, made for every request) costs the reading of its own bindings
  * alone, once, for every reader of them.
  */
 export function bindingKeys(logger: unknown): readonly string[] {
@@ -129,14 +130,17 @@ const MAX_SCANNED_LENGTH = 8_192
  * The top-level keys of `{` + `text` after `start` and the character there
  * + `}`, as {@link parseKeys} finds them, read without building the bound
  * values: a request logger's bindings (pino-http's `req`, its headers in it)
- * are scanned in about half the time JSON.parse takes to build them.
+ * are read in less time than JSON.parse takes to build them (0.65x for such
+ * a binding alone; in a profile of the Express benchmark's server, the
+ * binding keys went from 2.3% of the process to 0.8-1.0%).
  *
  * Undefined whenever the scan is not certain, and JSON.parse then decides:
- * it reads only text as pino's stringify writes it (no whitespace, no escape,
- * no control character, no array-index key, at most
- * {@link MAX_SCANNED_KEYS} keys and {@link MAX_SCANNED_LENGTH} characters). What it lists is exactly what JSON.parse
- * would: each value is checked against JSON's grammar in full, so text that
- * is not JSON is never given keys.
+ * it reads only text as pino's stringify writes it (no whitespace, no
+ * escape, no control character, no array-index key, at most
+ * {@link MAX_SCANNED_KEYS} keys and {@link MAX_SCANNED_LENGTH} characters).
+ * What it lists is exactly what JSON.parse would: each value is checked
+ * against JSON's grammar in full, so text that is not JSON is never given
+ * keys.
  */
 export function scanKeys(text: string, start: number): string[] | undefined {
   if (text.length - start > MAX_SCANNED_LENGTH) return undefined
