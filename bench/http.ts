@@ -5,11 +5,12 @@
 // alternate the variants, the order rotated each round; the figures are the
 // medians of the per-round ratios against the hand-written equivalent.
 //
-// Every round starts its servers afresh. A server process has a speed of its
-// own that lasts as long as it does (its heap layout, its JIT's choices):
-// with one process per variant for the whole run, two runs of the same code
-// put snapshot at 1.00x and 1.10x of hand-written, each run's rounds agreeing
-// with themselves. A process per round spreads that over the rounds' median.
+// Every round starts its servers afresh, so that one process's luck (its
+// heap layout, its JIT's choices) is not in every round of a run: with one
+// process per variant for all rounds, two runs of the same code put Express
+// snapshot at 1.00x and 1.10x of hand-written, most rounds of each agreeing.
+// The server's CPU time per request is reported beside req/s and p99: the
+// load generator's share of the machine moves it less.
 import { type ChildProcess, execFileSync, fork } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
