@@ -245,7 +245,7 @@ async function runFramework(framework: Framework): Promise<Row[]> {
       target: p99Max === undefined ? '' : `<= ${p99Max.toFixed(2)}x`,
       verdict: p99Max === undefined ? '' : p99 <= p99Max ? 'ok' : 'MISSED',
     })
-    // For reference: what a request costs the server, which the load generator's share of the 2 cores does not move.
+    // For reference: what a request costs the server, which the load generator's share of the 2 cores moves less.
     const cpu = median(as.map((s, i) => s.cpuUs / (bs[i] as Sample).cpuUs))
     rows.push({
       bench: `http ${framework}: ${label}, server CPU time per request${label.endsWith('(for reference)') ? '' : ' (for reference)'}`,

@@ -246,7 +246,8 @@ describe('scanKeys', () => {
       expect(parsed(text)).toBeDefined()
     }
     // A control character in a string is not JSON, and not read either.
-    expect(scanKeys(',"a":"\u0001"'.replace('\\u0001', '\u0001'), 0)).toBeUndefined()
+    expect(parsed(',"a":"\u0001"')).toBeUndefined()
+    expect(scanKeys(',"a":"\u0001"', 0)).toBeUndefined()
   })
 
   it('reads from where it is told, past the character there', () => {
