@@ -9,8 +9,8 @@
 // heap layout, its JIT's choices) is not in every round of a run: with one
 // process per variant for all rounds, two runs of the same code put Express
 // snapshot at 1.00x and 1.10x of hand-written, most rounds of each agreeing.
-// The server's CPU time per request is reported beside req/s and p99: the
-// load generator's share of the machine moves it less.
+// The server's CPU time per request is reported beside req/s and p99: what a
+// request costs it, apart from how much of the cores it got beside autocannon.
 import { type ChildProcess, execFileSync, fork } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
@@ -245,11 +245,13 @@ async function runFramework(framework: Framework): Promise<Row[]> {
       target: p99Max === undefined ? '' : `<= ${p99Max.toFixed(2)}x`,
       verdict: p99Max === undefined ? '' : p99 <= p99Max ? 'ok' : 'MISSED',
     })
-    // For reference: what a request costs the server, which the load generator's share of the 2 cores moves less.
+    // For reference: what a request costs the server, whatever share of the 2 cores it got.
     const cpu = median(as.map((s, i) => s.cpuUs / (bs[i] as Sample).cpuUs))
     rows.push({
       bench: `http ${framework}: ${label}, server CPU time per request${label.endsWith('(for reference)') ? '' : ' (for reference)'}`,
-      value: `${median(as.map((s) => s.cpuUs)).toFixed(0)} vs ${median(bs.map((s) => s.cpuUs)).toFixed(0)} µs`,
+      value: Number.isFinite(cpu)
+        ? `${median(as.map((s) => s.cpuUs)).toFixed(0)} vs ${median(bs.map((s) => s.cpuUs)).toFixed(0)} µs`
+        : 'n/a (no /proc)',
       ratio: Number.isFinite(cpu) ? `${cpu.toFixed(2)}x` : 'n/a',
       target: '',
       verdict: '',
