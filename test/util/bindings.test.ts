@@ -19,6 +19,17 @@ function wholeParse(logger: pino.Logger): string[] {
 
 const root = (options: pino.LoggerOptions = {}): pino.Logger => pino({ enabled: false, ...options })
 
+/** A xorshift generator of integers below `n`: from a fixed seed, the same sequence on every run. */
+function seeded(seed: number): (n: number) => number {
+  let x = seed
+  return (n) => {
+    x ^= x << 13
+    x ^= x >>> 17
+    x ^= x << 5
+    return (x >>> 0) % n
+  }
+}
+
 afterEach(() => {
   vi.restoreAllMocks()
 })
@@ -83,14 +94,8 @@ describe('bindingKeys', () => {
   })
 
   it('agrees with JSON.parse on 2,000 random loggers with hostile keys and values', () => {
-    // A fixed-seed generator: the same loggers on every run.
-    let seed = 0x2545f491
-    const rand = (n: number): number => {
-      seed ^= seed << 13
-      seed ^= seed >>> 17
-      seed ^= seed << 5
-      return (seed >>> 0) % n
-    }
+    // A fixed seed: the same loggers on every run.
+    const rand = seeded(0x2545f491)
     const KEYS = [
       'a',
       'reqId',
@@ -257,13 +262,7 @@ describe('scanKeys', () => {
   })
 
   it('agrees with JSON.parse on 20,000 mutations of text pino writes', () => {
-    let seed = 0x9e3779b9
-    const rand = (n: number): number => {
-      seed ^= seed << 13
-      seed ^= seed >>> 17
-      seed ^= seed << 5
-      return (seed >>> 0) % n
-    }
+    const rand = seeded(0x9e3779b9)
     const PIECES = [
       '"',
       ':',
