@@ -118,9 +118,18 @@ export interface DeferredWriter {
    * Writes a line in its call, as a snapshot line is written, when it waits
    * for nothing and nothing is ahead of it: with `read`, the keyed values
    * found at hand for it (the writer empties it); without, there are none.
-   * `level`: the line's, which pino's `timestamp` is not told.
+   * `level`: the line's, which pino's `timestamp` is not told. `context`: with
+   * `read`, the request context its keys were read from, which the line's
+   * request fields are written from too.
    */
-  writeNow(logger: pino.Logger, args: unknown[], method: LogMethod, level: number, read: KeyedRead | undefined): void
+  writeNow(
+    logger: pino.Logger,
+    args: unknown[],
+    method: LogMethod,
+    level: number,
+    read: KeyedRead | undefined,
+    context?: unknown,
+  ): void
 }
 
 /**
@@ -157,10 +166,11 @@ function deferredQueue(e: Enrichment, io: DeferredWriter) {
     method: LogMethod,
     level: number,
     from: KeyedRead | undefined,
+    context?: unknown,
   ): void => {
     queue.hold()
     try {
-      writeNow(logger, args, method, level, from)
+      writeNow(logger, args, method, level, from, context)
     } catch (err) {
       // A line that pino's write refused throws to the caller, as in pino, and is counted.
       counters.dropped++
@@ -234,7 +244,7 @@ function deferredQueue(e: Enrichment, io: DeferredWriter) {
       // One line from the keyed read to the context fields written in the mixin (or gathered, if it waits).
       const outer = beginLine()
       try {
-        if (collector.readCached(ctx, time, read, true)) direct(logger, args, method, level, read)
+        if (collector.readCached(ctx, time, read, true)) direct(logger, args, method, level, read, ctx.context)
         else queued(logger, args, method, level, ctx, read)
       } finally {
         endLine(outer)

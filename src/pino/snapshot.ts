@@ -17,6 +17,8 @@ type PinoSymbol = 'serializersSym' | 'stringifiersSym' | 'formattersSym'
 const { serializersSym, stringifiersSym, formattersSym } = pino.symbols as unknown as Record<PinoSymbol, symbol>
 // pino's own tracing channel for asJson: channels are shared by name, so this sees its subscribers.
 const asJsonChannel = tracingChannel('pino_asJson')
+/** No request context was read for the line's text: its mixin reads it. */
+const NOT_READ: unique symbol = Symbol('not read')
 
 /**
  * pino options for snapshot mode, and with `deferred` for deferred mode:
@@ -101,6 +103,13 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
   // the outer call's and gives it back when it returns or throws: a line logged from a getter
   // pino reads between the two has its own.
   let lineText: string | undefined
+  // The request context that text was read from, kept with it: the line's keyed enrichers
+  // read their keys from the same object, and the context is read once per line.
+  let lineContext: unknown = NOT_READ
+  // The request context a deferred line written in its call read its keyed keys from: its
+  // request fields are written from it, not from a second read.
+  let callContext: unknown = NOT_READ
+  const contextNow = (): unknown => (callContext === NOT_READ ? getContext() : callContext)
 
   const stateOf = loggerStates(registry, counters, rootView, baseKeys, e.errorKey, fragments)
 
@@ -201,9 +210,11 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
       if (directEarly) {
         text = directText !== undefined ? directText : directContexts === undefined ? '' : fieldsText(directContexts)
         directText = undefined
+        lineContext = NOT_READ
       } else {
-        const c = getContext()
+        const c = contextNow() as Record<string, unknown> | undefined
         text = c === undefined ? '' : fragment.text(c)
+        if (text !== undefined) lineContext = c
       }
       if (text !== undefined) {
         lineText = text
@@ -211,6 +222,7 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
       }
     }
     lineText = undefined
+    lineContext = NOT_READ
     return full
   }
   // An enricher's value (keyed, function, a global through the mixin) for a key the line's
@@ -256,15 +268,18 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
   const callWithText = (logger: pino.Logger, args: unknown[], method: LogMethod): void => {
     const outerCall = callLine
     const outerText = lineText
+    const outerContext = lineContext
     const outer = beginLine()
     callLine = lineInScope()
     callFrag = mayUseText(args)
     lineText = undefined
+    lineContext = NOT_READ
     try {
       method.apply(logger, args)
     } finally {
       callFrag = false
       lineText = outerText
+      lineContext = outerContext
       endLine(outer)
       callLine = outerCall
     }
@@ -320,12 +335,13 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
     out: Fields,
     s: LoggerState,
     fromText: boolean,
+    context: unknown,
   ): Problems | undefined => {
     const ctx: EnrichContext = {
       level,
       time: lineTime,
       record: mergeObject as Record<string, unknown>,
-      context: getContext(),
+      context: (context === NOT_READ ? getContext() : context) as EnrichContext['context'],
     }
     return fromText
       ? collector.collectNow(ctx, out, undefined, lineNow, writeNoContexts, inCallLine())
@@ -348,7 +364,9 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
   // A line written in its call: what is ready now.
   const snapshotMixin = (mergeObject: object, level: number, logger: pino.Logger): object => {
     const text = lineText
+    const context = text === undefined ? NOT_READ : lineContext
     lineText = undefined
+    lineContext = NOT_READ
     const fromText = text !== undefined
     counters.enriched++
     const s = lineStateOf(logger)
@@ -359,7 +377,7 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
     const out = globalFields(s, level)
     let problems: Line['problems']
     if ((registry.keyed.length !== 0 || registry.fns.length !== 0) && collector.enriching === 0) {
-      problems = collect(mergeObject, level, out, s, fromText)
+      problems = collect(mergeObject, level, out, s, fromText, context)
     } else if (!fromText && registry.contexts.length !== 0) {
       // Only request-context fields: written straight in, no context object for the line.
       const c = getContext()
@@ -467,7 +485,7 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
   const earlyProblems = (logger: pino.Logger, level: number, read: KeyedRead, textOk: boolean): void => {
     directEarly = true
     if (registry.contexts.length === 0) return
-    const c = getContext()
+    const c = contextNow() as Record<string, unknown> | undefined
     if (c === undefined) return
     const s = stateOf(logger)
     if (textOk && s.fragment !== undefined && asJsonChannel.hasSubscribers === false) {
@@ -565,9 +583,11 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
           current = undefined
         }
       },
-      writeNow: (logger, args, method, level, read) => {
+      writeNow: (logger, args, method, level, read, context) => {
         directDepth = 1
         directRead = read
+        const outerContext = callContext
+        if (read !== undefined) callContext = context
         try {
           const textOk = read !== undefined && fragments && registry.contexts.length !== 0 && mayUseText(args)
           // A call that logs the errorKey itself keeps it, as in snapshot mode: its mixin writes the line's problems, which the call's value replaces.
@@ -591,6 +611,8 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
         } finally {
           callFrag = false
           lineText = undefined
+          lineContext = NOT_READ
+          callContext = outerContext
           directDepth = 0
           directEarly = false
           directContexts = undefined

@@ -448,3 +448,35 @@ describe('request fields as text with a keyed enricher reading the request store
     expect(asked.calls).toBe(10)
   })
 })
+
+describe("request fields as text with a keyed enricher reading the application's context", () => {
+  it.for(MODES)('reads the context once per line: its text and its keyed key come from one read (%s)', async (mode) => {
+    let reads = 0
+    // Each read answers another request: two reads for one line would mix two requests in it.
+    const enrich = pipeline({
+      context: () => {
+        reads++
+        return { requestId: `r${reads}`, userId: `u${reads}` }
+      },
+    })
+    enrich.register(defineContextFields({ name: 'request', keys: { requestId: 'requestId', userId: 'userId' } }))
+    enrich.register(
+      defineEnricher({
+        name: 'profile',
+        key: (ctx) => ctx.context?.userId as string | undefined,
+        compute: (u) => ({ plan: `p-${u}` }),
+      }),
+    )
+    // The values of the reads the lines below make, cached before they are logged.
+    for (let i = 1; i <= 5; i++) await enrich.enrich({ context: { requestId: `r${i}`, userId: `u${i}` } })
+    reads = 0
+    const out = sink()
+    const log = pino(enrich.pinoOptions({ mode }), out)
+    for (let i = 0; i < 5; i++) log.info('line')
+    const got = await lines(enrich, out)
+    expect(reads).toBe(5)
+    expect(got.map((l) => [l.requestId, l.userId, l.plan])).toEqual(
+      [1, 2, 3, 4, 5].map((i) => [`r${i}`, `u${i}`, `p-u${i}`]),
+    )
+  })
+})
