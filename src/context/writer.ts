@@ -242,6 +242,8 @@ export function compileContextFragment(
 
 /** Writers for different sets of skipped keys; past this many, a writer is made per logger, uncached. */
 const MAX_VARIANTS = 32
+/** No output key left out. */
+const NO_SKIP: readonly string[] = []
 
 /**
  * The context writer for each pino logger. A logger whose bindings already
@@ -292,12 +294,14 @@ export class ContextWriters<P> {
     return this.#outKeys.includes(key)
   }
 
-  /** The writer for lines of `logger`; `undefined` or a non-pino object gets {@link all}. */
-  for(logger: unknown): ContextWriter<P> {
-    if (this.#outKeys.length === 0) return this.all
-    const bound = bindingKeys(logger)
-    if (bound.length === 0) return this.all
-    return this.#writerSkipping(this.#outKeys.filter((k) => bound.includes(k)))
+  /**
+   * The writer for lines of a logger whose bindings carry the keys `bound`
+   * ({@link bindingKeys}): those output keys are left out. {@link all} when
+   * none of them is an output key.
+   */
+  for(bound: readonly string[]): ContextWriter<P> {
+    if (this.#outKeys.length === 0 || bound.length === 0) return this.all
+    return this.#writerSkipping(this.#skipped(bound))
   }
 
   /**
@@ -310,20 +314,19 @@ export class ContextWriters<P> {
   }
 
   /**
-   * The {@link ContextFragment} of the fields the writer {@link for} `logger`
-   * writes (the keys its bindings carry left out), or undefined when they
+   * The {@link ContextFragment} of the fields the writer {@link for} `bound`
+   * writes (the keys a logger's bindings carry left out), or undefined when they
    * cannot be written as text ({@link compileContextFragment}) or one of them
    * is in `objectKeys` (`true`: all are), keys pino must see as objects, or
    * in `coreKeys` (its errorKey, messageKey...).
    */
   fragmentFor(
-    logger: unknown,
+    bound: readonly string[],
     objectKeys: ReadonlySet<string> | true,
     coreKeys: ReadonlySet<string>,
   ): ContextFragment | undefined {
     if (this.#outKeys.length === 0 || objectKeys === true) return undefined
-    const bound = bindingKeys(logger)
-    const skip = bound.length === 0 ? [] : this.#outKeys.filter((k) => bound.includes(k))
+    const skip = bound.length === 0 ? NO_SKIP : this.#skipped(bound)
     // A key pino must see in the line's object (a serializer's, redact's), or one of its own: every field goes there.
     if (this.#outKeys.some((k) => (objectKeys.has(k) || coreKeys.has(k)) && !skip.includes(k))) return undefined
     const signature = skip.join('\u0000')
@@ -333,6 +336,19 @@ export class ContextWriters<P> {
     const fragment = compileContextFragment(this.#slots, new Set(skip))
     this.#fragments.set(signature, fragment)
     return fragment
+  }
+
+  // A logger's state asks for its writer and then its fragment: the second finds the same keys.
+  #lastBound: readonly string[] = NO_SKIP
+  #lastSkip: readonly string[] = NO_SKIP
+  /** The output keys among `bound`. */
+  #skipped(bound: readonly string[]): readonly string[] {
+    if (bound !== this.#lastBound) {
+      const skip = this.#outKeys.filter((k) => bound.includes(k))
+      this.#lastBound = bound
+      this.#lastSkip = skip.length === 0 ? NO_SKIP : skip
+    }
+    return this.#lastSkip
   }
 
   #writerSkipping(skip: readonly string[]): ContextWriter<P> {

@@ -104,10 +104,10 @@ export function loggerStates(
       stream,
       destination: same ? inherited.destination : watchDestination(logger, counters),
       metadata,
-      writeContexts: writers.for(logger),
+      writeContexts: writers.for(bound),
       // pino's errorKey and messageKey (core keys) are never written from the context as text.
       fragment:
-        metadata !== undefined || !fragments ? undefined : writers.fragmentFor(logger, view.routed, registry.coreKeys),
+        metadata !== undefined || !fragments ? undefined : writers.fragmentFor(bound, view.routed, registry.coreKeys),
       bound: ownBindingKeys(bound, baseKeys, registry.coreKeys),
       bindsErrorKey: bound.includes(errorKey),
     }

@@ -148,9 +148,9 @@ describe('ContextWriters', () => {
 
   it('gives no text when a key is one pino must see as an object, or one of its own', () => {
     const w = new ContextWriters([slot({ requestId: 'requestId' })], refused)
-    expect(w.fragmentFor(undefined, new Set(), new Set())).toBeDefined()
-    expect(w.fragmentFor(undefined, true, new Set())).toBeUndefined()
-    expect(w.fragmentFor(undefined, new Set(['requestId']), new Set())).toBeUndefined()
-    expect(w.fragmentFor(undefined, new Set(), new Set(['requestId']))).toBeUndefined()
+    expect(w.fragmentFor([], new Set(), new Set())).toBeDefined()
+    expect(w.fragmentFor([], true, new Set())).toBeUndefined()
+    expect(w.fragmentFor([], new Set(['requestId']), new Set())).toBeUndefined()
+    expect(w.fragmentFor([], new Set(), new Set(['requestId']))).toBeUndefined()
   })
 })

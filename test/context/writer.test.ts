@@ -7,6 +7,7 @@ import {
   loopWriter,
   MAX_CONTEXT_VALUE_LENGTH,
 } from '../../src/context/writer.js'
+import { bindingKeys } from '../../src/util/bindings.js'
 import { runChild } from '../helpers/child.js'
 
 // Keys that would break naive code generation: quotes, backslashes, line
@@ -116,7 +117,7 @@ describe('ContextWriters', () => {
   const c = { requestId: 'r1', method: 'GET' }
   const written = (w: ContextWriters<string[]>, logger: unknown): Record<string, unknown> => {
     const out: Record<string, unknown> = {}
-    w.for(logger)(c, 30, out)
+    w.for(bindingKeys(logger))(c, 30, out)
     return out
   }
 
@@ -139,8 +140,26 @@ describe('ContextWriters', () => {
     expect(written(w, child)).toEqual({ reqId: 'r1', reqMethod: 'GET' })
     child.setBindings({ reqMethod: 'POST' })
     expect(written(w, child)).toEqual({ reqId: 'r1' })
-    expect(w.for(undefined)).toBe(w.all)
-    expect(w.for({})).toBe(w.all)
+    expect(w.for(bindingKeys(undefined))).toBe(w.all)
+    expect(w.for(bindingKeys({}))).toBe(w.all)
+  })
+
+  it('gives each set of bound keys its own writer, whichever was asked for last', () => {
+    const w = new ContextWriters(request, refused)
+    const run = (bound: readonly string[]): Record<string, unknown> => {
+      const out: Record<string, unknown> = {}
+      w.for(bound)(c, 30, out)
+      return out
+    }
+    const reqId = ['pid', 'reqId']
+    const method = ['reqMethod']
+    expect(run(reqId)).toEqual({ reqMethod: 'GET' })
+    expect(run(method)).toEqual({ reqId: 'r1' })
+    expect(run(['reqId'])).toEqual({ reqMethod: 'GET' })
+    expect(run(['other'])).toEqual({ reqId: 'r1', reqMethod: 'GET' })
+    expect(run(method)).toEqual({ reqId: 'r1' })
+    expect(w.fragmentFor(reqId, new Set(), new Set())?.text(c)).toBe(',"reqMethod":"GET"')
+    expect(w.fragmentFor(method, new Set(), new Set())?.text(c)).toBe(',"reqId":"r1"')
   })
 })
 
