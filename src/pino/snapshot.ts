@@ -430,7 +430,7 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
       } else if (directText !== undefined) {
         // Read as text that its time part did not take: its fields, which refused no value, go here.
         directText = undefined
-        const c = getContext()
+        const c = contextNow() as Record<string, unknown> | undefined
         if (c !== undefined) s.writeContexts(c, level, out)
       }
       // Its problems went out with the time part, unless that is not written.
@@ -438,7 +438,7 @@ export function snapshotOptions(e: Enrichment, user: LoggerOptions, deferred: bo
       return finish(out, s, mergeObject, level, logger)
     }
     if (!fromText && registry.contexts.length !== 0) {
-      const c = getContext()
+      const c = contextNow() as Record<string, unknown> | undefined
       if (c !== undefined) {
         const refused = s.writeContexts(c, level, out)
         if (refused !== undefined) problems = mergeProblems(problems, refused)

@@ -449,34 +449,54 @@ describe('request fields as text with a keyed enricher reading the request store
   })
 })
 
-describe("request fields as text with a keyed enricher reading the application's context", () => {
-  it.for(MODES)('reads the context once per line: its text and its keyed key come from one read (%s)', async (mode) => {
-    let reads = 0
-    // Each read answers another request: two reads for one line would mix two requests in it.
-    const enrich = pipeline({
-      context: () => {
-        reads++
-        return { requestId: `r${reads}`, userId: `u${reads}` }
-      },
-    })
-    enrich.register(defineContextFields({ name: 'request', keys: { requestId: 'requestId', userId: 'userId' } }))
-    enrich.register(
-      defineEnricher({
-        name: 'profile',
-        key: (ctx) => ctx.context?.userId as string | undefined,
-        compute: (u) => ({ plan: `p-${u}` }),
-      }),
-    )
-    // The values of the reads the lines below make, cached before they are logged.
-    for (let i = 1; i <= 5; i++) await enrich.enrich({ context: { requestId: `r${i}`, userId: `u${i}` } })
-    reads = 0
-    const out = sink()
-    const log = pino(enrich.pinoOptions({ mode }), out)
-    for (let i = 0; i < 5; i++) log.info('line')
-    const got = await lines(enrich, out)
-    expect(reads).toBe(5)
-    expect(got.map((l) => [l.requestId, l.userId, l.plan])).toEqual(
-      [1, 2, 3, 4, 5].map((i) => [`r${i}`, `u${i}`, `p-u${i}`]),
-    )
-  })
+describe("request fields with a keyed enricher reading the application's context", () => {
+  // The request fields as text, and the ways a line's fields go in its object instead.
+  const VARIANTS = [
+    { name: 'as text' },
+    { name: "with the user's mixin", options: { mixin: () => ({}) } },
+    { name: 'to pino.multistream', multistream: true },
+    { name: 'with formatters.log', options: { formatters: { log: (o: Record<string, unknown>) => o } } },
+    { name: 'with nestedKey', options: { nestedKey: 'payload' } },
+    { name: "with a request key in the call's object", own: true },
+  ] as const
+  const CASES = MODES.flatMap((mode) => VARIANTS.map((variant) => ({ mode, variant, name: variant.name })))
+
+  it.for(CASES)(
+    'reads the context once per line: its fields and its keyed key come from one read ($mode, $name)',
+    async ({ mode, variant }) => {
+      let reads = 0
+      // Each read answers another request: two reads for one line would mix two requests in it.
+      const enrich = pipeline({
+        context: () => {
+          reads++
+          return { requestId: `r${reads}`, userId: `u${reads}` }
+        },
+      })
+      enrich.register(defineContextFields({ name: 'request', keys: { requestId: 'requestId', userId: 'userId' } }))
+      enrich.register(
+        defineEnricher({
+          name: 'profile',
+          key: (ctx) => ctx.context?.userId as string | undefined,
+          compute: (u) => ({ plan: `p-${u}` }),
+        }),
+      )
+      // The values of the reads the lines below make, cached before they are logged.
+      for (let i = 1; i <= 5; i++) await enrich.enrich({ context: { requestId: `r${i}`, userId: `u${i}` } })
+      reads = 0
+      const out = sink()
+      const options = enrich.pinoOptions({ mode, ...('options' in variant ? variant.options : {}) })
+      const log = pino(options, 'multistream' in variant ? pino.multistream([{ stream: out }]) : out)
+      for (let i = 0; i < 5; i++) {
+        if ('own' in variant) log.info({ requestId: 'own' }, 'line')
+        else log.info('line')
+      }
+      const got = await lines(enrich, out)
+      expect(reads).toBe(5)
+      // With nestedKey, pino nests the fields with the call's object.
+      const fields = got.map((l) => (l.payload ?? l) as Record<string, unknown>)
+      expect(fields.map((f) => [f.requestId, f.userId, f.plan])).toEqual(
+        [1, 2, 3, 4, 5].map((i) => ['own' in variant ? 'own' : `r${i}`, `u${i}`, `p-u${i}`]),
+      )
+    },
+  )
 })
