@@ -321,14 +321,22 @@ export class Collector {
         const refused = writeContexts(c, level, out as Fields)
         if (refused !== undefined) problems = mergeProblems(problems, refused)
       } else if (registry.contexts.length !== 0) {
-        const fields: Fields = {}
-        const refused = writeContexts(c, level, fields)
-        if (refused !== undefined) problems = mergeProblems(problems, refused)
-        line.parts[keyed.length + fns.length] = fields
-        line.contexts = fields
+        problems = contextsInto(line, c, writeContexts, keyed.length + fns.length, problems)
       }
     }
     return problems
+  }
+
+  /**
+   * A line logged from inside an enricher of this pipeline, which is not
+   * enriched again: its request fields only, as a snapshot line written then
+   * has them. In the line scope of the line being enriched.
+   */
+  gatherContexts(line: Line, writeContexts: ContextWriter<Problems>): void {
+    const registry = this.#registry
+    const c = line.ctx.context
+    if (c === undefined || registry.contexts.length === 0) return
+    line.problems = contextsInto(line, c, writeContexts, registry.keyed.length + registry.fns.length, line.problems)
   }
 
   /** A function enricher's promised result, sanitized as it is awaited. */
@@ -424,6 +432,21 @@ export class Collector {
 }
 
 /** The key function's raw result, or {@link KEY_FAILED} when it threw. */
+/** Writes a waiting line's request fields into its last part, the text its time part writes them from. */
+function contextsInto(
+  line: Line,
+  c: NonNullable<EnrichContext['context']>,
+  writeContexts: ContextWriter<Problems>,
+  at: number,
+  problems: Problems | undefined,
+): Problems | undefined {
+  const fields: Fields = {}
+  const refused = writeContexts(c, line.ctx.level, fields)
+  line.parts[at] = fields
+  line.contexts = fields
+  return refused === undefined ? problems : mergeProblems(problems, refused)
+}
+
 function rawKey(slot: Slot, ctx: EnrichContext): unknown {
   try {
     return (slot.def as Enricher).key?.(ctx)

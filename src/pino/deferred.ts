@@ -208,7 +208,7 @@ function deferredQueue(e: Enrichment, io: DeferredWriter) {
     else if (!fromEnrichment) {
       // `from`: readCached stopped at a missing value; the read goes on from there.
       collector.gather(item, state.writeContexts, from, from !== undefined)
-    }
+    } else collector.gatherContexts(item, state.writeContexts)
     // The line is written later: it shows its objects, format arguments,
     // errors and bindings as they are now, as pino would have. A line
     // written at once (every value cached) pays nothing for this.

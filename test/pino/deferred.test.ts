@@ -2,7 +2,7 @@ import { Writable } from 'node:stream'
 import pino from 'pino'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { createRequestStore } from '../../src/context/request-store.js'
-import { defineEnricher, type Fields, type Pipeline } from '../../src/index.js'
+import { defineContextFields, defineEnricher, type Fields, type Pipeline } from '../../src/index.js'
 import { type Deferred, deferred } from '../helpers/deferred.js'
 import { trackPipelines } from '../helpers/pipelines.js'
 import { sink } from '../helpers/sink.js'
@@ -250,6 +250,29 @@ describe('an enricher that logs through the logger it enriches', () => {
           .map((l) => l.msg)
           .sort(),
       ).toEqual(['key asked', 'outer'])
+    })
+
+    it(`the line a key() logs keeps its request fields, as README says (${mode})`, async () => {
+      const p = pipeline()
+      p.register(defineContextFields({ name: 'request', keys: { requestId: 'requestId' } }))
+      const { out, holder } = build(p, mode)
+      p.register(
+        defineEnricher({
+          name: 'tenant',
+          key: () => {
+            holder.log?.info('key asked')
+            return 't1'
+          },
+          compute: (id: string) => ({ tenant: id }),
+        }),
+      )
+      p.context.run({ requestId: 'r1' }, () => holder.log?.info('outer'))
+      await vi.advanceTimersByTimeAsync(20)
+      const lines = out.lines()
+      expect(lines.map((l) => [l.msg, l.requestId]).sort()).toEqual([
+        ['key asked', 'r1'],
+        ['outer', 'r1'],
+      ])
     })
   }
 })
