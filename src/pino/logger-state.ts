@@ -111,8 +111,15 @@ export function loggerStates(
       bound: ownBindingKeys(bound, baseKeys, registry.coreKeys),
       bindsErrorKey: bound.includes(errorKey),
     }
-    if (Object.isExtensible(logger)) l[STATE] = s
-    else fixedStates.set(logger, s)
+    if (!Object.isExtensible(logger)) fixedStates.set(logger, s)
+    else {
+      try {
+        l[STATE] = s
+      } catch {
+        // A frozen ancestor's own state cannot be shadowed by assignment, only defined over.
+        Object.defineProperty(l, STATE, { value: s, writable: true, configurable: true })
+      }
+    }
     return s
   }
   const stateOf = (logger: pino.Logger): LoggerState => {

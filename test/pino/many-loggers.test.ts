@@ -37,6 +37,28 @@ const user = (compute: (id: string) => Fields | Promise<Fields> = (id) => ({ use
   defineEnricher({ name: 'user', key: (ctx) => ctx.record.user as string | undefined, compute })
 
 describe('many loggers from one pipeline', () => {
+  it.for(['snapshot', 'deferred'] as const)(
+    'writes the lines of a child whose parent was frozen after it logged, as pino does (%s)',
+    async (mode) => {
+      const p = pipeline({ enrichers: [host()] })
+      await p.ready()
+      const lines: string[] = []
+      const root = pino(p.pinoOptions({ mode }), { write: (s: string) => lines.push(s) })
+      const kid = root.child({ b: 2 })
+      root.info('root line')
+      // The parent's kept state is now its own read-only property, which the child reads through its prototype.
+      Object.freeze(root)
+      for (let i = 0; i < 3; i++) expect(() => kid.info(`kid line ${i}`)).not.toThrow()
+      await p.flush()
+      expect(lines.map((l) => JSON.parse(l) as Fields).map((l) => [l.msg, l.b, l.host])).toEqual([
+        ['root line', undefined, 'box'],
+        ['kid line 0', 2, 'box'],
+        ['kid line 1', 2, 'box'],
+        ['kid line 2', 2, 'box'],
+      ])
+    },
+  )
+
   // Under coverage on a loaded 2-core machine past 30 s.
   it("reclaims a dropped deferred logger's memory: 20,000 per-tenant loggers leave the heap as it was", {
     timeout: 120_000,
