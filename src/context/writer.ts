@@ -250,8 +250,8 @@ const NO_SKIP: readonly string[] = []
  * carry an output key (Fastify's `request.log` and pino-http's
  * `quietReqLogger` bind `reqId`) gets a writer that leaves that key out, so
  * no line carries a key twice: the binding, written by pino, is the one kept.
- * The bindings are read with {@link bindingKeys}, parsed once per logger (and
- * again only after `setBindings()`); the caller keeps the writer it chose for
+ * The caller reads a logger's binding keys with {@link bindingKeys}, parsed once per logger
+ * (and again only after `setBindings()`), and keeps the writer it chose for
  * the logger's lines (the pino layer's state per logger), never choosing per line.
  */
 export class ContextWriters<P> {
@@ -262,6 +262,10 @@ export class ContextWriters<P> {
   readonly all: ContextWriter<P>
   readonly #bySkip = new Map<string, ContextWriter<P>>()
   readonly #fragments = new Map<string, ContextFragment | undefined>()
+  // A logger's state asks for its writer and then its fragment: the second finds the same keys.
+  // An array of keys from bindingKeys is never changed, so the same array means the same keys.
+  #lastBound: readonly string[] = NO_SKIP
+  #lastSkip: readonly string[] = NO_SKIP
 
   /**
    * Whether a call's object has one of the output keys, own or inherited,
@@ -338,9 +342,6 @@ export class ContextWriters<P> {
     return fragment
   }
 
-  // A logger's state asks for its writer and then its fragment: the second finds the same keys.
-  #lastBound: readonly string[] = NO_SKIP
-  #lastSkip: readonly string[] = NO_SKIP
   /** The output keys among `bound`. */
   #skipped(bound: readonly string[]): readonly string[] {
     if (bound !== this.#lastBound) {

@@ -431,8 +431,7 @@ export class Collector {
   }
 }
 
-/** The key function's raw result, or {@link KEY_FAILED} when it threw. */
-/** Writes a waiting line's request fields into its last part, the text its time part writes them from. */
+/** Writes a queued line's request fields into its last part, the text its time part writes them from. */
 function contextsInto(
   line: Line,
   c: NonNullable<EnrichContext['context']>,
@@ -447,6 +446,7 @@ function contextsInto(
   return refused === undefined ? problems : mergeProblems(problems, refused)
 }
 
+/** The key function's raw result, or {@link KEY_FAILED} when it threw. */
 function rawKey(slot: Slot, ctx: EnrichContext): unknown {
   try {
     return (slot.def as Enricher).key?.(ctx)

@@ -128,7 +128,7 @@ export interface DeferredWriter {
     method: LogMethod,
     level: number,
     read: KeyedRead | undefined,
-    context?: unknown,
+    context: unknown,
   ): void
 }
 
@@ -166,7 +166,7 @@ function deferredQueue(e: Enrichment, io: DeferredWriter) {
     method: LogMethod,
     level: number,
     from: KeyedRead | undefined,
-    context?: unknown,
+    context: unknown,
   ): void => {
     queue.hold()
     try {
@@ -234,7 +234,7 @@ function deferredQueue(e: Enrichment, io: DeferredWriter) {
       // A failing global takes the keyed path, which has nothing to read: its problems go out with the time part.
       if (registry.keyed.length === 0 && globals.problems === undefined) {
         // The snapshot's mixin reads its request fields in one line scope.
-        direct(logger, args, method, level, undefined)
+        direct(logger, args, method, level, undefined, undefined)
         return
       }
       const first = args[0]

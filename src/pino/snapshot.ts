@@ -17,7 +17,7 @@ type PinoSymbol = 'serializersSym' | 'stringifiersSym' | 'formattersSym'
 const { serializersSym, stringifiersSym, formattersSym } = pino.symbols as unknown as Record<PinoSymbol, symbol>
 // pino's own tracing channel for asJson: channels are shared by name, so this sees its subscribers.
 const asJsonChannel = tracingChannel('pino_asJson')
-/** No request context was read for the line's text: its mixin reads it. */
+/** No request context read yet for the line: whatever needs it reads it. */
 const NOT_READ: unique symbol = Symbol('not read')
 
 /**

@@ -287,7 +287,6 @@ function merge(inherited: readonly string[], own: readonly string[]): readonly s
 /** An own key `Object.keys` lists first: the canonical form of an integer below 2^32 - 1. */
 function isArrayIndex(k: string): boolean {
   // Most keys start with a letter: no regular expression for them (scanKeys asks this of every key).
-  const first = k.charCodeAt(0)
-  if (!(first >= 48 && first <= 57)) return false
+  if (!isDigit(k.charCodeAt(0))) return false
   return /^(?:0|[1-9]\d{0,9})$/.test(k) && Number(k) < 4_294_967_295
 }

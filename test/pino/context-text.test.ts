@@ -499,4 +499,71 @@ describe("request fields with a keyed enricher reading the application's context
       )
     },
   )
+
+  /** A pipeline whose context answers each read with another request, every request's value cached. */
+  async function freshEachRead(mode: (typeof MODES)[number], failing = false) {
+    const counter = { reads: 0 }
+    const enrich = pipeline({
+      context: () => {
+        counter.reads++
+        return { requestId: `r${counter.reads}`, userId: `u${counter.reads}` }
+      },
+    })
+    enrich.register(defineContextFields({ name: 'request', keys: { requestId: 'requestId', userId: 'userId' } }))
+    enrich.register(
+      defineEnricher({
+        name: 'profile',
+        key: (ctx) => ctx.context?.userId as string | undefined,
+        compute: (u) => ({ plan: `p-${u}` }),
+      }),
+    )
+    // A keyed value that fails: the line's problems are known in its call.
+    if (failing)
+      enrich.register(
+        defineEnricher({
+          name: 'down',
+          key: () => 'k',
+          compute: () => {
+            throw new Error('down')
+          },
+        }),
+      )
+    for (let i = 1; i <= 10; i++) await enrich.enrich({ context: { requestId: `r${i}`, userId: `u${i}` } })
+    counter.reads = 0
+    const out = sink()
+    const log = pino(enrich.pinoOptions({ mode }), out)
+    return { enrich, out, log, counter }
+  }
+  const oneRequest = (l: Record<string, unknown>): boolean => {
+    const n = String(l.requestId).slice(1)
+    return l.userId === `u${n}` && l.plan === `p-u${n}`
+  }
+
+  it.for(MODES)('reads it once per line whose problems are known in its call (%s)', async (mode) => {
+    const { enrich, out, log, counter } = await freshEachRead(mode, true)
+    for (let i = 0; i < 5; i++) log.info('line')
+    const got = await lines(enrich, out)
+    expect(counter.reads).toBe(5)
+    expect(got.filter(oneRequest)).toHaveLength(5)
+  })
+
+  it.for(MODES)('keeps the outer line one request when a getter pino reads logs a line (%s)', async (mode) => {
+    const { enrich, out, log } = await freshEachRead(mode)
+    let logged = false
+    const call = {
+      get msg() {
+        // pino reads the message key between its timestamp and its mixin (and again later).
+        if (!logged) {
+          logged = true
+          log.info('inner')
+        }
+        return 'outer'
+      },
+    }
+    log.info(call)
+    log.info('after')
+    const got = await lines(enrich, out)
+    expect(got.map((l) => l.msg).sort()).toEqual(['after', 'inner', 'outer'])
+    expect(got.filter(oneRequest)).toHaveLength(3)
+  })
 })
