@@ -401,17 +401,19 @@ describe('request fields of a deferred line written in its call with its problem
   })
 })
 
+/** A keyed enricher on the context's userId: the plan of that user. */
+const profile = () =>
+  defineEnricher({
+    name: 'profile',
+    key: (ctx) => ctx.context?.userId as string | undefined,
+    compute: (u) => ({ plan: `p-${u}` }),
+  })
+
 /** A logger of `mode` with a keyed `profile` enricher on the request store's userId, which `user(req)` answers. */
 function withProfile(mode: (typeof MODES)[number], answer: string | undefined) {
   const enrich = pipeline()
   enrich.register(defineContextFields({ name: 'request', keys: { requestId: 'requestId', userId: 'userId' } }))
-  enrich.register(
-    defineEnricher({
-      name: 'profile',
-      key: (ctx) => ctx.context?.userId as string | undefined,
-      compute: (u) => ({ plan: `p-${u}` }),
-    }),
-  )
+  enrich.register(profile())
   const out = sink()
   const log = pino(enrich.pinoOptions({ mode }), out)
   const asked = { calls: 0 }
@@ -449,6 +451,12 @@ describe('request fields as text with a keyed enricher reading the request store
   })
 })
 
+interface Fresh {
+  failing?: boolean
+  options?: Parameters<Pipeline['pinoOptions']>[0]
+  multistream?: boolean
+}
+
 describe("request fields with a keyed enricher reading the application's context", () => {
   // The request fields as text, and the ways a line's fields go in its object instead.
   const VARIANTS = [
@@ -464,34 +472,16 @@ describe("request fields with a keyed enricher reading the application's context
   it.for(CASES)(
     'reads the context once per line: its fields and its keyed key come from one read ($mode, $name)',
     async ({ mode, variant }) => {
-      let reads = 0
-      // Each read answers another request: two reads for one line would mix two requests in it.
-      const enrich = pipeline({
-        context: () => {
-          reads++
-          return { requestId: `r${reads}`, userId: `u${reads}` }
-        },
+      const { enrich, out, log, counter } = await freshEachRead(mode, {
+        options: 'options' in variant ? variant.options : {},
+        multistream: 'multistream' in variant,
       })
-      enrich.register(defineContextFields({ name: 'request', keys: { requestId: 'requestId', userId: 'userId' } }))
-      enrich.register(
-        defineEnricher({
-          name: 'profile',
-          key: (ctx) => ctx.context?.userId as string | undefined,
-          compute: (u) => ({ plan: `p-${u}` }),
-        }),
-      )
-      // The values of the reads the lines below make, cached before they are logged.
-      for (let i = 1; i <= 5; i++) await enrich.enrich({ context: { requestId: `r${i}`, userId: `u${i}` } })
-      reads = 0
-      const out = sink()
-      const options = enrich.pinoOptions({ mode, ...('options' in variant ? variant.options : {}) })
-      const log = pino(options, 'multistream' in variant ? pino.multistream([{ stream: out }]) : out)
       for (let i = 0; i < 5; i++) {
         if ('own' in variant) log.info({ requestId: 'own' }, 'line')
         else log.info('line')
       }
       const got = await lines(enrich, out)
-      expect(reads).toBe(5)
+      expect(counter.reads).toBe(5)
       // With nestedKey, pino nests the fields with the call's object.
       const fields = got.map((l) => (l.payload ?? l) as Record<string, unknown>)
       expect(fields.map((f) => [f.requestId, f.userId, f.plan])).toEqual(
@@ -501,8 +491,12 @@ describe("request fields with a keyed enricher reading the application's context
   )
 
   /** A pipeline whose context answers each read with another request, every request's value cached. */
-  async function freshEachRead(mode: (typeof MODES)[number], failing = false) {
+  async function freshEachRead(
+    mode: (typeof MODES)[number],
+    { failing = false, options = {}, multistream = false }: Fresh = {},
+  ) {
     const counter = { reads: 0 }
+    // Each read answers another request: two reads for one line would mix two requests in it.
     const enrich = pipeline({
       context: () => {
         counter.reads++
@@ -510,13 +504,7 @@ describe("request fields with a keyed enricher reading the application's context
       },
     })
     enrich.register(defineContextFields({ name: 'request', keys: { requestId: 'requestId', userId: 'userId' } }))
-    enrich.register(
-      defineEnricher({
-        name: 'profile',
-        key: (ctx) => ctx.context?.userId as string | undefined,
-        compute: (u) => ({ plan: `p-${u}` }),
-      }),
-    )
+    enrich.register(profile())
     // A keyed value that fails: the line's problems are known in its call.
     if (failing)
       enrich.register(
@@ -528,10 +516,11 @@ describe("request fields with a keyed enricher reading the application's context
           },
         }),
       )
+    // The values of the reads the lines make, cached before they are logged.
     for (let i = 1; i <= 10; i++) await enrich.enrich({ context: { requestId: `r${i}`, userId: `u${i}` } })
     counter.reads = 0
     const out = sink()
-    const log = pino(enrich.pinoOptions({ mode }), out)
+    const log = pino(enrich.pinoOptions({ mode, ...options }), multistream ? pino.multistream([{ stream: out }]) : out)
     return { enrich, out, log, counter }
   }
   const oneRequest = (l: Record<string, unknown>): boolean => {
@@ -540,7 +529,7 @@ describe("request fields with a keyed enricher reading the application's context
   }
 
   it.for(MODES)('reads it once per line whose problems are known in its call (%s)', async (mode) => {
-    const { enrich, out, log, counter } = await freshEachRead(mode, true)
+    const { enrich, out, log, counter } = await freshEachRead(mode, { failing: true })
     for (let i = 0; i < 5; i++) log.info('line')
     const got = await lines(enrich, out)
     expect(counter.reads).toBe(5)
