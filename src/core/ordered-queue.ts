@@ -87,9 +87,11 @@ export class OrderedQueue<T extends QueuedLine> implements ActiveQueue {
 
   /**
    * Takes a gathered line: written at once when it waits for nothing and
-   * nothing is ahead of it, else queued.
+   * nothing is ahead of it, else queued. `since`: the time on the host's
+   * `ticks` when the line was taken, before it was gathered; its deadline
+   * counts from then, since gathering runs computes up to their first await.
    */
-  push(item: T): void {
+  push(item: T, since: number): void {
     if (item.waiting === undefined && this.#items.length === this.#head && !this.#writing) {
       // Written in the call: no delay added, none to measure.
       this.#write1(item)
@@ -97,7 +99,7 @@ export class OrderedQueue<T extends QueuedLine> implements ActiveQueue {
       if (this.#items.length !== this.#head) this.drain(false)
       return
     }
-    this.#enqueue(item)
+    this.#enqueue(item, since)
   }
 
   /**
@@ -117,8 +119,7 @@ export class OrderedQueue<T extends QueuedLine> implements ActiveQueue {
   }
 
   /** Queues a line that waits, or that has lines ahead of it. */
-  #enqueue(item: T): void {
-    const start = this.#ticks.now()
+  #enqueue(item: T, start: number): void {
     item.start = start
     item.deadline = start + this.#deadlineMs
     if (this.size >= this.#maxPending && !this.#writing) {

@@ -194,6 +194,8 @@ function deferredQueue(e: Enrichment, io: DeferredWriter) {
       counters.dropped++
       return
     }
+    // Its deadline counts from here: gathering runs each compute it starts up to its first await.
+    const since = e.ticks.now()
     const first = args[0]
     const plain = ctx === undefined ? isPlain(first) : ctx.record === first
     const state = stateOf(logger)
@@ -213,7 +215,7 @@ function deferredQueue(e: Enrichment, io: DeferredWriter) {
     // errors and bindings as they are now, as pino would have. A line
     // written at once (every value cached) pays nothing for this.
     if (item.waiting !== undefined || queue.busy) copyAtCallOf(item)
-    queue.push(item)
+    queue.push(item, since)
     // Queued with its record kept by reference: copyAtCall gave up on it
     // (reading it threw: a getter or a Proxy trap somewhere inside). Its top
     // level is still copied, so a key the caller sets after the call does not show.

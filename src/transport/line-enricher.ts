@@ -490,7 +490,9 @@ export class LineEnricher {
       const time = typeof record.time === 'number' ? record.time : now
       ctx = { level: levelOf(record.level), time, record, context: undefined }
     }
-    this.#queue.push(this.#gathered(ctx, now, head, rest, undefined, ending(t, e, next), redact, contexts, from))
+    // Its deadline counts from here: gathering runs each compute it starts up to its first await.
+    const since = this.#e.ticks.now()
+    this.#queue.push(this.#gathered(ctx, now, head, rest, undefined, ending(t, e, next), redact, contexts, from), since)
   }
 
   /**
@@ -504,7 +506,11 @@ export class LineEnricher {
       return
     }
     const ctx: EnrichContext = { level: LEVELS.info, time: now, record: EMPTY, context: undefined }
-    this.#queue.push(this.#gathered(ctx, now, undefined, undefined, verbatim, '', undefined, undefined, undefined))
+    const since = this.#e.ticks.now()
+    this.#queue.push(
+      this.#gathered(ctx, now, undefined, undefined, verbatim, '', undefined, undefined, undefined),
+      since,
+    )
   }
 
   #gathered(

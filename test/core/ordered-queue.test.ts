@@ -31,8 +31,12 @@ function answer(l: TestLine): void {
 
 const DEADLINE_MS = 10
 
+// The clock of the latest setup(): a line is pushed at its time, as the pipeline pushes it at the time it was taken.
+let ticks = manualClock(0)
+
 function setup(options: { maxPending?: number; write?: (l: TestLine, q: OrderedQueue<TestLine>) => void } = {}) {
   const clock = manualClock(0)
+  ticks = clock
   const host: QueueHost<TestLine> = {
     ticks: clock,
     deadlineMs: DEADLINE_MS,
@@ -74,7 +78,7 @@ describe('OrderedQueue', () => {
     it('writes a line that waits for nothing at once, in the push, when nothing is ahead of it', () => {
       const { queue, written, active } = setup()
       const l = line('a')
-      queue.push(l)
+      queue.push(l, ticks.now())
       expect(written).toEqual(['a'])
       expect(l.done).toBe(true)
       expect(queue.size).toBe(0)
@@ -86,8 +90,8 @@ describe('OrderedQueue', () => {
       const { queue, written, active } = setup()
       const first = line('first', true)
       const second = line('second')
-      queue.push(first)
-      queue.push(second)
+      queue.push(first, ticks.now())
+      queue.push(second, ticks.now())
       expect(written).toEqual([])
       expect(queue.size).toBe(2)
       expect(queue.busy).toBe(true)
@@ -101,7 +105,7 @@ describe('OrderedQueue', () => {
     it('never lets a later line overtake an earlier one, whatever order their lookups answer in', () => {
       const { queue, written } = setup()
       const lines = ['a', 'b', 'c', 'd'].map((id) => line(id, true))
-      for (const l of lines) queue.push(l)
+      for (const l of lines) queue.push(l, ticks.now())
       answer(lines[3] as TestLine)
       answer(lines[1] as TestLine)
       expect(written).toEqual([])
@@ -116,8 +120,8 @@ describe('OrderedQueue', () => {
     it("writes a waiting line at its deadline on the host's ticks, timed out, and the ready lines behind it", async () => {
       const { queue, host, written, advance } = setup()
       const slow = line('slow', true)
-      queue.push(slow)
-      queue.push(line('ready'))
+      queue.push(slow, ticks.now())
+      queue.push(line('ready'), ticks.now())
       expect(slow.deadline).toBe(DEADLINE_MS)
       await advance(DEADLINE_MS - 1)
       expect(written).toEqual([])
@@ -129,13 +133,13 @@ describe('OrderedQueue', () => {
       expect(written).toHaveLength(2)
     })
 
-    it('gives each line its own deadline from its push: the next head waits out the rest of its own', async () => {
+    it('gives each line its own deadline from the time it was pushed at: the next head waits out the rest of its own', async () => {
       const { queue, written, advance } = setup()
       const a = line('a', true)
-      queue.push(a)
+      queue.push(a, ticks.now())
       await advance(4)
       const b = line('b', true)
-      queue.push(b)
+      queue.push(b, ticks.now())
       await advance(DEADLINE_MS - 4)
       expect(written).toEqual(['a (timed out)'])
       await advance(3)
@@ -144,11 +148,26 @@ describe('OrderedQueue', () => {
       expect(written).toEqual(['a (timed out)', 'b (timed out)'])
     })
 
+    it('counts the deadline from the time the line was taken, before the push: time spent gathering it is part of its wait', async () => {
+      const { queue, host, written, advance } = setup()
+      const taken = ticks.now()
+      // Gathering the line ran a compute's synchronous part for 8 ms before the push.
+      ticks.advance(8)
+      const slow = line('slow', true)
+      queue.push(slow, taken)
+      expect(slow.deadline).toBe(taken + DEADLINE_MS)
+      await advance(DEADLINE_MS - 8 - 1)
+      expect(written).toEqual([])
+      await advance(1)
+      expect(written).toEqual(['slow (timed out)'])
+      expect(host.counters.maxAddedDelayMs).toBe(DEADLINE_MS)
+    })
+
     it('beyond maxPending writes the oldest line early, timed out, still in order', () => {
       const { queue, written } = setup({ maxPending: 2 })
-      queue.push(line('a', true))
-      queue.push(line('b', true))
-      queue.push(line('c', true))
+      queue.push(line('a', true), ticks.now())
+      queue.push(line('b', true), ticks.now())
+      queue.push(line('c', true), ticks.now())
       expect(written).toEqual(['a (timed out)'])
       expect(queue.size).toBe(2)
     })
@@ -156,7 +175,7 @@ describe('OrderedQueue', () => {
     it('arms no timer once it is empty: nothing of it is left to hold the process', async () => {
       const { queue, advance } = setup()
       const l = line('a', true)
-      queue.push(l)
+      queue.push(l, ticks.now())
       expect(vi.getTimerCount()).toBe(1)
       answer(l)
       expect(vi.getTimerCount()).toBe(0)
@@ -172,12 +191,12 @@ describe('OrderedQueue', () => {
         write: (l, q) => {
           order.push(`write ${l.id}`)
           if (l.id === 'outer') {
-            q.push(line('inner'))
+            q.push(line('inner'), ticks.now())
             order.push(`inner queued, size ${q.size}`)
           }
         },
       })
-      queue.push(line('outer'))
+      queue.push(line('outer'), ticks.now())
       expect(order).toEqual(['write outer', 'inner queued, size 1', 'write inner'])
       expect(written).toEqual(['outer', 'inner'])
       expect(queue.size).toBe(0)
@@ -186,7 +205,7 @@ describe('OrderedQueue', () => {
     it('reports itself busy during a write, so that a caller copies what the line would otherwise share', () => {
       const seen: boolean[] = []
       const { queue } = setup({ write: (_l, q) => seen.push(q.busy) })
-      queue.push(line('a'))
+      queue.push(line('a'), ticks.now())
       expect(seen).toEqual([true])
       expect(queue.busy).toBe(false)
     })
@@ -198,8 +217,8 @@ describe('OrderedQueue', () => {
         },
       })
       const first = line('bad', true)
-      queue.push(first)
-      queue.push(line('good'))
+      queue.push(first, ticks.now())
+      queue.push(line('good'), ticks.now())
       answer(first)
       expect(written).toEqual(['bad', 'good'])
       expect(host.counters.dropped).toBe(1)
@@ -210,9 +229,9 @@ describe('OrderedQueue', () => {
   describe('close and drain', () => {
     it('close() writes every line now, timing out those still waiting, and leaves no timer', () => {
       const { queue, written, active } = setup()
-      queue.push(line('a', true))
-      queue.push(line('b'))
-      queue.push(line('c', true))
+      queue.push(line('a', true), ticks.now())
+      queue.push(line('b'), ticks.now())
+      queue.push(line('c', true), ticks.now())
       queue.close()
       expect(written).toEqual(['a (timed out)', 'b', 'c (timed out)'])
       expect(queue.size).toBe(0)
@@ -223,8 +242,8 @@ describe('OrderedQueue', () => {
     it('drain(false) writes only from the head while it is ready; drain(true) writes everything', () => {
       const { queue, written } = setup()
       const a = line('a', true)
-      queue.push(a)
-      queue.push(line('b', true))
+      queue.push(a, ticks.now())
+      queue.push(line('b', true), ticks.now())
       a.waiting = undefined
       queue.drain(false)
       expect(written).toEqual(['a'])
@@ -236,7 +255,7 @@ describe('OrderedQueue', () => {
       const { queue, advance } = setup()
       await expect(queue.whenEmpty()).resolves.toBeUndefined()
       const a = line('a', true)
-      queue.push(a)
+      queue.push(a, ticks.now())
       let empty = false
       const done = queue.whenEmpty().then(() => {
         empty = true
@@ -250,8 +269,8 @@ describe('OrderedQueue', () => {
 
     it('forEach() visits the lines still queued, in order', () => {
       const { queue } = setup()
-      queue.push(line('a', true))
-      queue.push(line('b'))
+      queue.push(line('a', true), ticks.now())
+      queue.push(line('b'), ticks.now())
       const ids: string[] = []
       queue.forEach((l) => {
         ids.push(l.id)

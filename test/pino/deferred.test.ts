@@ -3,7 +3,7 @@ import pino from 'pino'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { createRequestStore } from '../../src/context/request-store.js'
 import { defineContextFields, defineEnricher, type Fields, type Pipeline } from '../../src/index.js'
-import { type Deferred, deferred } from '../helpers/deferred.js'
+import { type Deferred, deferred, manualClock } from '../helpers/deferred.js'
 import { trackPipelines } from '../helpers/pipelines.js'
 import { sink } from '../helpers/sink.js'
 
@@ -172,6 +172,34 @@ describe('a log call made while a deferred line is written', () => {
     await vi.advanceTimersByTimeAsync(0)
     expect(() => log?.info('after')).not.toThrow()
     expect(out.lines().map((l) => l.msg)).toEqual(['first', 'second', 'nested', 'after'])
+  })
+})
+
+describe('the deadline of a line that waits', () => {
+  it('counts from the log call: a compute whose synchronous start takes 8 ms leaves the line 2 ms of its 10', async () => {
+    const clock = manualClock()
+    const enricher = defineEnricher({
+      name: 'user',
+      key: (ctx) => ctx.record.user as string | undefined,
+      // A client set up on its first request (an agent, a pool) before the first await; then no answer.
+      compute: (_id: string, _ctx, { signal }) => {
+        clock.advance(8)
+        return new Promise<Fields>((_resolve, reject) => signal.addEventListener('abort', () => reject(signal.reason)))
+      },
+    })
+    const p = pipeline({ clock, deadlineMs: 10, enrichers: [enricher] })
+    const out = sink()
+    const log = pino(p.pinoOptions({ mode: 'deferred' }), out)
+    log.info({ user: 'u1' }, 'first request')
+    const advance = async (ms: number): Promise<void> => {
+      clock.advance(ms)
+      await vi.advanceTimersByTimeAsync(ms)
+    }
+    await advance(1)
+    expect(out.lines()).toEqual([])
+    await advance(1)
+    expect(out.lines().map((l) => [l.msg, l.enrich])).toEqual([['first request', { timeout: ['user'] }]])
+    expect(p.stats().records.maxAddedDelayMs).toBe(10)
   })
 })
 

@@ -9,7 +9,7 @@ import { defineContextFields, defineEnricher, type EnrichContext } from '../../s
 import enrichTransport, { EnrichToDestination } from '../../src/transport/index.js'
 import { LineEnricher, type Serializers } from '../../src/transport/line-enricher.js'
 import { runChild } from '../helpers/child.js'
-import { deferred } from '../helpers/deferred.js'
+import { deferred, manualClock } from '../helpers/deferred.js'
 import { duplicateKeys } from '../helpers/duplicate-keys.js'
 import { trackPipelines } from '../helpers/pipelines.js'
 import { sink } from '../helpers/sink.js'
@@ -748,6 +748,50 @@ describe('LineEnricher: serializers for the fields it adds', () => {
       ])
     })
   }
+})
+
+describe('the deadline of a line that waits, in the worker', () => {
+  afterEach(() => {
+    vi.useRealTimers()
+  })
+
+  it('counts from when the line was taken: a compute whose synchronous start takes 8 ms leaves the line 2 ms of its 10', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] })
+    const clock = manualClock()
+    const p = pipeline({
+      clock,
+      deadlineMs: 10,
+      enrichers: [
+        defineEnricher({
+          name: 'user',
+          key: (c) => c.record.uid as string,
+          // A client set up on its first request before the first await; then no answer.
+          compute: (_id: string, _c, { signal }) => {
+            clock.advance(8)
+            return new Promise<Record<string, unknown>>((_resolve, reject) =>
+              signal.addEventListener('abort', () => reject(signal.reason)),
+            )
+          },
+          timeoutMs: 60_000,
+        }),
+      ],
+    })
+    await p.ready()
+    const out: string[] = []
+    const lines = new LineEnricher(enrichmentOf(p), (text) => out.push(text))
+    lines.write('{"level":30,"time":1,"uid":"u1","msg":"first request"}\n', () => {})
+    const advance = async (ms: number): Promise<void> => {
+      clock.advance(ms)
+      await vi.advanceTimersByTimeAsync(ms)
+    }
+    await advance(1)
+    expect(out).toEqual([])
+    await advance(1)
+    expect(out.map((l) => JSON.parse(l))).toEqual([
+      { level: 30, time: 1, enrich: { timeout: ['user'] }, uid: 'u1', msg: 'first request' },
+    ])
+    expect(p.stats().records.maxAddedDelayMs).toBe(10)
+  })
 })
 
 describe('a backlog of megabytes handed over in one chunk', () => {
