@@ -130,6 +130,8 @@ export class Enrichment implements QueueHost<Line> {
     const now = this.clock.now()
     const globals = this.globals
     if (now >= globals.nextCheck) globals.prepare()
+    // The deadline counts from here: gathering runs each compute it starts up to its first await.
+    const since = this.ticks.now()
     const line = new Line(full, now, this.deadlineMs)
     this.collect.gather(line)
     const finish = (): Fields => {
@@ -143,10 +145,13 @@ export class Enrichment implements QueueHost<Line> {
     }
     if (line.waiting === undefined) return Promise.resolve(finish())
     return new Promise<Fields>((resolve) => {
-      const timer = setTimeout(() => {
-        this.collect.timeOut(line)
-        resolve(finish())
-      }, this.deadlineMs)
+      const timer = setTimeout(
+        () => {
+          this.collect.timeOut(line)
+          resolve(finish())
+        },
+        Math.max(0, since + this.deadlineMs - this.ticks.now()),
+      )
       // Not unref'd: an awaited enrich() resolves by deadlineMs even when nothing else is alive.
       line.onReady = () => {
         clearTimeout(timer)

@@ -7,7 +7,7 @@ import {
   type PipelineEvent,
   registerEnricher,
 } from '../../src/index.js'
-import { deferred } from '../helpers/deferred.js'
+import { deferred, manualClock } from '../helpers/deferred.js'
 import { trackPipelines } from '../helpers/pipelines.js'
 
 const { pipeline, closePipelines } = trackPipelines()
@@ -155,6 +155,33 @@ describe('keyed enrichers', () => {
     const s = p.stats()
     expect(s.records.timedOut).toBe(1)
     expect(s.enrichers.find((e) => e.name === 'slow')?.lineTimeouts).toBe(1)
+  })
+
+  it('enrich() counts its deadline from the call: a compute whose synchronous start takes 8 ms leaves it 2 ms of its 10', async () => {
+    const clock = manualClock()
+    const p = pipeline({ clock, deadlineMs: 10 })
+    p.register(
+      defineEnricher({
+        name: 'slow',
+        key: () => 'k',
+        compute: () => {
+          clock.advance(8)
+          return new Promise<Fields>(() => {})
+        },
+      }),
+    )
+    let result: Fields | undefined
+    void p.enrich({}).then((r) => {
+      result = r
+    })
+    const advance = async (ms: number): Promise<void> => {
+      clock.advance(ms)
+      await vi.advanceTimersByTimeAsync(ms)
+    }
+    await advance(1)
+    expect(result).toBeUndefined()
+    await advance(1)
+    expect(result).toEqual({ enrich: { timeout: ['slow'] } })
   })
 
   it('records a failing enricher as an error and serves its fallback', async () => {
