@@ -128,7 +128,17 @@ export class OrderedQueue<T extends QueuedLine> implements ActiveQueue {
       this.#items[this.#head++] = undefined
       this.#emit(oldest)
     }
-    this.#items.push(item)
+    const items = this.#items
+    // A line logged while this one was gathered (from a getter in its record,
+    // say) is queued ahead of it with a later deadline; written in order, it
+    // is written by this one's.
+    for (let i = items.length - 1; i >= this.#head; i--) {
+      const ahead = items[i] as T
+      if (ahead.deadline <= item.deadline) break
+      ahead.deadline = item.deadline
+      if (i === this.#head) this.#timerFor = undefined
+    }
+    items.push(item)
     if (!this.#active) {
       this.#active = true
       this.#onActive?.(true)

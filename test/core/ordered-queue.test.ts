@@ -163,6 +163,22 @@ describe('OrderedQueue', () => {
       expect(host.counters.maxAddedDelayMs).toBe(DEADLINE_MS)
     })
 
+    it('writes a line queued ahead of an earlier-taken one by the earlier deadline: order kept, neither late', async () => {
+      const { queue, written, advance } = setup()
+      const takenA = ticks.now()
+      ticks.advance(8)
+      // B is logged while A is gathered (a getter in A's record), so it is pushed first.
+      const b = line('b', true)
+      queue.push(b, ticks.now())
+      const a = line('a', true)
+      queue.push(a, takenA)
+      expect(b.deadline).toBe(takenA + DEADLINE_MS)
+      await advance(DEADLINE_MS - 8 - 1)
+      expect(written).toEqual([])
+      await advance(1)
+      expect(written).toEqual(['b (timed out)', 'a (timed out)'])
+    })
+
     it('beyond maxPending writes the oldest line early, timed out, still in order', () => {
       const { queue, written } = setup({ maxPending: 2 })
       queue.push(line('a', true), ticks.now())

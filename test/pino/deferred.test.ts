@@ -201,6 +201,40 @@ describe('the deadline of a line that waits', () => {
     expect(out.lines().map((l) => [l.msg, l.enrich])).toEqual([['first request', { timeout: ['user'] }]])
     expect(p.stats().records.maxAddedDelayMs).toBe(10)
   })
+
+  it("a line logged from a getter of a waiting line's record is queued ahead of it and written by that line's deadline", async () => {
+    const clock = manualClock()
+    const enricher = defineEnricher({
+      name: 'user',
+      key: (ctx) => ctx.record.user as string | undefined,
+      compute: (id: string, _ctx, { signal }) => {
+        if (id === 'u1') clock.advance(8)
+        return new Promise<Fields>((_resolve, reject) => signal.addEventListener('abort', () => reject(signal.reason)))
+      },
+    })
+    const p = pipeline({ clock, deadlineMs: 10, enrichers: [enricher] })
+    const out = sink()
+    const log = pino(p.pinoOptions({ mode: 'deferred' }), out)
+    log.info(
+      {
+        user: 'u1',
+        get extra() {
+          log.info({ user: 'u2' }, 'from the getter')
+          return 1
+        },
+      },
+      'outer',
+    )
+    const advance = async (ms: number): Promise<void> => {
+      clock.advance(ms)
+      await vi.advanceTimersByTimeAsync(ms)
+    }
+    await advance(1)
+    expect(out.lines()).toEqual([])
+    await advance(1)
+    expect(out.lines().map((l) => l.msg)).toEqual(['from the getter', 'outer'])
+    expect(p.stats().records.maxAddedDelayMs).toBe(10)
+  })
 })
 
 describe('a destination that logs every line it is handed', () => {
