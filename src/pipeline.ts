@@ -4,11 +4,12 @@ import { type ContextHelpers, type ContextSource, createContext, type RequestCon
 import { deferEnrichment, Enrichment, type EnrichmentSettings } from './core/enrichment.js'
 import type { ReadyResult } from './core/globals.js'
 import { formatMetrics, type PipelineStats, statsOf } from './core/metrics.js'
-import type { PipelineEvent } from './core/registry.js'
+import { CORE_KEYS, type PipelineEvent } from './core/registry.js'
 import { type HandleSignalsOptions, handleSignals } from './core/signals.js'
 import type { AnyEnricher, EnrichContext, Fields } from './enricher.js'
 import type { Disposer, EventSource } from './events.js'
 import { buildPinoOptions, type EnrichPinoOptions } from './pino/options.js'
+import { UNSAFE_KEYS } from './util/keys.js'
 import { checkMs } from './util/validate.js'
 
 export type { ReadyResult } from './core/globals.js'
@@ -92,6 +93,13 @@ export class Pipeline {
     }
     if (typeof o.errorKey !== 'string' || o.errorKey.length === 0) {
       throw new TypeError(`errorKey must be a non-empty string, received ${String(o.errorKey)}`)
+    }
+    // Written beside pino's own keys, one of them would appear twice in the line (and
+    // JSON readers keep the last); on an object, `__proto__` would set its prototype.
+    if (CORE_KEYS.includes(o.errorKey) || UNSAFE_KEYS.has(o.errorKey)) {
+      throw new TypeError(
+        `errorKey must not be one of pino's own keys (${CORE_KEYS.join(', ')}) or ${Array.from(UNSAFE_KEYS).join(', ')}, received ${JSON.stringify(o.errorKey)}`,
+      )
     }
     this.deadlineMs = o.deadlineMs
     this.errorKey = o.errorKey

@@ -60,5 +60,15 @@ export function buildPinoOptions(e: Enrichment, input: EnrichPinoOptions = {}): 
   if (mode !== PinoMode.Snapshot && mode !== PinoMode.Deferred) {
     throw new TypeError(`mode must be 'snapshot', 'deferred' or 'transport', received ${JSON.stringify(mode)}`)
   }
+  checkErrorKey(e.errorKey, user)
   return snapshotOptions(e, user, mode === PinoMode.Deferred)
+}
+
+/** The pipeline's problems key must not be the logger's message key: the line would hold it twice, and readers keep one. */
+function checkErrorKey(errorKey: string, user: LoggerOptions): void {
+  if ((user.messageKey ?? 'msg') === errorKey) {
+    throw new TypeError(
+      `the pipeline's errorKey ${JSON.stringify(errorKey)} is this logger's messageKey too; give one of them another name`,
+    )
+  }
 }

@@ -514,3 +514,32 @@ describe('a system time that steps', () => {
     expect(out.lines()[0]?.enrich).toBeUndefined()
   })
 })
+
+describe("the pipeline's errorKey and the logger's own keys", () => {
+  for (const mode of ['snapshot', 'deferred'] as const) {
+    it(`${mode}: pinoOptions() refuses an errorKey that is the logger's messageKey, and a line under another has each key once`, async () => {
+      expect(() => pipeline({ errorKey: 'message' }).pinoOptions({ mode, messageKey: 'message' })).toThrow(
+        /errorKey "message" is this logger's messageKey too/,
+      )
+      const p = pipeline({ errorKey: 'problems', deadlineMs: 5 })
+      p.register(
+        defineEnricher({
+          name: 'user',
+          key: () => 'k',
+          compute: () => {
+            throw new Error('down')
+          },
+        }),
+      )
+      const out = sink()
+      const log = pino(p.pinoOptions({ mode, messageKey: 'text' }), out)
+      log.error(new Error('boom'), 'failed')
+      await vi.advanceTimersByTimeAsync(10)
+      await p.flush()
+      const [line] = out.chunks
+      expect(line?.match(/"problems":/g)).toHaveLength(1)
+      expect(line?.match(/"err":/g)).toHaveLength(1)
+      expect(line?.match(/"text":/g)).toHaveLength(1)
+    })
+  }
+})

@@ -51,6 +51,16 @@ describe('registration', () => {
     expect(() => defineEnricher({ name: 'x', key: () => 'k', refreshMs: 10, compute: () => ({}) })).toThrow(TypeError)
   })
 
+  it("rejects an errorKey pino writes itself or that is an object's own, which would corrupt the line", () => {
+    for (const errorKey of ['level', 'time', 'msg', 'pid', 'hostname', '__proto__', 'constructor', 'prototype']) {
+      expect(() => createPipeline({ errorKey }), errorKey).toThrow(
+        new RegExp(`errorKey must not be one of pino's own keys .* received "${errorKey}"`),
+      )
+    }
+    // A key of the application's own is fine.
+    expect(() => createPipeline({ errorKey: 'problems' }).close()).not.toThrow()
+  })
+
   it('registerEnricher registers into the shared defaultPipeline', async () => {
     const off = registerEnricher(defineEnricher({ name: 'shared-test', compute: () => ({ shared: true }) }))
     try {
