@@ -150,7 +150,8 @@ export class Enrichment implements QueueHost<Line> {
           this.collect.timeOut(line)
           resolve(finish())
         },
-        Math.max(0, since + this.deadlineMs - this.ticks.now()),
+        // At most deadlineMs: a clock that stepped back during the gather must not stretch it.
+        Math.min(this.deadlineMs, Math.max(0, since + this.deadlineMs - this.ticks.now())),
       )
       // Not unref'd: an awaited enrich() resolves by deadlineMs even when nothing else is alive.
       line.onReady = () => {

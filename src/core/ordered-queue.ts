@@ -119,7 +119,10 @@ export class OrderedQueue<T extends QueuedLine> implements ActiveQueue {
   }
 
   /** Queues a line that waits, or that has lines ahead of it. */
-  #enqueue(item: T, start: number): void {
+  #enqueue(item: T, since: number): void {
+    // Not later than now: a clock that stepped back during the gather must not stretch the wait.
+    const now = this.#ticks.now()
+    const start = since < now ? since : now
     item.start = start
     item.deadline = start + this.#deadlineMs
     if (this.size >= this.#maxPending && !this.#writing) {
@@ -134,7 +137,8 @@ export class OrderedQueue<T extends QueuedLine> implements ActiveQueue {
     // is written by this one's.
     for (let i = items.length - 1; i >= this.#head; i--) {
       const ahead = items[i] as T
-      if (ahead.deadline <= item.deadline) break
+      // Negated, so that a deadline that is NaN (a clock that returned it) lowers none.
+      if (!(ahead.deadline > item.deadline)) break
       ahead.deadline = item.deadline
       if (i === this.#head) this.#timerFor = undefined
     }

@@ -179,6 +179,27 @@ describe('OrderedQueue', () => {
       expect(written).toEqual(['b (timed out)', 'a (timed out)'])
     })
 
+    it('never waits more than its deadline from the push: a clock that stepped back during the gather, or a since that is NaN', async () => {
+      const { queue, written, advance } = setup()
+      const waiting = line('waiting', true)
+      queue.push(waiting, ticks.now())
+      await advance(2)
+      const taken = ticks.now()
+      // The clock steps back an hour while the next line is gathered.
+      ticks.advance(-3_600_000)
+      const stepped = line('stepped', true)
+      queue.push(stepped, taken)
+      expect(stepped.deadline).toBe(ticks.now() + DEADLINE_MS)
+      const odd = line('odd', true)
+      queue.push(odd, Number.NaN)
+      expect(odd.deadline).toBe(ticks.now() + DEADLINE_MS)
+      // The line ahead is neither cut short nor held for the hour: it waits a deadline from the step.
+      expect(waiting.deadline).toBe(ticks.now() + DEADLINE_MS)
+      expect(written).toEqual([])
+      await advance(DEADLINE_MS)
+      expect(written).toEqual(['waiting (timed out)', 'stepped (timed out)', 'odd (timed out)'])
+    })
+
     it('beyond maxPending writes the oldest line early, timed out, still in order', () => {
       const { queue, written } = setup({ maxPending: 2 })
       queue.push(line('a', true), ticks.now())

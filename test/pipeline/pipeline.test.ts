@@ -194,6 +194,27 @@ describe('keyed enrichers', () => {
     expect(result).toEqual({ enrich: { timeout: ['slow'] } })
   })
 
+  it('enrich() resolves by deadlineMs when the clock steps back an hour during its gather', async () => {
+    const clock = manualClock()
+    const p = pipeline({ clock, deadlineMs: 10 })
+    p.register(
+      defineEnricher({
+        name: 'slow',
+        key: () => 'k',
+        compute: () => {
+          clock.advance(-3_600_000)
+          return new Promise<Fields>(() => {})
+        },
+      }),
+    )
+    let result: Fields | undefined
+    void p.enrich({}).then((r) => {
+      result = r
+    })
+    await vi.advanceTimersByTimeAsync(10)
+    expect(result).toEqual({ enrich: { timeout: ['slow'] } })
+  })
+
   it('records a failing enricher as an error and serves its fallback', async () => {
     const p = pipeline()
     p.register(
