@@ -3,7 +3,7 @@ import pino from 'pino'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { createRequestStore } from '../../src/context/request-store.js'
 import { defineContextFields, defineEnricher, type Fields, type Pipeline } from '../../src/index.js'
-import { type Deferred, deferred, manualClock } from '../helpers/deferred.js'
+import { advanceBoth, type Deferred, deferred, manualClock, slowStart } from '../helpers/deferred.js'
 import { trackPipelines } from '../helpers/pipelines.js'
 import { sink } from '../helpers/sink.js'
 
@@ -181,23 +181,15 @@ describe('the deadline of a line that waits', () => {
     const enricher = defineEnricher({
       name: 'user',
       key: (ctx) => ctx.record.user as string | undefined,
-      // A client set up on its first request (an agent, a pool) before the first await; then no answer.
-      compute: (_id: string, _ctx, { signal }) => {
-        clock.advance(8)
-        return new Promise<Fields>((_resolve, reject) => signal.addEventListener('abort', () => reject(signal.reason)))
-      },
+      compute: slowStart<Fields>(clock, 8),
     })
     const p = pipeline({ clock, deadlineMs: 10, enrichers: [enricher] })
     const out = sink()
     const log = pino(p.pinoOptions({ mode: 'deferred' }), out)
     log.info({ user: 'u1' }, 'first request')
-    const advance = async (ms: number): Promise<void> => {
-      clock.advance(ms)
-      await vi.advanceTimersByTimeAsync(ms)
-    }
-    await advance(1)
+    await advanceBoth(clock, 1)
     expect(out.lines()).toEqual([])
-    await advance(1)
+    await advanceBoth(clock, 1)
     expect(out.lines().map((l) => [l.msg, l.enrich])).toEqual([['first request', { timeout: ['user'] }]])
     expect(p.stats().records.maxAddedDelayMs).toBe(10)
   })
@@ -207,10 +199,8 @@ describe('the deadline of a line that waits', () => {
     const enricher = defineEnricher({
       name: 'user',
       key: (ctx) => ctx.record.user as string | undefined,
-      compute: (id: string, _ctx, { signal }) => {
-        if (id === 'u1') clock.advance(8)
-        return new Promise<Fields>((_resolve, reject) => signal.addEventListener('abort', () => reject(signal.reason)))
-      },
+      // Only u1's starts slowly: the line logged from the getter is gathered at once.
+      compute: (id: string, ctx, opts) => slowStart<Fields>(clock, id === 'u1' ? 8 : 0)(id, ctx, opts),
     })
     const p = pipeline({ clock, deadlineMs: 10, enrichers: [enricher] })
     const out = sink()
@@ -225,13 +215,9 @@ describe('the deadline of a line that waits', () => {
       },
       'outer',
     )
-    const advance = async (ms: number): Promise<void> => {
-      clock.advance(ms)
-      await vi.advanceTimersByTimeAsync(ms)
-    }
-    await advance(1)
+    await advanceBoth(clock, 1)
     expect(out.lines()).toEqual([])
-    await advance(1)
+    await advanceBoth(clock, 1)
     expect(out.lines().map((l) => l.msg)).toEqual(['from the getter', 'outer'])
     expect(p.stats().records.maxAddedDelayMs).toBe(10)
   })

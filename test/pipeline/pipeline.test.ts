@@ -7,7 +7,7 @@ import {
   type PipelineEvent,
   registerEnricher,
 } from '../../src/index.js'
-import { deferred, manualClock } from '../helpers/deferred.js'
+import { advanceBoth, deferred, manualClock, slowStart } from '../helpers/deferred.js'
 import { trackPipelines } from '../helpers/pipelines.js'
 
 const { pipeline, closePipelines } = trackPipelines()
@@ -174,23 +174,16 @@ describe('keyed enrichers', () => {
       defineEnricher({
         name: 'slow',
         key: () => 'k',
-        compute: () => {
-          clock.advance(8)
-          return new Promise<Fields>(() => {})
-        },
+        compute: slowStart<Fields>(clock, 8),
       }),
     )
     let result: Fields | undefined
     void p.enrich({}).then((r) => {
       result = r
     })
-    const advance = async (ms: number): Promise<void> => {
-      clock.advance(ms)
-      await vi.advanceTimersByTimeAsync(ms)
-    }
-    await advance(1)
+    await advanceBoth(clock, 1)
     expect(result).toBeUndefined()
-    await advance(1)
+    await advanceBoth(clock, 1)
     expect(result).toEqual({ enrich: { timeout: ['slow'] } })
   })
 
@@ -201,10 +194,7 @@ describe('keyed enrichers', () => {
       defineEnricher({
         name: 'slow',
         key: () => 'k',
-        compute: () => {
-          clock.advance(-3_600_000)
-          return new Promise<Fields>(() => {})
-        },
+        compute: slowStart<Fields>(clock, -3_600_000),
       }),
     )
     let result: Fields | undefined

@@ -9,7 +9,7 @@ import { defineContextFields, defineEnricher, type EnrichContext } from '../../s
 import enrichTransport, { EnrichToDestination } from '../../src/transport/index.js'
 import { LineEnricher, type Serializers } from '../../src/transport/line-enricher.js'
 import { runChild } from '../helpers/child.js'
-import { deferred, manualClock } from '../helpers/deferred.js'
+import { advanceBoth, deferred, manualClock, slowStart } from '../helpers/deferred.js'
 import { duplicateKeys } from '../helpers/duplicate-keys.js'
 import { trackPipelines } from '../helpers/pipelines.js'
 import { sink } from '../helpers/sink.js'
@@ -765,13 +765,7 @@ describe('the deadline of a line that waits, in the worker', () => {
         defineEnricher({
           name: 'user',
           key: (c) => c.record.uid as string,
-          // A client set up on its first request before the first await; then no answer.
-          compute: (_id: string, _c, { signal }) => {
-            clock.advance(8)
-            return new Promise<Record<string, unknown>>((_resolve, reject) =>
-              signal.addEventListener('abort', () => reject(signal.reason)),
-            )
-          },
+          compute: slowStart<Record<string, unknown>>(clock, 8),
           timeoutMs: 60_000,
         }),
       ],
@@ -780,13 +774,9 @@ describe('the deadline of a line that waits, in the worker', () => {
     const out: string[] = []
     const lines = new LineEnricher(enrichmentOf(p), (text) => out.push(text))
     lines.write('{"level":30,"time":1,"uid":"u1","msg":"first request"}\n', () => {})
-    const advance = async (ms: number): Promise<void> => {
-      clock.advance(ms)
-      await vi.advanceTimersByTimeAsync(ms)
-    }
-    await advance(1)
+    await advanceBoth(clock, 1)
     expect(out).toEqual([])
-    await advance(1)
+    await advanceBoth(clock, 1)
     expect(out.map((l) => JSON.parse(l))).toEqual([
       { level: 30, time: 1, enrich: { timeout: ['user'] }, uid: 'u1', msg: 'first request' },
     ])
