@@ -269,13 +269,17 @@ describe.concurrent('shutdown and data loss (real child processes, every destina
       const closeMs = o.res?.closeMs as number
       const timeoutMs = o.res?.closeTimeoutMs as number
       const transportCloseMs = o.res?.transportCloseMs as number | null
+      const workerCloseMs = o.res?.workerCloseMs as number | null
       const stall = o.res?.loopDelayMaxMs as number
+      const workerStall = (o.res?.workerLoopDelayMaxMs as number | null) ?? 0
       figures(ctx, {
         row: rowName(dest, mode),
         closeMs,
         closeTimeoutMs: timeoutMs,
         transportCloseMs,
+        workerCloseMs,
         loopDelayMaxMs: stall,
+        workerLoopDelayMaxMs: workerStall,
       })
       expect(o.r.code).toBe(0)
       expect(o.r.stderr).toBe('')
@@ -286,11 +290,18 @@ describe.concurrent('shutdown and data loss (real child processes, every destina
       // them (522 ms against 478 in a run on Node 22 at load average 6). A close that waited
       // on the hung compute would miss this by seconds.
       expect(closeMs).toBeLessThan(timeoutMs + 400 + stall)
-      // The worker's own close waits closeTimeoutMs for its hung enricher, then writes its
-      // lines, ends pino/file and exits its thread: that teardown (60-100 ms measured on a quiet
-      // machine, 310 ms in a CI run at load average 7) is on top, and the worker's own stalls
-      // are not in `stall`, which the main thread measures.
-      if (dest === 'enrich-transport') expect(transportCloseMs as number).toBeLessThan(timeoutMs + 500 + stall)
+      if (dest === 'enrich-transport') {
+        // The worker was started before this was timed. From end() here to the worker's pipeline
+        // closed (its enricher's dispose()): its wait of closeTimeoutMs for the hung enricher, the
+        // 1,000 lines read and written as they are (330-355 ms in all, quiet or beside three CPU
+        // hogs), and the stalls of both threads. A worker that waited for the lines' 2 s deadline
+        // or for the hung compute would miss it.
+        expect(workerCloseMs).not.toBeNull()
+        expect(workerCloseMs as number).toBeLessThan(timeoutMs + 400 + stall + workerStall)
+        // Then pino/file ends and the thread exits: thread-stream's teardown, 5-150 ms here.
+        expect(o.res?.closedInTime).toBe(true)
+        expect(transportCloseMs as number).toBeLessThan(timeoutMs + 500 + stall + workerStall)
+      }
       expectComplete(o, 1_000, dest)
     },
   )
