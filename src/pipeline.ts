@@ -10,7 +10,7 @@ import type { AnyEnricher, EnrichContext, Fields } from './enricher.js'
 import type { Disposer, EventSource } from './events.js'
 import { buildPinoOptions, type EnrichPinoOptions } from './pino/options.js'
 import { UNSAFE_KEYS } from './util/keys.js'
-import { checkMs } from './util/validate.js'
+import { checkMs, definedOnly } from './util/validate.js'
 
 export type { ReadyResult } from './core/globals.js'
 export type { EnricherStats, PipelineStats } from './core/metrics.js'
@@ -83,7 +83,7 @@ export class Pipeline {
 
   /** @throws RangeError or TypeError for bad options, quoting the value. */
   constructor(options: PipelineOptions = {}) {
-    const o = { ...PIPELINE_DEFAULTS, ...options }
+    const o = { ...PIPELINE_DEFAULTS, ...definedOnly(options) }
     for (const k of ['deadlineMs', 'timeoutMs', 'closeTimeoutMs'] as const) checkMs(k, o[k], 1)
     for (const k of ['maxFieldBytes', 'maxKeyLength', 'maxPending'] as const) {
       const v = o[k]

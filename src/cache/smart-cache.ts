@@ -12,7 +12,7 @@ import { isThenableOrThrow } from '../util/async.js'
 import { coarseClock } from '../util/coarse-clock.js'
 import { noop } from '../util/constants.js'
 import { storedKey } from '../util/keys.js'
-import { checkInteger, checkMs } from '../util/validate.js'
+import { checkInteger, checkMs, definedOnly } from '../util/validate.js'
 import {
   classify,
   type Entry,
@@ -929,12 +929,6 @@ const PREALLOCATED_MAX = 65_536
 function checkCallOptions(options: ComputeOptions): void {
   if (options.ttlMs !== undefined) checkInteger('ttlMs', options.ttlMs, 0)
   if (options.timeoutMs !== undefined) checkMs('timeoutMs', options.timeoutMs, 1)
-}
-
-function definedOnly<T extends object>(o: T): Partial<T> {
-  const out: Partial<T> = {}
-  for (const [k, v] of Object.entries(o)) if (v !== undefined) (out as Record<string, unknown>)[k] = v
-  return out
 }
 
 export { BREAKER_DEFAULTS }

@@ -23,3 +23,13 @@ export function checkInteger(name: string, value: unknown, min: number, max = Nu
 export function checkMs(name: string, value: unknown, min = 0): void {
   checkInteger(name, value, min, MAX_TIMER_MS)
 }
+
+/**
+ * The entries of an options object whose value is not `undefined`: an option
+ * given as `undefined` (a config value left unset) takes its default.
+ */
+export function definedOnly<T extends object>(o: T): Partial<T> {
+  const out: Partial<T> = {}
+  for (const [k, v] of Object.entries(o)) if (v !== undefined) (out as Record<string, unknown>)[k] = v
+  return out
+}

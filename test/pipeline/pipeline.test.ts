@@ -51,6 +51,19 @@ describe('registration', () => {
     expect(() => defineEnricher({ name: 'x', key: () => 'k', refreshMs: 10, compute: () => ({}) })).toThrow(TypeError)
   })
 
+  it('takes an option given as undefined as not given, as SmartCache does (a config value left unset)', () => {
+    const keys = ['deadlineMs', 'timeoutMs', 'errorKey', 'closeTimeoutMs', 'maxFieldBytes', 'maxKeyLength', 'maxPending']
+    for (const k of keys) {
+      const p = pipeline({ [k]: undefined })
+      expect(p.deadlineMs, k).toBe(10)
+      expect(p.errorKey, k).toBe('enrich')
+      expect(p.closeTimeoutMs, k).toBe(2_000)
+      expect(p.maxPending, k).toBe(10_000)
+    }
+    // null is a value, and not a number.
+    expect(() => createPipeline({ maxPending: null as unknown as number })).toThrow(/maxPending .* received null/)
+  })
+
   it("rejects an errorKey pino writes itself or that is an object's own, which would corrupt the line", () => {
     for (const errorKey of ['level', 'time', 'msg', 'pid', 'hostname', '__proto__', 'constructor', 'prototype']) {
       expect(() => createPipeline({ errorKey }), errorKey).toThrow(
