@@ -83,7 +83,7 @@ export class Pipeline {
 
   /** @throws RangeError or TypeError for bad options, quoting the value. */
   constructor(options: PipelineOptions = {}) {
-    const o = { ...PIPELINE_DEFAULTS, ...definedOnly(options) }
+    const o = { ...PIPELINE_DEFAULTS, ...definedOnly(options, 'createPipeline') }
     for (const k of ['deadlineMs', 'timeoutMs', 'closeTimeoutMs'] as const) checkMs(k, o[k], 1)
     for (const k of ['maxFieldBytes', 'maxKeyLength', 'maxPending'] as const) {
       const v = o[k]

@@ -278,7 +278,7 @@ export class SmartCache<V> {
 
   /** @throws RangeError for a negative, fractional or non-numeric bound. */
   constructor(options: SmartCacheOptions = {}) {
-    const o = { ...CACHE_DEFAULTS, ...definedOnly(options) }
+    const o = { ...CACHE_DEFAULTS, ...definedOnly(options, 'SmartCache') }
     this.name = o.name
     for (const [k, min] of [
       ['max', 1],

@@ -27,8 +27,12 @@ export function checkMs(name: string, value: unknown, min = 0): void {
 /**
  * The entries of an options object whose value is not `undefined`: an option
  * given as `undefined` (a config value left unset) takes its default.
+ * @throws TypeError quoting `o` when it is not an object (null, an array, a number)
  */
-export function definedOnly<T extends object>(o: T): Partial<T> {
+export function definedOnly<T extends object>(o: T, what: string): Partial<T> {
+  if (typeof o !== 'object' || o === null || Array.isArray(o)) {
+    throw new TypeError(`${what} expects an options object, received ${Array.isArray(o) ? 'an array' : String(o)}`)
+  }
   const out: Partial<T> = {}
   for (const [k, v] of Object.entries(o)) if (v !== undefined) (out as Record<string, unknown>)[k] = v
   return out

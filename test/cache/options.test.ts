@@ -42,6 +42,14 @@ describe('SmartCache options', () => {
     expect(cache.stats().totalEntries).toBe(1_000)
   })
 
+  it('refuses options that are not an object with a TypeError quoting them', () => {
+    expect(() => new SmartCache(null as never)).toThrow(
+      new TypeError('SmartCache expects an options object, received null'),
+    )
+    expect(() => new SmartCache(5 as never)).toThrow(new TypeError('SmartCache expects an options object, received 5'))
+    expect(() => new SmartCache([] as never)).toThrow(/received an array/)
+  })
+
   it('uses its name in stats', () => {
     expect(new SmartCache<string>({ name: 'geo' }).stats().name).toBe('geo')
   })

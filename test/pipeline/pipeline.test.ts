@@ -62,6 +62,10 @@ describe('registration', () => {
     }
     // null is a value, and not a number.
     expect(() => createPipeline({ maxPending: null as unknown as number })).toThrow(/maxPending .* received null/)
+    for (const bad of [null, 5, 'x', []]) {
+      expect(() => createPipeline(bad as never), String(bad)).toThrow(TypeError)
+      expect(() => createPipeline(bad as never), String(bad)).toThrow(/createPipeline expects an options object/)
+    }
   })
 
   it("rejects an errorKey pino writes itself or that is an object's own, which would corrupt the line", () => {
