@@ -7,6 +7,7 @@ import {
   type PipelineEvent,
   registerEnricher,
 } from '../../src/index.js'
+import { PIPELINE_DEFAULTS } from '../../src/pipeline.js'
 import { advanceBoth, deferred, manualClock, slowStart } from '../helpers/deferred.js'
 import { trackPipelines } from '../helpers/pipelines.js'
 
@@ -52,8 +53,7 @@ describe('registration', () => {
   })
 
   it('takes an option given as undefined as not given, as SmartCache does (a config value left unset)', () => {
-    const keys = ['deadlineMs', 'timeoutMs', 'errorKey', 'closeTimeoutMs', 'maxFieldBytes', 'maxKeyLength', 'maxPending']
-    for (const k of keys) {
+    for (const k of Object.keys(PIPELINE_DEFAULTS)) {
       const p = pipeline({ [k]: undefined })
       expect(p.deadlineMs, k).toBe(10)
       expect(p.errorKey, k).toBe('enrich')
